@@ -1,0 +1,3 @@
+from thead.cli import main
+
+main()

@@ -1,0 +1,272 @@
+"""Streaming video decode/encode through ffmpeg pipes.
+
+Frames are ``uint8`` arrays of shape ``(H, W, 3)`` in RGB order. Decoding streams one frame at a time, so a
+video is never held in memory whole. Encoding writes H.264 mp4 (yuv420p) to a temporary name and renames it
+into place only when the encoder finished cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from thead.errors import InputError
+from thead.io.ffmpeg import ffmpeg_exe, ffprobe_exe
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds. ``num_frames`` is counted from packets when ffprobe exists, else estimated."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float  # seconds
+    has_audio: bool
+    codec: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _parse_rate(text: str) -> float:
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den) if float(den) else 0.0
+    return float(text or 0.0)
+
+
+def _probe_ffprobe(path: Path, exe: str) -> VideoInfo:
+    cmd = [exe, "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise InputError(path, f"not a readable video ({_last_line(res.stderr) or 'ffprobe failed'})")
+    data = json.loads(res.stdout or "{}")
+    streams = data.get("streams", [])
+    video = [s for s in streams if s.get("codec_type") == "video"]
+    if not video:
+        raise InputError(path, "no video stream")
+    v = video[0]
+    width, height = int(v.get("width", 0)), int(v.get("height", 0))
+    rotation = 0
+    for side in v.get("side_data_list", []) or []:
+        if "rotation" in side:
+            rotation = int(side["rotation"])
+    rotation = int(v.get("tags", {}).get("rotate", rotation))
+    if abs(rotation) % 180 == 90:
+        width, height = height, width
+    fps = _parse_rate(v.get("avg_frame_rate", "0/0")) or _parse_rate(v.get("r_frame_rate", "0/0"))
+    duration = float(v.get("duration") or data.get("format", {}).get("duration") or 0.0)
+    n = v.get("nb_read_packets") or v.get("nb_frames")
+    num_frames = int(n) if n not in (None, "N/A") else int(round(duration * fps))
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    if width <= 0 or height <= 0:
+        raise InputError(path, "video stream has no frame size")
+    return VideoInfo(width, height, fps or 25.0, num_frames, duration, has_audio, v.get("codec_name", ""))
+
+
+_DUR_RE = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VID_RE = re.compile(r"Stream #\S+.*?Video:\s*(\w+).*?(\d{2,5})x(\d{2,5})")
+_FPS_RE = re.compile(r"([\d.]+)\s*fps")
+
+
+def _probe_ffmpeg_banner(path: Path) -> VideoInfo:
+    """Fallback when only an ffmpeg binary exists (imageio-ffmpeg): parse ``ffmpeg -i`` output."""
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    text = res.stderr
+    m = _VID_RE.search(text)
+    if not m:
+        raise InputError(path, f"not a readable video ({_last_line(text) or 'no video stream'})")
+    codec, width, height = m.group(1), int(m.group(2)), int(m.group(3))
+    video_line = text[m.start() : text.find("\n", m.start())]
+    fm = _FPS_RE.search(video_line)
+    fps = float(fm.group(1)) if fm else 25.0
+    dm = _DUR_RE.search(text)
+    duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else 0.0
+    has_audio = re.search(r"Stream #\S+.*?Audio:", text) is not None
+    return VideoInfo(width, height, fps, int(round(duration * fps)), duration, has_audio, codec)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read size, fps, frame count, duration and audio presence of a video file.
+
+    Raises ``InputError`` when the file is missing or not a readable video.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    exe = ffprobe_exe()
+    return _probe_ffprobe(path, exe) if exe else _probe_ffmpeg_banner(path)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def iter_frames(
+    path: str | Path,
+    info: VideoInfo | None = None,
+    max_frames: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the frames of a video one by one as uint8 (H, W, 3) RGB arrays.
+
+    Raises ``InputError`` if ffmpeg fails before the first frame, or reports a decode error (a truncated or
+    corrupt file) that cost frames.
+    """
+    path = Path(path)
+    info = info or probe_video(path)
+    w, h = info.width, info.height
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0"]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=w * h * 3 * 2)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read().decode("utf8", "replace")))
+    reader.daemon = True
+    reader.start()
+    nbytes = w * h * 3
+    count = 0
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                break
+            count += 1
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    finally:
+        if proc.poll() is None:
+            proc.stdout.close()
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+    stderr = errors[0] if errors else ""
+    if count == 0:
+        raise InputError(path, f"no frames decoded ({_last_line(stderr) or 'empty video'})")
+    if proc.returncode != 0 and (max_frames is None or count < max_frames):
+        raise InputError(path, f"decode failed after {count} frames ({_last_line(stderr)})")
+    expected = info.num_frames if max_frames is None else min(max_frames, info.num_frames)
+    if stderr.strip() and count < expected - 1:
+        raise InputError(path, f"truncated or corrupt: decoded {count} of {expected} frames ({_last_line(stderr)})")
+
+
+def read_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames of a (short) video as one uint8 array (T, H, W, 3). Prefer ``iter_frames`` for long clips."""
+    return np.stack(list(iter_frames(path, max_frames=max_frames)))
+
+
+class VideoWriter:
+    """Encode RGB frames to an H.264 mp4 (yuv420p) through an ffmpeg pipe.
+
+    The file appears at ``path`` only after ``close()`` succeeds; until then it is written under a temporary
+    name in the same folder, so a crash never leaves a truncated file where a finished one is expected.
+    ``audio_from``: a media file whose first audio stream is copied into the output (cut to the video length).
+
+    >>> with VideoWriter("out.mp4", fps=25) as w:   # doctest: +SKIP
+    ...     w.write(frame)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        crf: int = 18,
+        audio_from: str | Path | None = None,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.crf = int(crf)
+        self.audio_from = Path(audio_from) if audio_from else None
+        self.preset = preset
+        self.tmp_path = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}-{id(self)}{self.path.suffix}")
+        self._proc: subprocess.Popen | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+
+    def _start(self, h: int, w: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [ffmpeg_exe(), "-v", "error", "-y", "-nostdin", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{w}x{h}", "-r", f"{self.fps:.6g}", "-i", "-"]
+        if self.audio_from is not None:
+            cmd += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k",
+                    "-shortest"]
+        if w % 2 or h % 2:
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        cmd += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart", "-f", "mp4", str(self.tmp_path)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._size = (h, w)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one uint8 (H, W, 3) RGB frame; every frame must have the first frame's size."""
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) frame, got {frame.shape}")
+        if self._proc is None:
+            self._start(frame.shape[0], frame.shape[1])
+        elif frame.shape[:2] != self._size:
+            raise ValueError(f"frame size {frame.shape[:2]} differs from the first frame's {self._size}")
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(frame.tobytes())
+        except BrokenPipeError as exc:
+            err = self._proc.stderr.read().decode("utf8", "replace") if self._proc.stderr else ""
+            raise OSError(f"{self.path}: encoder stopped ({_last_line(err)})") from exc
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish encoding and move the file into place."""
+        if self._proc is None:
+            raise ValueError(f"{self.path}: no frames were written")
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        self._proc.stdin.close()
+        err = self._proc.stderr.read().decode("utf8", "replace")
+        if self._proc.wait() != 0:
+            self.abort()
+            raise OSError(f"{self.path}: encoding failed ({_last_line(err)})")
+        os.replace(self.tmp_path, self.path)
+        self._proc = None
+
+    def abort(self) -> None:
+        """Stop the encoder and delete the temporary file."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_png_sequence(frames: Iterable[np.ndarray], folder: str | Path, pattern: str = "{:06d}.png") -> int:
+    """Write frames as numbered PNGs into ``folder``; returns the number written."""
+    from thead.io.image import write_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i, frame in enumerate(frames):
+        write_image(folder / pattern.format(i), frame)
+        n += 1
+    return n
