@@ -68,8 +68,10 @@ def _probe_ffprobe(path: Path, exe: str) -> VideoInfo:
         width, height = height, width
     fps = _parse_rate(v.get("avg_frame_rate", "0/0")) or _parse_rate(v.get("r_frame_rate", "0/0"))
     duration = float(v.get("duration") or data.get("format", {}).get("duration") or 0.0)
-    n = v.get("nb_read_packets") or v.get("nb_frames")
-    num_frames = int(n) if n not in (None, "N/A") else int(round(duration * fps))
+    read, header = v.get("nb_read_packets"), v.get("nb_frames")
+    num_frames = int(read) if read not in (None, "N/A") else int(round(duration * fps))
+    if header not in (None, "N/A") and int(header) > 0 and num_frames < int(header) - 1:
+        raise InputError(path, f"truncated: {num_frames} of {header} frames present")
     has_audio = any(s.get("codec_type") == "audio" for s in streams)
     if width <= 0 or height <= 0:
         raise InputError(path, "video stream has no frame size")

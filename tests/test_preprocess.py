@@ -1,0 +1,267 @@
+"""`thead preprocess`: tracking and cropping a synthetic moving face, bad input, the cache, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from thead.cache import read_meta
+from thead.cli import app
+from thead.face import topology as mp_idx
+from thead.face.crop import ffhq_transforms, transform_points
+from thead.face.geometry import box_iou, landmark_box
+from thead.io import probe_video, read_frames, read_image, write_image
+from thead.pipeline.batch import InputItem, collect_inputs
+from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+
+from conftest import moving_face_frames, write_video
+
+runner = CliRunner()
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts[..., :2] @ m[:, :2].T + m[:, 2]
+
+
+@pytest.fixture(scope="module")
+def vox_result(tmp_path_factory, moving_face_video):
+    path, mats, frames = moving_face_video
+    work = tmp_path_factory.mktemp("work")
+    res = preprocess_item(InputItem(path, "moving"), work, PreprocessParams(protocol="vox", size=256))
+    assert res.status == "done", res.message
+    return load_preprocess(work / "moving" / "preprocess"), mats, frames
+
+
+def test_landmarks_follow_known_motion(vox_result):
+    pre, mats, _ = vox_result
+    assert pre.detected.all() and pre.landmarks.shape == (30, 478, 3)
+    # Landmarks of frame t equal frame 0's moved by the known similarity (up to detector noise).
+    first = pre.landmarks[0]
+    rel = np.linalg.inv(np.vstack([mats[0], [0, 0, 1]]))
+    errs = []
+    for t in range(len(mats)):
+        m = (np.vstack([mats[t], [0, 0, 1]]) @ rel)[:2]
+        errs.append(np.linalg.norm(_apply(m, first) - pre.landmarks[t, :, :2], axis=1).mean())
+    iod = np.linalg.norm(first[mp_idx.RIGHT_IRIS[0], :2] - first[mp_idx.LEFT_IRIS[0], :2])
+    assert np.mean(errs) < 0.05 * iod, (np.mean(errs), iod)
+
+
+def test_landmarks_land_on_the_face(vox_result, astronaut):
+    """Eye centres fall on the astronaut's eyes: dark iris pixels at the detected iris centres."""
+    pre, _, frames = vox_result
+    for t in (0, 15, 29):
+        grey = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY).astype(float)
+        for iris in (mp_idx.RIGHT_IRIS[0], mp_idx.LEFT_IRIS[0]):
+            x, y = pre.landmarks[t, iris, :2].round().astype(int)
+            assert grey[y - 1 : y + 2, x - 1 : x + 2].mean() < grey.mean() - 20
+
+
+def test_vox_crop_is_one_still_box(vox_result):
+    pre, _, _ = vox_result
+    # The face drifts far (IoU with the first box falls to 0.24), so FOMM's rule starts a second segment;
+    # within a segment the box does not move.
+    assert pre.meta["segments"] == 2 and pre.segment[0] == 0 and pre.segment[-1] == 1
+    for s in (0, 1):
+        rows = pre.transforms[pre.segment == s]
+        assert np.allclose(rows, rows[0])
+    boxes = landmark_box(pre.landmarks)
+    first_of_second = int(np.argmax(pre.segment == 1))
+    assert box_iou(boxes[first_of_second], boxes[0]) < 0.25
+    assert (box_iou(boxes[:first_of_second], boxes[0]) >= 0.25).all()
+    inside = (pre.crop_landmarks[..., :2] > 0) & (pre.crop_landmarks[..., :2] < 256)
+    assert inside.all()
+    crops = read_frames(pre.crop_path)
+    assert crops.shape == (30, 256, 256, 3)
+    assert probe_video(pre.crop_path).has_audio
+    # The stored landmarks agree with the stored transforms.
+    assert np.allclose(transform_points(pre.landmarks, pre.transforms)[..., :2], pre.crop_landmarks[..., :2],
+                       atol=1e-3)
+
+
+def test_ffhq_alignment_cancels_the_motion(tmp_path, moving_face_video):
+    path, _, _ = moving_face_video
+    res = preprocess_item(InputItem(path, "m"), tmp_path, PreprocessParams(protocol="ffhq", size=256))
+    assert res.status == "done", res.message
+    pre = load_preprocess(tmp_path / "m" / "preprocess")
+    # In aligned crops the eyes stay put although the face moves, rotates and grows in the frame.
+    eyes = pre.crop_landmarks[:, [mp_idx.RIGHT_IRIS[0], mp_idx.LEFT_IRIS[0]], :2]
+    # (the face is ~60 px wide in the frame and ~4x enlarged in the crop: 8 crop px = 2 frame px)
+    assert np.abs(eyes - eyes.mean(0)).max() < 8.0
+    spread_orig = np.ptp(pre.landmarks[:, mp_idx.NOSE_TIP, :2], axis=0).max()
+    assert spread_orig > 20  # ... while in the original frames they moved a lot
+    # Eyes horizontal and level in the crop.
+    assert np.abs(eyes[:, 0, 1] - eyes[:, 1, 1]).max() < 3
+
+
+def test_ffhq_smoothing_removes_jitter_without_lag():
+    rng = np.random.default_rng(0)
+    base = np.zeros((60, 478, 3), np.float32)
+    canon = rng.uniform(100, 200, (478, 3)).astype(np.float32)
+    canon[mp_idx.RIGHT_EYE, :2] = [120, 120]
+    canon[mp_idx.LEFT_EYE, :2] = [180, 120]
+    canon[mp_idx.MOUTH_CORNERS, :2] = [[130, 190], [170, 190]]
+    motion = np.linspace(0, 40, 60)  # steady drift to the right
+    for t in range(60):
+        base[t] = canon
+        base[t, :, 0] += motion[t]
+    noisy = base + rng.normal(0, 1.5, base.shape).astype(np.float32)
+    valid = np.ones(60, bool)
+    raw = ffhq_transforms(noisy, valid, 256, smooth_sigma=0)
+    smooth = ffhq_transforms(noisy, valid, 256, smooth_sigma=2.0)
+    truth = ffhq_transforms(base, valid, 256, smooth_sigma=0)
+    jitter = lambda t: np.abs(np.diff(t[:, :, 2], 2, axis=0)).mean()  # noqa: E731
+    assert jitter(smooth) < 0.3 * jitter(raw)
+    lag = np.abs(smooth[10:-10, :, 2] - truth[10:-10, :, 2]).mean()
+    assert lag < np.abs(raw[10:-10, :, 2] - truth[10:-10, :, 2]).mean()
+
+
+def test_image_and_ffhq_image(tmp_path, astronaut):
+    img = tmp_path / "astro.jpg"
+    write_image(img, astronaut)
+    for protocol in ("vox", "ffhq"):
+        res = preprocess_item(InputItem(img, f"a_{protocol}"), tmp_path, PreprocessParams(protocol=protocol))
+        assert res.status == "done", res.message
+        pre = load_preprocess(tmp_path / f"a_{protocol}" / "preprocess")
+        assert read_image(pre.crop_path).shape == (256, 256, 3)
+        assert pre.meta["kind"] == "image" and pre.landmarks.shape == (1, 478, 3)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, astronaut):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    frames, _ = moving_face_frames(astronaut, num=20)
+    good = write_video(folder / "good_src.mp4", frames)
+    data = good.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    good.rename(folder / "good.mp4")
+    write_video(folder / "noface.mp4", [np.full((128, 128, 3), 90 + 5 * i, np.uint8) for i in range(10)])
+    small = cv2.resize(astronaut, (256, 256))
+    write_image(folder / "twofaces.png", np.concatenate([small, small[:, ::-1]], axis=1))
+    return folder
+
+
+def test_batch_reports_each_bad_input_and_finishes_the_rest(tmp_path, bad_inputs):
+    work = tmp_path / "work"
+    result = runner.invoke(app, ["preprocess", str(bad_inputs), str(tmp_path / "missing.mp4"), "-o", str(work),
+                                 "--json"])
+    assert result.exit_code == 1
+    rows = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.strip().splitlines())}
+    assert rows["good.mp4"]["status"] == "done"
+    assert rows["missing.mp4"]["status"] == "failed" and "file not found" in rows["missing.mp4"]["message"]
+    reasons = {name: rows[name]["message"] for name in ("corrupt.mp4", "truncated.mp4", "noface.mp4",
+                                                        "twofaces.png")}
+    assert all(rows[n]["status"] == "failed" for n in reasons)
+    assert "no face found" in reasons["noface.mp4"]
+    assert "2 faces found" in reasons["twofaces.png"]
+    assert "truncated" in reasons["truncated.mp4"]
+    for name, msg in reasons.items():
+        assert name in msg and "\n" not in msg  # one line naming the file
+    assert "4 failed" in result.stderr.replace("5 failed", "4 failed")
+    assert "failures:" in result.stderr and "noface.mp4" in result.stderr
+    # The failed items left nothing a later stage would trust.
+    for name in ("corrupt", "truncated", "noface", "twofaces"):
+        assert read_meta(work / name / "preprocess") is None
+
+
+def test_two_faces_with_face_index(tmp_path, bad_inputs):
+    res = runner.invoke(app, ["preprocess", str(bad_inputs / "twofaces.png"), "-o", str(tmp_path), "--face-index",
+                              "1"])
+    assert res.exit_code == 0, res.stderr
+    pre = load_preprocess(tmp_path / "twofaces" / "preprocess")
+    assert pre.landmarks[0, :, 0].mean() > 256  # the right-hand face
+
+
+def test_empty_directory_and_stdin_list(tmp_path, moving_face_video):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["preprocess", str(empty), "-o", str(tmp_path / "w")])
+    assert res.exit_code == 1 and "no usable files" in res.stderr
+    path = moving_face_video[0]
+    items, failures = collect_inputs(["-"], {".mp4"}, stdin=io.StringIO(f"# list\n{path}\n\n{path.parent}\n"))
+    assert not failures and [i.path for i in items] == [path, path]
+    assert items[0].item_id != items[1].item_id
+    res = runner.invoke(app, ["preprocess", "-", "-o", str(tmp_path / "w2"), "--json"], input=f"{path}\n")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "done"
+
+
+def test_cache_skip_redo_and_force(tmp_path, moving_face_video):
+    path = moving_face_video[0]
+    args = ["preprocess", str(path), "-o", str(tmp_path), "--json"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    assert first["status"] == "done"
+    meta_before = read_meta(tmp_path / "moving" / "preprocess")
+    assert json.loads(runner.invoke(app, args).stdout)["status"] == "skipped"
+    assert read_meta(tmp_path / "moving" / "preprocess") == meta_before
+    assert json.loads(runner.invoke(app, args + ["--size", "512"]).stdout)["status"] == "done"
+    assert load_preprocess(tmp_path / "moving" / "preprocess").meta["crop_size"] == 512
+    assert json.loads(runner.invoke(app, args + ["--size", "512", "--force"]).stdout)["status"] == "done"
+    assert json.loads(runner.invoke(app, args + ["--size", "512", "--png"]).stdout)["status"] == "done"
+    assert len(list((tmp_path / "moving" / "preprocess" / "frames").glob("*.png"))) == 30
+
+
+def test_crash_midway_keeps_the_old_result(tmp_path, moving_face_video, monkeypatch):
+    path = moving_face_video[0]
+    item = InputItem(path, "moving")
+    assert preprocess_item(item, tmp_path, PreprocessParams()).status == "done"
+    before = read_meta(tmp_path / "moving" / "preprocess")
+    import thead.pipeline.preprocess as stage
+
+    calls = {"n": 0}
+    real = stage.crop_frame
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise RuntimeError("simulated crash")
+        return real(*a, **k)
+
+    monkeypatch.setattr(stage, "crop_frame", failing)
+    with pytest.raises(RuntimeError):
+        preprocess_item(item, tmp_path, PreprocessParams(size=512))
+    assert read_meta(tmp_path / "moving" / "preprocess") == before
+    assert [p.name for p in (tmp_path / "moving").iterdir()] == ["preprocess"]
+
+
+def test_killed_process_leaves_no_trusted_partial_output(tmp_path, astronaut):
+    """SIGKILL while the crop video is being written: nothing is trusted, and a rerun completes."""
+    frames, _ = moving_face_frames(astronaut, num=150, size=320)
+    video = write_video(tmp_path / "long.mp4", frames)
+    work = tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, "-m", "thead", "preprocess", str(video), "-o", str(work), "--png"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if list(work.glob("long/.preprocess.tmp-*/frames/*.png")):
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_meta(work / "long" / "preprocess") is None
+    res = runner.invoke(app, ["preprocess", str(video), "-o", str(work), "--json"])
+    assert json.loads(res.stdout)["status"] == "done"
+    assert load_preprocess(work / "long" / "preprocess").meta["num_frames"] == 150
+
+
+@pytest.mark.shared_data
+def test_real_clips(shared_data, tmp_path):
+    res = runner.invoke(app, ["preprocess", str(shared_data / "videos" / "d0.mp4"), str(shared_data / "images"),
+                              "-o", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.stderr
+    pre = load_preprocess(tmp_path / "d0" / "preprocess")
+    assert pre.detected.all() and pre.meta["num_frames"] == 78
+    for name in ("s0", "s1", "s5", "s6", "s11", "happy", "art_0", "people_0"):
+        assert load_preprocess(tmp_path / name / "preprocess").landmarks.shape == (1, 478, 3)

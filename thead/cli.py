@@ -1,0 +1,38 @@
+"""The `thead` command line: one Typer app, one module per subcommand in ``thead.commands``."""
+
+from __future__ import annotations
+
+import typer
+
+import thead
+from thead.commands.preprocess import preprocess
+
+app = typer.Typer(
+    name="thead",
+    help="Talking heads from one photo: preprocess -> fit-3dmm -> reenact / edit -> evaluate. "
+    "Every command takes files or directories, skips work whose cache is current, and exits non-zero "
+    "when any item failed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"thead {thead.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Talking heads from one photo."""
+
+
+app.command("preprocess")(preprocess)
+
+
+def main() -> None:
+    app()

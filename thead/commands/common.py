@@ -1,0 +1,106 @@
+"""What every batch command shares: progress bars, the summary table, JSON lines, the exit code."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from thead.pipeline.batch import InputItem, ItemResult, run_item
+
+ItemStage = Callable[[InputItem, Callable[[int, int], None]], ItemResult]
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def run_batch(
+    title: str,
+    items: Sequence[InputItem],
+    stage: ItemStage,
+    failures: Sequence[ItemResult] = (),
+    json_lines: bool = False,
+) -> list[ItemResult]:
+    """Run ``stage(item, progress)`` over ``items`` with rich progress on stderr; print JSON lines on stdout."""
+    console = stderr_console()
+    results: list[ItemResult] = list(failures)
+    for res in failures:
+        console.print(f"[red]error[/red] {res.message}")
+        if json_lines:
+            print(json.dumps(res.to_json()), flush=True)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not items) as progress:
+        overall = progress.add_task(title, total=len(items))
+        current = progress.add_task("", total=1, visible=False)
+        for item in items:
+            progress.update(current, description=item.item_id, completed=0, total=1, visible=True)
+
+            def report(done: int, total: int) -> None:
+                progress.update(current, completed=done, total=max(total, 1))
+
+            res = run_item(item, lambda it: stage(it, report))
+            results.append(res)
+            if res.failed:
+                console.print(f"[red]error[/red] {res.message}")
+            for w in res.warnings:
+                console.print(f"[yellow]warning[/yellow] {item.path}: {w}")
+            if json_lines:
+                print(json.dumps(res.to_json()), flush=True)
+            progress.advance(overall)
+        progress.update(current, visible=False)
+    return results
+
+
+def print_summary(title: str, results: Sequence[ItemResult]) -> None:
+    """A table of items (status, time, output) and a failure list, on stderr."""
+    console = stderr_console()
+    if not results:
+        console.print(f"{title}: nothing to do")
+        return
+    table = Table(title=title, show_lines=False)
+    for col in ("item", "status", "seconds", "output / reason"):
+        table.add_column(col, overflow="fold")
+    colour = {"done": "green", "skipped": "cyan", "failed": "red"}
+    for r in results:
+        detail = r.message if r.failed else (r.output or "")
+        table.add_row(r.item or r.input, f"[{colour.get(r.status, 'white')}]{r.status}", f"{r.seconds:.1f}", detail)
+    console.print(table)
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    console.print(f"{counts['done']} done, {counts['skipped']} skipped (cache current), {counts['failed']} failed")
+    if counts["failed"]:
+        console.print("[red]failures:[/red]")
+        for r in results:
+            if r.failed:
+                console.print(f"  {r.message}")
+
+
+def exit_code(results: Sequence[ItemResult]) -> int:
+    """0 when nothing failed, 1 otherwise."""
+    return 1 if any(r.failed for r in results) else 0
+
+
+def finish(title: str, results: Sequence[ItemResult]) -> None:
+    print_summary(title, results)
+    raise typer.Exit(exit_code(results))
+
+
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """"x0,y0,x1,y1" pixels -> tuple; None passes through."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if len(parts) != 4:
+        raise typer.BadParameter("expected four numbers x0,y0,x1,y1 (pixels)")
+    try:
+        x0, y0, x1, y1 = (float(p) for p in parts)
+    except ValueError as exc:
+        raise typer.BadParameter("expected four numbers x0,y0,x1,y1 (pixels)") from exc
+    if x1 <= x0 or y1 <= y0:
+        raise typer.BadParameter("box needs x1 > x0 and y1 > y0")
+    return (x0, y0, x1, y1)
+

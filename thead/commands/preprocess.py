@@ -1,0 +1,65 @@
+"""`thead preprocess`: detect, track and crop/align faces in videos and photos into a work directory."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from thead.commands.common import finish, parse_box, run_batch
+from thead.face.crop import VOX_ENLARGE
+from thead.pipeline.batch import collect_inputs
+from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams, preprocess_item
+
+
+class Protocol(str, Enum):
+    vox = "vox"
+    ffhq = "ffhq"
+
+
+class Backend(str, Enum):
+    mediapipe = "mediapipe"
+    face_alignment = "face-alignment"
+
+
+def preprocess(
+    inputs: List[str] = typer.Argument(..., help="Videos, images, directories (searched recursively), or - to "
+                                       "read paths from stdin."),
+    output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for the stage caches."),
+    protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol: vox (one box per clip/segment) or ffhq "
+                                      "(per-frame eye/mouth alignment, smoothed)."),
+    size: int = typer.Option(256, help="Crop size in pixels: 256 or 512."),
+    landmarks: Backend = typer.Option(Backend.mediapipe, help="Landmark backend: mediapipe (478 points, ships with "
+                                      "the package) or face-alignment (68-point FAN; weights must be on disk)."),
+    face_index: Optional[int] = typer.Option(None, help="Follow the N-th face from the left (0-based) where several "
+                                             "are present."),
+    face_box: Optional[str] = typer.Option(None, help="Follow the face nearest this box x0,y0,x1,y1 (pixels of the "
+                                           "first frame)."),
+    max_gap: float = typer.Option(0.25, help="Interpolate landmarks over lost stretches up to this many seconds; "
+                                  "longer ones are reported."),
+    smooth: float = typer.Option(2.0, help="ffhq: temporal smoothing of the alignment, Gaussian sigma in frames "
+                                 "(0 = off)."),
+    enlarge: float = typer.Option(VOX_ENLARGE, help="vox: square side over the larger side of the union landmark "
+                                  "box."),
+    crf: int = typer.Option(18, help="H.264 quality of the crop video (lower is better; 18 is visually lossless)."),
+    png: bool = typer.Option(False, "--png", help="Also write the crops as a PNG sequence (frames/)."),
+    force: bool = typer.Option(False, "--force", help="Redo items whose cache is current."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),
+) -> None:
+    """Detect, track and crop/align one face per input into WORKDIR/<item>/preprocess.
+
+    Writes the cropped video (with audio) or image, landmarks in crop and original coordinates, the crop
+    transforms and meta.json. Items whose cache is current are skipped.
+    """
+    if size not in (256, 512):
+        raise typer.BadParameter("--size must be 256 or 512", param_hint="--size")
+    params = PreprocessParams(protocol=protocol.value, size=size, landmarks=landmarks.value, face_index=face_index,
+                              face_box=parse_box(face_box), max_gap=max_gap, smooth_sigma=smooth, enlarge=enlarge,
+                              crf=crf, png=png)
+    items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
+    results = run_batch("preprocess", items, lambda item, report: preprocess_item(item, output, params, force,
+                                                                                     report),
+                        failures, json_lines)
+    finish("thead preprocess", results)

@@ -1,0 +1,217 @@
+"""Landmark backends.
+
+``MediaPipeLandmarker`` (default): MediaPipe face mesh, 478 points (468 surface + 10 iris) with relative depth,
+models shipped inside the ``mediapipe==0.10.21`` wheel. ``FanLandmarker``: the 68-point FAN of the
+``face-alignment`` package, usable once its weights are on disk.
+
+Both return, per face, an array (N, 3) float32 in pixel coordinates of the frame: x right, y down, z relative
+depth in the same pixel scale (smaller = nearer the camera; 0 near the head centre for MediaPipe).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from thead.errors import MissingWeightsError
+from thead.face.geometry import box_iou, landmark_box
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class Landmarker(Protocol):
+    """What a landmark backend provides."""
+
+    num_points: int
+    format: str  # "mediapipe478" or "ibug68"
+
+    def find_faces(self, frame: np.ndarray) -> list[np.ndarray]:
+        """All faces in an RGB uint8 (H, W, 3) frame, each (num_points, 3) float32 pixels."""
+        ...
+
+    def track(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+        """The face of ``previous`` (num_points, 3) landmarks of the preceding frame, in this frame; None if lost."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Landmarker": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def _silence_absl() -> None:
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except Exception:  # pragma: no cover
+        pass
+
+
+def square_roi(box: np.ndarray, enlarge: float) -> tuple[float, float, float]:
+    """Square (x0, y0, side) pixels centred on a box (x0, y0, x1, y1), side = enlarge * the larger box side."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = enlarge * max(box[2] - box[0], box[3] - box[1], 1.0)
+    return cx - side / 2, cy - side / 2, side
+
+
+class MediaPipeLandmarker:
+    """MediaPipe face mesh with iris refinement (478 points), run on face-sized regions of the frame.
+
+    Finding faces: MediaPipe's full-range face detector gives boxes anywhere in the frame (small faces
+    included), then the mesh runs on a square region around each box. Tracking: the mesh runs in its video mode
+    on a square region that follows the previous frame's landmarks, so the face fills the mesh's input whatever
+    the frame size, and detection is skipped while the face is followed.
+    """
+
+    num_points = 478
+    format = "mediapipe478"
+    ROI_SIZE = 256  # pixels of the square region handed to the mesh
+    FIND_ENLARGE = 2.0  # region side over the detector box side
+    TRACK_ENLARGE = 1.6  # region side over the previous landmark box side
+
+    def __init__(self, min_confidence: float = 0.5, max_faces: int = 8) -> None:
+        _silence_absl()
+        import mediapipe as mp
+
+        self._mp = mp
+        self.max_faces = max_faces
+        self.min_confidence = min_confidence
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                   min_detection_confidence=min_confidence)
+        self._static = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                       refine_landmarks=True, min_detection_confidence=min_confidence)
+        self._video = None
+
+    def _mesh_in_roi(self, mesh, frame: np.ndarray, roi: tuple[float, float, float]) -> list[np.ndarray]:
+        x0, y0, side = roi
+        scale = self.ROI_SIZE / side
+        m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float64)
+        crop = cv2.warpAffine(frame, m, (self.ROI_SIZE, self.ROI_SIZE), flags=cv2.INTER_AREA if scale < 1
+                              else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        result = mesh.process(crop)
+        faces = []
+        for face in result.multi_face_landmarks or []:
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * self.ROI_SIZE
+            pts /= scale
+            pts[:, 0] += x0
+            pts[:, 1] += y0
+            faces.append(pts)
+        return faces
+
+    def find_faces(self, frame: np.ndarray) -> list[np.ndarray]:
+        h, w = frame.shape[:2]
+        frame = np.ascontiguousarray(frame)
+        detections = self._detector.process(frame).detections or []
+        faces: list[np.ndarray] = []
+        for det in sorted(detections, key=lambda d: -d.score[0])[: self.max_faces]:
+            r = det.location_data.relative_bounding_box
+            box = np.array([r.xmin * w, r.ymin * h, (r.xmin + r.width) * w, (r.ymin + r.height) * h])
+            found = self._mesh_in_roi(self._static, frame, square_roi(box, self.FIND_ENLARGE))
+            if found and not any(box_iou(landmark_box(found[0]), landmark_box(f)) > 0.5 for f in faces):
+                faces.append(found[0])
+        return faces
+
+    def track(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+        if self._video is None:
+            self._video = self._mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=self.min_confidence, min_tracking_confidence=0.5)
+        roi = square_roi(landmark_box(previous), self.TRACK_ENLARGE)
+        found = self._mesh_in_roi(self._video, np.ascontiguousarray(frame), roi)
+        return found[0] if found else None
+
+    def close(self) -> None:
+        for part in (self._detector, self._static, self._video):
+            if part is not None:
+                part.close()
+        self._video = None
+
+    def __enter__(self) -> "MediaPipeLandmarker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _torch_hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+class FanLandmarker:
+    """68-point FAN landmarks (``face-alignment`` package) with its S3FD detector; weights must be on disk.
+
+    Weights are looked up in the thead weights folder and in torch's hub checkpoint folder; when absent,
+    ``MissingWeightsError`` says which files to get and where to put them. Nothing is downloaded.
+    """
+
+    num_points = 68
+    format = "ibug68"
+
+    def __init__(self, device: str | None = None) -> None:
+        from thead.weights import require_weights
+
+        hub = _torch_hub_checkpoints()
+        fan = require_weights("fan-2d-68", extra_dirs=[hub])
+        sfd = require_weights("s3fd", extra_dirs=[hub])
+        try:
+            import face_alignment
+        except ImportError as exc:
+            raise MissingWeightsError(
+                "the face-alignment backend needs the 'face-alignment' package: pip install 'thead[fan]'"
+            ) from exc
+        import torch
+
+        # face-alignment looks for its files in <torch hub>/checkpoints; point it at a folder that links ours.
+        link_dir = Path(os.environ.get("THEAD_CACHE", Path.home() / ".cache" / "thead")) / "hub"
+        (link_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for src in (fan, sfd):
+            dst = link_dir / "checkpoints" / src.name
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+        torch.hub.set_dir(str(link_dir))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device,
+                                                face_detector="sfd")
+
+    def track(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+        faces = self.find_faces(frame)
+        if not faces:
+            return None
+        ious = [box_iou(landmark_box(f), landmark_box(previous)) for f in faces]
+        return faces[int(np.argmax(ious))] if max(ious) > 0.1 else None
+
+    def find_faces(self, frame: np.ndarray) -> list[np.ndarray]:
+        preds = self._fa.get_landmarks_from_image(frame) or []
+        faces = []
+        for p in preds:
+            pts = np.zeros((68, 3), np.float32)
+            pts[:, : p.shape[1]] = p[:, :3]
+            faces.append(pts)
+        return faces
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FanLandmarker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_landmarker(backend: str = "mediapipe") -> Landmarker:
+    """A landmark backend by name: ``"mediapipe"`` (default) or ``"face-alignment"``."""
+    if backend == "mediapipe":
+        return MediaPipeLandmarker()
+    if backend == "face-alignment":
+        return FanLandmarker()
+    raise ValueError(f"unknown landmark backend '{backend}' (choose mediapipe or face-alignment)")
