@@ -265,3 +265,23 @@ def test_real_clips(shared_data, tmp_path):
     assert pre.detected.all() and pre.meta["num_frames"] == 78
     for name in ("s0", "s1", "s5", "s6", "s11", "happy", "art_0", "people_0"):
         assert load_preprocess(tmp_path / name / "preprocess").landmarks.shape == (1, 478, 3)
+
+
+def test_fan_backend_without_weights_says_what_to_get(tmp_path, astronaut, monkeypatch):
+    monkeypatch.setenv("THEAD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    img = tmp_path / "a.png"
+    write_image(img, astronaut)
+    res = runner.invoke(app, ["preprocess", str(img), "-o", str(tmp_path / "w"), "--landmarks", "face-alignment",
+                              "--json"])
+    assert res.exit_code == 1
+    msg = json.loads(res.stdout)["message"]
+    assert "2DFAN4-cd938726ad.zip" in msg and str(tmp_path / "weights") in msg and "https://" in msg
+
+
+def test_weights_command_lists_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("THEAD_WEIGHTS", str(tmp_path))
+    (tmp_path / "s3fd-619a316812.pth").write_bytes(b"x")
+    res = runner.invoke(app, ["weights", "--json"])
+    rows = {r["name"]: r for r in map(json.loads, res.stdout.strip().splitlines())}
+    assert rows["s3fd"]["present"] and not rows["fan-2d-68"]["present"]

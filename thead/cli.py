@@ -6,6 +6,7 @@ import typer
 
 import thead
 from thead.commands.preprocess import preprocess
+from thead.commands.weights import weights
 
 app = typer.Typer(
     name="thead",
@@ -32,6 +33,7 @@ def _root(
 
 
 app.command("preprocess")(preprocess)
+app.command("weights")(weights)
 
 
 def main() -> None:
