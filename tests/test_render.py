@@ -1,0 +1,390 @@
+"""Tests of thead.render: rasteriser, mesh warp, dense flow, eye / mouth layers, paste-back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thead.face.topology import LIPS_INNER, MOUTH_CORNERS, mesh_triangles
+from thead.render import (
+    blend_flows,
+    closed_mesh_triangles,
+    crop_with_affine,
+    dense_backward_flow,
+    frames_to_tensor,
+    inner_mouth_mask,
+    interpolate,
+    iris_geometry,
+    mesh_warp_maps,
+    paste_back,
+    pixel_centres,
+    prepare_source,
+    rasterize,
+    render_head,
+    synthesize_mouth,
+    tensor_to_frames,
+    warp_image,
+)
+from thead.render.mesh_topology import boundary_vertices, lid_split_mesh, strip_triangulation
+
+S = 256
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def astro_face(astronaut):
+    """The astronaut cropped to a 256x256 face crop, with its 478 MediaPipe points (pixels, depth) in the crop."""
+    import cv2
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
+        res = fm.process(astronaut)
+    assert res.multi_face_landmarks, "mediapipe found no face in the astronaut"
+    H, W = astronaut.shape[:2]
+    pts = np.array([[p.x * W, p.y * H, p.z * W] for p in res.multi_face_landmarks[0].landmark])
+    centre = pts[:468, :2].mean(0)
+    side = int(round(2.2 * np.ptp(pts[:468, :2], axis=0).max()))
+    x0, y0 = int(round(centre[0] - side / 2)), int(round(centre[1] - side / 2))
+    x0, y0 = max(x0, 0), max(y0, 0)
+    scale = S / side
+    crop = cv2.resize(astronaut[y0:y0 + side, x0:x0 + side], (S, S), interpolation=cv2.INTER_AREA)
+    v = pts.copy()
+    v[:, 0] = (pts[:, 0] - x0) * scale
+    v[:, 1] = (pts[:, 1] - y0) * scale
+    v[:, 2] *= scale
+    return frames_to_tensor(crop), torch.tensor(v, dtype=torch.float32)[None]
+
+
+def _brute_force(verts: np.ndarray, tris: np.ndarray, H: int, W: int):
+    """Reference rasteriser: float64, every pixel against every triangle. Returns (ids, bary, margin, gap)."""
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5
+    p = np.stack([xs, ys], -1).reshape(-1, 2)
+    best = np.full(len(p), -1)
+    best_z = np.full(len(p), np.inf)
+    second_z = np.full(len(p), np.inf)
+    margin = np.full(len(p), np.inf)
+    for f, (a, b, c) in enumerate(tris):
+        v0, v1, v2 = verts[a], verts[b], verts[c]
+        den = (v1[0] - v0[0]) * (v2[1] - v0[1]) - (v2[0] - v0[0]) * (v1[1] - v0[1])
+        if abs(den) < 1e-9:
+            continue
+        w1 = ((p[:, 0] - v0[0]) * (v2[1] - v0[1]) - (v2[0] - v0[0]) * (p[:, 1] - v0[1])) / den
+        w2 = ((v1[0] - v0[0]) * (p[:, 1] - v0[1]) - (p[:, 0] - v0[0]) * (v1[1] - v0[1])) / den
+        w0 = 1 - w1 - w2
+        w = np.stack([w0, w1, w2], 1)
+        # Signed distance (pixels) to the nearest edge line: barycentric times the height over that edge.
+        lengths = np.array([np.linalg.norm(v2[:2] - v1[:2]), np.linalg.norm(v0[:2] - v2[:2]),
+                            np.linalg.norm(v1[:2] - v0[:2])])
+        margin = np.minimum(margin, np.abs((w * (abs(den) / lengths)).min(1)))
+        inside = (w >= 0).all(1)
+        z = w @ np.array([v0[2], v1[2], v2[2]])
+        closer = inside & (z < best_z)
+        second_z = np.where(closer, best_z, np.where(inside, np.minimum(second_z, z), second_z))
+        best_z = np.where(closer, z, best_z)
+        best = np.where(closer, f, best)
+    gap = np.where(np.isfinite(second_z), second_z - np.where(np.isfinite(best_z), best_z, 0), np.inf)
+    return best.reshape(H, W), margin.reshape(H, W), gap.reshape(H, W)
+
+
+# ----------------------------------------------------------------------------------------------- rasteriser
+def test_rasterize_matches_brute_force():
+    rng = np.random.default_rng(0)
+    H, W = 40, 48
+    for trial in range(4):
+        V, F = 24, 30
+        verts = np.concatenate([rng.uniform(-6, [W + 6, H + 6], size=(V, 2)), rng.uniform(0, 10, (V, 1))], 1)
+        tris = np.unique(np.sort([rng.choice(V, 3, replace=False) for _ in range(F)], axis=1), axis=0)
+        tris = np.concatenate([[[0, 0, 1]], tris])  # a degenerate triangle: must be skipped
+        frags = rasterize(torch.tensor(verts, dtype=torch.float64)[None], tris, H, W)
+        ref, margin, gap = _brute_force(verts, tris, H, W)
+        got = frags.tri_index[0].numpy()
+        clear = (margin > 1e-3) & (gap > 1e-3)  # away from edges and from depth ties
+        assert clear.mean() > 0.8
+        np.testing.assert_array_equal(got[clear], ref[clear])
+
+
+def test_z_test_picks_the_nearer_triangle_in_either_order():
+    verts = torch.tensor([[[2, 2, 5.0], [30, 4, 5.0], [10, 30, 5.0],
+                           [4, 3, 1.0], [28, 6, 1.0], [12, 28, 1.0]]])
+    for tris in ([[0, 1, 2], [3, 4, 5]], [[3, 4, 5], [0, 1, 2]]):
+        frags = rasterize(verts, np.array(tris), 32, 32)
+        near_id = tris.index([3, 4, 5])
+        assert frags.tri_index[0, 12, 12].item() == near_id
+        assert frags.depth[0, 12, 12].item() == pytest.approx(1.0)
+    # Nearer means smaller z even when it is negative.
+    verts2 = verts.clone()
+    verts2[0, 3:, 2] = -3.0
+    assert rasterize(verts2, np.array([[0, 1, 2], [3, 4, 5]]), 32, 32).tri_index[0, 12, 12].item() == 1
+
+
+def test_offscreen_degenerate_and_nan_triangles_are_skipped():
+    verts = torch.tensor([[[-50, -50, 0], [-40, -50, 0], [-45, -40, 0],  # off-screen
+                           [5, 5, 0], [5, 5, 0], [5, 5, 0],  # a point
+                           [1, 1, 0], [float("nan"), 3, 0], [3, 9, 0],  # NaN
+                           [0, 0, 0], [64, 0, 0], [0, 64, 0]]], dtype=torch.float32)  # covers the corner
+    frags = rasterize(verts, np.arange(12).reshape(4, 3), 16, 16)
+    ids = frags.tri_index[0]
+    assert set(ids.unique().tolist()) <= {-1, 3}
+    assert (ids[:8, :8] == 3).all()
+    assert torch.isinf(frags.depth[0][ids < 0]).all()
+
+
+def test_barycentrics_sum_to_one_and_interpolate_pixel_centres(astro_face):
+    _, v = astro_face
+    v = torch.cat([v, v + torch.tensor([3.3, -2.1, 0.5])], 0)  # a batch of 2
+    frags = rasterize(v, mesh_triangles(), S, S)
+    cov = frags.tri_index >= 0
+    assert cov.float().mean() > 0.1
+    bsum = frags.bary.sum(-1)[cov]
+    assert torch.allclose(bsum, torch.ones_like(bsum), atol=1e-5)
+    assert frags.bary[cov].min() > -1e-4
+    xy = interpolate(frags, v[..., :2])  # [B, 2, H, W]
+    centres = pixel_centres(S, S).unsqueeze(0).expand(2, -1, -1, -1)
+    err = (xy - centres).abs().amax(1)[cov]
+    assert err.max() < 1e-3
+
+
+def test_rasterize_batch_frames_are_independent(astro_face):
+    _, v = astro_face
+    tris = mesh_triangles()
+    a = rasterize(v, tris, S, S)
+    b = rasterize(torch.cat([v + torch.tensor([40.0, 0, 0]), v], 0), tris, S, S)
+    assert torch.equal(a.tri_index[0], b.tri_index[1])
+
+
+# ----------------------------------------------------------------------------------------------- topology
+def test_strip_triangulations_close_the_holes():
+    tris = closed_mesh_triangles()
+    assert len(tris) == len(mesh_triangles()) + 46
+    from thead.face.topology import FACE_OVAL
+    assert set(boundary_vertices(tris).tolist()) == set(FACE_OVAL.tolist())
+    split, edges = lid_split_mesh()
+    assert set(boundary_vertices(split).tolist()) == set(FACE_OVAL.tolist())
+    assert split.max() == 478 + len(edges) - 1
+    assert strip_triangulation(np.arange(8), 4).shape == (6, 3)
+
+
+# ----------------------------------------------------------------------------------------------- warps
+def test_identity_mesh_warp_reproduces_the_image(astro_face):
+    img, v = astro_face
+    maps = mesh_warp_maps(v, v, closed_mesh_triangles(), S, S)
+    out = warp_image(img, maps.grid)
+    inside = maps.mask[0, 0] > 0
+    err = (out - img).abs().amax(1)[0][inside]
+    assert inside.float().mean() > 0.1
+    assert err.max() < 1e-4
+    assert maps.flow.abs().max() < 1e-3
+
+
+def test_translation_moves_the_face_and_its_neighbourhood(astro_face):
+    img, v = astro_face
+    shift = torch.tensor([6.0, -4.0, 0.0])
+    dst = v + shift
+    maps = mesh_warp_maps(v, dst, closed_mesh_triangles(), S, S)
+    dense = dense_backward_flow(v, dst, S, S)
+    flow = blend_flows(maps.flow, maps.feather, dense)
+    out = warp_image(img, maps.grid)
+    # Inside the moved face: exactly the translated source.
+    inside = maps.mask[0, 0] > 0
+    expected = torch.roll(img, shifts=(-4, 6), dims=(2, 3))
+    assert (out - expected).abs().amax(1)[0][inside].max() < 1e-4
+    assert torch.allclose(flow[0, :, inside], -shift[:2].view(2, 1), atol=1e-3)
+    # Just outside the face the dense flow still translates (within 10%), then fades out.
+    ring = (maps.mask[0, 0] == 0) & (torch.nn.functional.max_pool2d(maps.mask, 9, 1, 4)[0, 0] > 0)
+    assert (flow[0, :, ring] + shift[:2].view(2, 1)).norm(dim=0).max() < 0.1 * shift[:2].norm()
+    combined = warp_image(img, (pixel_centres(S, S).unsqueeze(0) + flow).permute(0, 2, 3, 1)
+                          * torch.tensor([2.0 / S, 2.0 / S]) - 1.0)
+    assert (combined - expected).abs().amax(1)[0][ring].mean() < 0.03
+
+
+def test_dense_flow_is_continuous_and_fades_to_zero(astro_face):
+    _, v = astro_face
+    # A head turn: rotate the 3D points about a vertical axis behind the face.
+    th = np.deg2rad(10)
+    c = v[0, :468].mean(0)
+    pivot_z = c[2] + 0.55 * np.ptp(v[0, :468, 0].numpy())
+    x, z = v[..., 0] - c[0], v[..., 2] - pivot_z
+    dst = v.clone()
+    dst[..., 0] = c[0] + x * np.cos(th) + z * np.sin(th)
+    dst[..., 2] = pivot_z - x * np.sin(th) + z * np.cos(th)
+    maps = mesh_warp_maps(v, dst, closed_mesh_triangles(), S, S)
+    dense = dense_backward_flow(v, dst, S, S, falloff=0.6)
+    flow = blend_flows(maps.flow, maps.feather, dense)[0]
+    # Continuity across the face boundary and outside it (inside, the nose may legitimately occlude the cheek):
+    # no step between neighbouring pixels where the mesh weight is below 1/2 (tearing would be a big step).
+    outer = maps.feather[0, 0] < 0.5
+    dy = (flow[:, 1:, :] - flow[:, :-1, :]).abs().amax(0)[outer[1:, :] & outer[:-1, :]]
+    dx = (flow[:, :, 1:] - flow[:, :, :-1]).abs().amax(0)[outer[:, 1:] & outer[:, :-1]]
+    step = torch.maximum(dy.max(), dx.max())
+    motion = flow.abs().max()
+    assert motion > 5.0
+    assert step < 0.1 * motion and step < 1.0, (step, motion)
+    boundary = (maps.mask[0, 0] > 0) & (torch.nn.functional.max_pool2d(1 - maps.mask, 3, 1, 1)[0, 0] > 0)
+    assert maps.feather[0, 0][boundary].max() < 0.35
+    # Fades: exactly 0 on the image border and far from the face.
+    border = torch.cat([flow[:, 0], flow[:, -1], flow[:, :, 0], flow[:, :, -1]], 1)
+    assert border.abs().max() < 1e-6
+    d_face = torch.cdist(pixel_centres(S, S).view(2, -1).T, dst[0, :468, :2]).amin(1)
+    far = d_face.view(S, S) > 0.6 * np.ptp(dst[0, :468, :2].numpy(), axis=0).max() + 6
+    assert far.any() and flow[:, far].abs().max() < 0.05
+
+
+def test_render_head_identity_reproduces_the_source(astro_face):
+    img, v = astro_face
+    out = render_head(prepare_source(img, v), v).image
+    err = (out - img).abs().amax(1)[0]
+    face = rasterize(v, closed_mesh_triangles(), S, S).tri_index[0] >= 0
+    assert err[face].mean() < 0.01
+    assert err[~face].max() < 1e-3
+    frames = tensor_to_frames(out)
+    assert frames.dtype == np.uint8 and frames.shape == (1, S, S, 3)
+
+
+# ----------------------------------------------------------------------------------------------- layers
+def test_iris_moves_intact_with_gaze(astro_face):
+    img, v = astro_face
+    source = prepare_source(img, v)
+    shift = torch.tensor([3.0, 0.0])  # whole pixels: the moved iris is the same pixels, no resampling
+    dst = v.clone()
+    dst[0, 468:478, :2] += shift
+    out = render_head(source, dst).image
+    centres, radii = iris_geometry(v)
+    pix = pixel_centres(S, S)
+    for e in range(2):
+        c, r = centres[0, e], radii[0, e]
+        ring = (pix - c.view(2, 1, 1)).norm(dim=0) < 0.7 * r  # iris core in the source
+        ys, xs = torch.nonzero(ring, as_tuple=True)
+        src_vals = img[0, :, ys, xs]
+        # Sample the output at the shifted positions (bilinear; the shift is fractional).
+        grid = ((torch.stack([xs, ys], 1).float() + 0.5 + shift) * (2.0 / S) - 1.0).view(1, 1, -1, 2)
+        moved = torch.nn.functional.grid_sample(out, grid, align_corners=False)[0, :, 0]
+        stayed = out[0, :, ys, xs]
+        err_moved = (moved - src_vals).abs().mean()
+        err_stayed = (stayed - src_vals).abs().mean()
+        assert err_moved < 0.04, (e, err_moved)
+        assert err_moved < 0.5 * err_stayed, (e, err_moved, err_stayed)
+
+
+def test_closed_eye_shows_no_iris(astro_face):
+    img, v = astro_face
+    from thead.face.topology import LEFT_EYE, RIGHT_EYE
+    dst = v.clone()
+    for loop in (RIGHT_EYE, LEFT_EYE):
+        lower, upper = loop[1:8].copy(), loop[15:8:-1].copy()
+        dst[0, upper, 1] = dst[0, lower, 1] - 0.3
+    out = render_head(prepare_source(img, v), dst).image
+    centres, radii = iris_geometry(v)
+    lum_src, lum_out = [], []
+    for e in range(2):
+        c, r = centres[0, e], radii[0, e]
+        core = (pixel_centres(S, S) - c.view(2, 1, 1)).norm(dim=0) < 0.5 * r
+        lum_src.append(img[0, :, core].mean())
+        lum_out.append(out[0, :, core].mean())
+    # The dark iris is replaced by (brighter) lid skin.
+    assert min(lum_out) > max(lum_src) + 0.1
+
+
+def test_mouth_layer_fills_the_inner_lip_polygon(astro_face):
+    img, v = astro_face
+    fs = np.ptp(v[0, :468, 1].numpy())
+    dst = v.clone()
+    jaw = np.arange(468)[(v[0, :468, 1] > v[0, MOUTH_CORNERS, 1].mean() + 0.06 * fs).numpy()]
+    lower = torch.as_tensor(np.concatenate([LIPS_INNER[11:], jaw]))
+    dst[0, lower, 1] += 0.12 * fs
+    mask = inner_mouth_mask(dst, S, S)[0, 0] > 0
+    assert mask.sum() > 200
+    out = render_head(prepare_source(img, v), dst).image[0]
+    lum = (out * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    skin = (img[0] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    # Open mouth is mostly dark cavity (not skin-coloured), with some bright teeth.
+    assert lum[mask].median() < 0.5 * skin[rasterize(v, mesh_triangles(), S, S).tri_index[0] >= 0].median()
+    assert (lum[mask] > 0.6).float().mean() > 0.03
+    # Synthesised mouth: dark, reddish cavity in the middle; bright teeth just under the upper lip.
+    synth = synthesize_mouth(dst, S, S)[0]
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    mid = synth[:, ys, xs]
+    assert (mid[0] >= mid[2] - 1e-6).float().mean() > 0.9  # red >= blue: warm cavity, not grey or skin
+    up = dst[0, 13, :2]  # upper inner-lip centre
+    tooth = synth[:, int(up[1] + 2), int(up[0])]
+    assert tooth.mean() > 0.6
+
+
+def test_render_is_batched_and_handles_a_source_batch_of_one(astro_face):
+    img, v = astro_face
+    dst = v.repeat(3, 1, 1) + torch.tensor([[[0, 0, 0.0]], [[3, 1, 0.0]], [[-2, 2, 0.0]]])
+    out = render_head(prepare_source(img, v), dst)
+    assert out.image.shape == (3, 3, S, S) and torch.isfinite(out.image).all()
+    single = render_head(prepare_source(img, v), dst[1:2]).image
+    assert (out.image[1:2] - single).abs().max() < 1e-5
+
+
+# ----------------------------------------------------------------------------------------------- paste-back
+def test_paste_back_of_an_identity_crop_reproduces_the_original(astronaut):
+    frames = frames_to_tensor(astronaut[None].repeat(2, 0))
+    to_crop = torch.tensor([[[1.0, 0, -100], [0, 1.0, -40]], [[1.0, 0, -150], [0, 1.0, -90]]])
+    crops = crop_with_affine(frames, to_crop, (256, 256))
+    assert torch.allclose(crops[0], frames[0, :, 40:296, 100:356], atol=1e-5)
+    back = paste_back(crops, frames, to_crop)
+    assert (back - frames).abs().max() < 1e-5
+    # Scaled and rotated crop: the round trip is bilinear twice, so only close, and the seam is feathered.
+    a = 0.2
+    m = torch.tensor([[[1.3 * np.cos(a), -1.3 * np.sin(a), -250.0], [1.3 * np.sin(a), 1.3 * np.cos(a), -180.0]]],
+                     dtype=torch.float32)
+    crop = crop_with_affine(frames[:1], m, (256, 256))
+    edited = crop.clone()
+    edited[:, :, 100:150, 100:150] = 0.0  # a visible edit in the middle of the crop
+    back = paste_back(edited, frames[:1], m)
+    # Far from the crop nothing changes; the edit lands where the crop maps it.
+    assert (back - frames[:1])[..., :20, :20].abs().max() == 0
+    inv = torch.linalg.inv(m[0, :, :2])
+    centre = inv @ (torch.tensor([125.0, 125.0]) - m[0, :, 2])
+    assert back[0, :, int(centre[1]), int(centre[0])].max() < 0.05
+    unchanged = paste_back(crop, frames[:1], m)
+    assert (unchanged - frames[:1]).abs().mean() < 0.01
+
+
+# ----------------------------------------------------------------------------------------------- real faces
+@pytest.mark.shared_data
+def test_render_real_portrait_head_turn(shared_data):
+    import mediapipe as mp
+
+    from thead.io.image import read_image
+
+    import cv2
+
+    image = read_image(shared_data / "images" / "s1.jpg")
+    image = cv2.resize(image, (384, 384), interpolation=cv2.INTER_AREA)  # keep the test quick
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
+        res = fm.process(image)
+    H, W = image.shape[:2]
+    v = torch.tensor([[p.x * W, p.y * H, p.z * W] for p in res.multi_face_landmarks[0].landmark],
+                     dtype=torch.float32)[None]
+    img = frames_to_tensor(image)
+    source = prepare_source(img, v)
+    dst = v.clone()
+    dst[..., 0] += 0.05 * (v[..., 2] - v[..., 2].mean())  # a slight turn
+    out = render_head(source, torch.cat([v, dst])).image
+    assert torch.isfinite(out).all()
+    face = rasterize(v, closed_mesh_triangles(), H, W).tri_index[0] >= 0
+    assert (out[0] - img[0]).abs().amax(0)[face].mean() < 0.01
+    assert (out[1] - img[0]).abs().amax(0)[face].mean() > 0.005
+
+
+def test_layers_in_windows_match_full_frame_layers(astro_face):
+    from thead.render.eyes import eye_layer
+    from thead.render.windows import region_window
+
+    img, v = astro_face
+    source = prepare_source(img, v)
+    dst = v.repeat(2, 1, 1)
+    dst[1, 468:478, 0] += 2.0
+    dst[1] += torch.tensor([5.0, -3.0, 0.0])
+    rgb, alpha = eye_layer(source.eyes, dst, S, S)
+    win = region_window(dst[:, :468, :2], 3.0, S, S)
+    w_rgb, w_alpha = eye_layer(source.eyes, win.shift(dst), win.height, win.width)
+    assert torch.allclose(win.gather(alpha), w_alpha, atol=1e-5)
+    inside = w_alpha > 1e-3
+    assert torch.allclose(win.gather(rgb)[inside.expand_as(w_rgb)], w_rgb[inside.expand_as(w_rgb)], atol=1e-4)
+    back = win.scatter(torch.zeros_like(alpha), w_alpha)
+    assert torch.allclose(back, alpha, atol=1e-5)

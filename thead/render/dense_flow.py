@@ -1,0 +1,106 @@
+"""Smooth dense backward flow for everything the face mesh does not cover: the rest of the head, hair, ears, neck
+and background.
+
+The sparse backward displacements at the target mesh vertices (``src - dst``, pixels) are spread over the frame
+by normalised inverse-distance (Shepard) weighting ``w = 1 / (d^2 + s^2)^2`` on a coarse grid, multiplied by a
+falloff that is 1 near the face and 0 beyond ``falloff * face size`` from the nearest vertex, then bilinearly
+upsampled and tapered to exactly 0 at the image border. Far from the face the background stands still.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from thead.face.topology import NUM_SURFACE_POINTS
+from thead.render.mesh_topology import dense_flow_points
+
+
+def smoothstep(t: torch.Tensor) -> torch.Tensor:
+    """C1 ramp: 0 for t <= 0, 1 for t >= 1, ``3t^2 - 2t^3`` between."""
+    t = t.clamp(0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def face_size(vertices: torch.Tensor) -> torch.Tensor:
+    """[B] face size in pixels: the larger side of the (x, y) bounding box of ``vertices`` [B, V, >=2]."""
+    xy = vertices[..., :2]
+    ext = xy.amax(dim=1) - xy.amin(dim=1)
+    return ext.amax(dim=1).clamp(min=1.0)
+
+
+def border_taper(height: int, width: int, margin_px: float, device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[1, 1, H, W] weight that is 0 on the outermost pixel centres and rises smoothly to 1 ``margin_px`` inside."""
+    ys = torch.arange(height, device=device, dtype=dtype) + 0.5
+    xs = torch.arange(width, device=device, dtype=dtype) + 0.5
+    dy = torch.minimum(ys, height - ys) - 0.5
+    dx = torch.minimum(xs, width - xs) - 0.5
+    dist = torch.minimum(dy.view(-1, 1), dx.view(1, -1))
+    return smoothstep(dist / max(float(margin_px), 1e-6)).view(1, 1, height, width)
+
+
+def dense_backward_flow(
+    src_vertices: torch.Tensor,
+    dst_vertices: torch.Tensor,
+    height: int,
+    width: int,
+    points: np.ndarray | torch.Tensor | None = None,
+    falloff: float = 0.8,
+    core: float = 0.08,
+    border: float = 0.05,
+    softness: float = 0.06,
+    coarse: int = 48,
+) -> torch.Tensor:
+    """Dense backward flow [B, 2, H, W] in pixels from displacements at mesh vertices.
+
+    src_vertices: [B or 1, V, >=2] source positions (pixels); dst_vertices: [B, V, >=2] target positions.
+    points: vertex ids to use (default ``dense_flow_points()``: the face oval, two rings inside it and a sparse
+        set of interior surface points; iris points move on their own).
+    falloff: flow reaches 0 at this distance from the nearest vertex, in units of the target face size.
+    core: within this distance (face sizes) of a vertex the falloff is exactly 1.
+    border: taper width at the image border as a fraction of min(H, W); the border pixels have flow 0.
+    softness: Shepard regulariser ``s`` in face sizes (larger = smoother, less exact at the vertices).
+    coarse: the flow is computed on a grid whose longer side has this many cells, then upsampled.
+    """
+    B = dst_vertices.shape[0]
+    device, dtype = dst_vertices.device, torch.float32
+    if points is None:
+        points = dense_flow_points() if dst_vertices.shape[1] >= NUM_SURFACE_POINTS else np.arange(
+            dst_vertices.shape[1])
+    idx = torch.as_tensor(np.asarray(points), device=device, dtype=torch.long)
+    dst = dst_vertices[:, idx, :2].to(dtype)  # [B, N, 2]
+    src = src_vertices[:, idx, :2].to(dtype)
+    disp = src - dst  # backward displacement at each target vertex
+    size = face_size(dst)  # [B]
+
+    gh = max(2, int(round(coarse * height / max(height, width))))
+    gw = max(2, int(round(coarse * width / max(height, width))))
+    ys = (torch.arange(gh, device=device, dtype=dtype) + 0.5) * (height / gh)
+    xs = (torch.arange(gw, device=device, dtype=dtype) + 0.5) * (width / gw)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    g = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # [G, 2]
+
+    # Squared distances [B, G, N] via |g|^2 - 2 g.p + |p|^2 (one bmm).
+    d2 = (g.pow(2).sum(1).view(1, -1, 1) - 2.0 * torch.matmul(g.unsqueeze(0), dst.transpose(1, 2))
+          + dst.pow(2).sum(2).unsqueeze(1)).clamp_(min=0.0)
+    s2 = (softness * size).pow(2).view(B, 1, 1)
+    w = (d2 + s2).reciprocal_().square_()
+    flow = torch.bmm(w, disp) / w.sum(dim=2, keepdim=True)  # [B, G, 2]
+    d_min = d2.amin(dim=2).sqrt()  # [B, G]
+    r0 = (core * size).view(B, 1)
+    r1 = (falloff * size).view(B, 1).clamp(min=r0 + 1e-3)
+    fade = smoothstep((r1 - d_min) / (r1 - r0))
+    flow = (flow * fade.unsqueeze(2)).transpose(1, 2).reshape(B, 2, gh, gw)
+    flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    taper = border_taper(height, width, border * min(height, width), device, dtype)
+    return (flow * taper).to(dst_vertices.dtype)
+
+
+def blend_flows(mesh_flow: torch.Tensor, mesh_weight: torch.Tensor, dense_flow: torch.Tensor) -> torch.Tensor:
+    """``w * mesh + (1 - w) * dense`` for flows [B, 2, H, W] and a feathered mesh weight [B, 1, H, W].
+
+    With the weight 0 on the mesh's open boundary (``MeshWarp.feather``) the result is continuous.
+    """
+    return dense_flow + mesh_weight * (mesh_flow - dense_flow)

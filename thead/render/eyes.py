@@ -1,0 +1,280 @@
+"""Eye layers: the iris is a disc moved by a similarity transform, never warped through mesh triangles.
+
+Source side (once per source): :func:`prepare_eyes` measures each iris (centre, radius), estimates the eye-white
+colour, builds an iris texture (the source with everything outside the visible eye opening replaced by the
+iris's own mean colour, so lids and lashes never get sampled into a moved iris) and an *iris-free* copy of the
+source (each iris disc painted over, row by row, with the eye white found left and right of it), which is what
+the mesh warp should move, so a gaze change never leaves a second iris behind.
+
+Target side (per frame): :func:`eye_layer` draws the iris disc at the target iris centre and radius, sampled from
+the source iris texture by ``p_src = c_src + (p - c_dst) * r_src / r_dst``, clipped by the target lid polygon.
+A closing lid shrinks the polygon, so a closed eye shows the skin the mesh warp put there; a nearly shut opening
+is shaded with the lash colour. :func:`lid_split_vertices` keeps the lash line thin while the lid skin stretches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from thead.face.topology import LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_EYE, RIGHT_EYE_LIDS, RIGHT_IRIS
+from thead.render.dense_flow import smoothstep
+from thead.render.masks import blur3, soften, triangle_set_masks
+from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
+from thead.render.mesh_warp import pixel_centres, warp_image
+
+IRIS_SETS = (RIGHT_IRIS, LEFT_IRIS)  # centre first, then 4 ring points
+EYE_LOOPS = (RIGHT_EYE, LEFT_EYE)
+DEFAULT_SCLERA = (0.86, 0.82, 0.79)
+DEFAULT_IRIS = (0.30, 0.20, 0.14)
+UPPER_LIDS = (RIGHT_EYE[9:16], LEFT_EYE[9:16])
+LID_CENTRES = (RIGHT_EYE_LIDS, LEFT_EYE_LIDS)  # (upper, lower) lid-centre points per eye
+
+
+def iris_cover_radius(radius: torch.Tensor) -> torch.Tensor:
+    """Radius (pixels) of the disc painted out of the source and drawn at the target, for an iris ``radius``:
+    slightly larger than the iris so its dark limbal ring moves with it."""
+    return 1.08 * radius + 1.0
+
+
+def iris_geometry(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iris centres [B, 2, 2] (eye, xy pixels) and radii [B, 2] (pixels) of both eyes (subject's right first).
+
+    The radius is the mean distance from the centre point (468 / 473) to its 4 ring points.
+    """
+    centres, radii = [], []
+    for iris in IRIS_SETS:
+        c = vertices[:, iris[0], :2]
+        ring = vertices[:, iris[1:], :2]
+        centres.append(c)
+        radii.append((ring - c.unsqueeze(1)).norm(dim=2).mean(dim=1))
+    return torch.stack(centres, dim=1), torch.stack(radii, dim=1).clamp(min=0.5)
+
+
+def eye_opening_masks(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Binary masks [B, 2, H, W] of the two eye openings (inside the lid contours), subject's right first."""
+    return triangle_set_masks(vertices, [right_eye_triangles(), left_eye_triangles()], height, width)
+
+
+@dataclass
+class EyeSource:
+    """What the eye layer needs from the source image (batch Bs, usually 1).
+
+    iris_texture: [Bs, 3, H, W] source with pixels outside the visible eye opening set to the iris colour.
+    iris_free: [Bs, 3, H, W] source with each iris disc painted over with shaded eye white.
+    centres: [Bs, 2, 2] iris centres (pixels); radii: [Bs, 2] iris radii (pixels).
+    sclera: [Bs, 2, 3] eye-white colour per eye; iris_colour: [Bs, 2, 3] mean visible iris colour per eye.
+    lash_colour: [Bs, 2, 3] colour along the upper-lid margin; lid_gap: [Bs, 2] upper-to-lower lid distance
+    (pixels) at the lid centres, the reference for how open the eye is; eye_span: [Bs] outer-corner distance
+    (pixels), the face scale.
+    """
+
+    iris_texture: torch.Tensor
+    iris_free: torch.Tensor
+    centres: torch.Tensor
+    radii: torch.Tensor
+    sclera: torch.Tensor
+    iris_colour: torch.Tensor
+    lash_colour: torch.Tensor
+    lid_gap: torch.Tensor
+    eye_span: torch.Tensor
+
+
+def _masked_mean(img: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Mean colour [B, 3] of img [B, 3, H, W] under weight [B, 1, H, W]; ``fallback`` [3] where the weight is ~0."""
+    w = weight.sum(dim=(2, 3))
+    mean = (img * weight).sum(dim=(2, 3)) / w.clamp(min=1e-6)
+    return torch.where(w > 3.0, mean, fallback.to(img).expand_as(mean))
+
+
+def _bright_mean(img: torch.Tensor, region: torch.Tensor, fraction: float, fallback: torch.Tensor) -> torch.Tensor:
+    """Mean colour [B, 3] of the brightest ``fraction`` of ``region`` [B, 1, H, W] pixels (eye white: no lashes)."""
+    lum = (img * torch.tensor([0.299, 0.587, 0.114], device=img.device, dtype=img.dtype).view(1, 3, 1, 1)).sum(1)
+    B = img.shape[0]
+    lum = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
+    counts = (region[:, 0] > 0.5).view(B, -1).sum(1)
+    k = (counts.float() * fraction).ceil().long().clamp(min=1)
+    sorted_lum, _ = lum.sort(dim=1, descending=True)
+    thresh = sorted_lum.gather(1, (k - 1).view(B, 1)).view(B, 1, 1, 1)
+    sel = ((lum.view_as(region[:, 0]).unsqueeze(1) >= thresh) & (region > 0.5)).to(img.dtype)
+    mean = _masked_mean(img, sel, fallback)
+    return torch.where((counts >= 4).view(B, 1), mean, fallback.to(img).expand_as(mean))
+
+
+@torch.no_grad()
+def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSource:
+    """Measure the source eyes and build the iris texture and the iris-free source.
+
+    src_image: [Bs, 3, H, W] in [0, 1]; src_vertices: [Bs, 478, 2 or 3] pixels of that image.
+    """
+    B, _, H, W = src_image.shape
+    centres, radii = iris_geometry(src_vertices)
+    openings = eye_opening_masks(src_vertices, H, W)  # [B, 2, H, W]
+    pix = pixel_centres(H, W, src_image.device, src_image.dtype).unsqueeze(0)  # [1, 2, H, W]
+    texture = src_image.clone()
+    iris_free = src_image.clone()
+    scleras, iris_cols = [], []
+    eroded = -F.max_pool2d(-openings, 3, 1, 1)  # openings shrunk by a pixel: no lid or lash pixels
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=src_image.device, dtype=src_image.dtype).view(1, 2, 1, 1)
+    for e in range(2):
+        c = centres[:, e].view(B, 2, 1, 1)
+        r = radii[:, e].view(B, 1, 1, 1)
+        dist = (pix - c).norm(dim=1, keepdim=True)  # [B, 1, H, W]
+        opening = openings[:, e:e + 1]
+        white_region = eroded[:, e:e + 1] * ((dist > 1.15 * r) & (dist < 3.0 * r)).to(opening.dtype)
+        sclera = _bright_mean(src_image, white_region, 0.5, torch.tensor(DEFAULT_SCLERA))
+        iris_col = _masked_mean(src_image, eroded[:, e:e + 1] * (dist < 0.85 * r).to(opening.dtype),
+                                torch.tensor(DEFAULT_IRIS))
+        scleras.append(sclera)
+        iris_cols.append(iris_col)
+        near = (dist < 2.5 * r).to(opening.dtype)  # limit each eye's edits to its own neighbourhood
+        # Iris texture: outside the visible opening, the iris's own mean colour (lids never enter a moved iris).
+        inside = soften(opening) * near
+        fill = iris_col.view(B, 3, 1, 1).expand(B, 3, H, W)
+        texture = torch.where(near > 0, inside * src_image + (1 - inside) * fill, texture)
+        # Iris-free source: each row of the disc (plus its limbal ring) is filled by interpolating the eye white
+        # just left and right of it (where those samples are inside the opening), with the estimated eye-white
+        # colour as a weak prior; only inside the opening, so lids keep their own pixels.
+        rad = iris_cover_radius(r)
+        dy = pix[:, 1:2] - c[:, 1:2]
+        half = torch.sqrt((rad * rad - dy * dy).clamp(min=0.0)) + 1.0
+        left = torch.cat([c[:, 0:1] - half, pix[:, 1:2].expand_as(half)], 1)
+        right = torch.cat([c[:, 0:1] + half, pix[:, 1:2].expand_as(half)], 1)
+        # Side samples come from a masked blur (eye-white pixels only), so one noisy or lash pixel cannot streak
+        # a whole row.
+        m = eroded[:, e:e + 1]
+        blur_m = blur3(m, 2)
+        blur_img = blur3(src_image * m, 2) / blur_m.clamp(min=1e-3)
+        both = torch.cat([blur_img, (blur_m > 0.3).to(m.dtype) * m], 1)
+        s_l = warp_image(both, (left * scale - 1.0).permute(0, 2, 3, 1))
+        s_r = warp_image(both, (right * scale - 1.0).permute(0, 2, 3, 1))
+        t = ((pix[:, 0:1] - left[:, 0:1]) / (2.0 * half)).clamp(0.0, 1.0)
+        w_l = s_l[:, 3:4].clamp(0.0, 1.0) * (1.0 - t)
+        w_r = s_r[:, 3:4].clamp(0.0, 1.0) * t
+        w_s = 0.15
+        lid_shade = 1.0 - 0.2 * ((c[:, 1:2] + r - pix[:, 1:2]) / (2.0 * r)).clamp(0.0, 1.0)  # upper-lid shadow
+        prior = sclera.view(B, 3, 1, 1) * lid_shade
+        white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
+        white = blur3(white, 2)  # rows differ in their samples: smooth across rows
+        disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
+        iris_free = iris_free + disc * (white - iris_free)
+    lashes = []
+    for upper in UPPER_LIDS:
+        pts = src_vertices[:, upper, :2].to(src_image.dtype)  # [B, 7, 2]
+        g = (pts * scale.view(1, 1, 2) - 1.0).unsqueeze(1)  # [B, 1, 7, 2]
+        lashes.append(warp_image(src_image, g).mean(dim=(2, 3)))
+    return EyeSource(iris_texture=texture, iris_free=iris_free, centres=centres, radii=radii,
+                     sclera=torch.stack(scleras, 1), iris_colour=torch.stack(iris_cols, 1),
+                     lash_colour=torch.stack(lashes, 1), lid_gap=lid_gaps(src_vertices),
+                     eye_span=eye_span(src_vertices))
+
+
+def eye_span(vertices: torch.Tensor) -> torch.Tensor:
+    """[B] distance between the outer eye corners (pixels): the face scale used to compare frames."""
+    return (vertices[:, RIGHT_EYE[0], :2] - vertices[:, LEFT_EYE[0], :2]).float().norm(dim=1)
+
+
+def inflate_eye_loops(vertices: torch.Tensor, up_px: float, down_px: float | torch.Tensor) -> torch.Tensor:
+    """Copy of vertices [B, V, >=2] whose upper-lid contours move ``up_px`` up and lower-lid contours
+    ``down_px`` (scalar or [B]) down, across each eye's corner line."""
+    down = torch.as_tensor(down_px, device=vertices.device, dtype=vertices.dtype).reshape(-1, 1, 1)
+    out = vertices.clone()
+    for loop in EYE_LOOPS:
+        span = (vertices[:, loop[8], :2] - vertices[:, loop[0], :2]).float()
+        normal = torch.stack([-span[:, 1], span[:, 0]], dim=1) / span.norm(dim=1, keepdim=True).clamp(min=1e-3)
+        normal = normal * torch.where(normal[:, 1:2] < 0, -1.0, 1.0)  # point down the image
+        normal = normal.to(out.dtype).unsqueeze(1)
+        out[:, loop[1:8], :2] += down * normal
+        out[:, loop[9:16], :2] -= up_px * normal
+    return out
+
+
+def lid_gaps(vertices: torch.Tensor) -> torch.Tensor:
+    """[B, 2] distance (pixels) between the upper and lower lid centre points of each eye."""
+    return torch.stack([(vertices[:, up, :2] - vertices[:, lo, :2]).float().norm(dim=1)
+                        for up, lo in LID_CENTRES], dim=1)
+
+
+def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: int,
+              openings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two eyes' layer at the target: irises, and a lash shadow over a nearly closed opening.
+
+    dst_vertices: [B, 478, >=2] target pixels. openings: optional precomputed binary masks [B, 2, H, W] of the
+    target eye openings (:func:`eye_opening_masks`). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+    Iris: a disc of :func:`iris_cover_radius` at the target centre, sampled from the source iris texture by
+    ``p_src = c_src + (p - c_dst) * r_src / r_dst``, clipped by the softened target lid polygon. Closing: as the
+    lid gap falls below ~half the source's (face-scale corrected), the opening fades to the lash colour, so a
+    shut eye is a dark lash line, not a sliver of eye white.
+    """
+    B = dst_vertices.shape[0]
+    dev, dt = dst_vertices.device, eyes.iris_texture.dtype
+    if openings is None:
+        openings = eye_opening_masks(dst_vertices, height, width)
+    lids = soften(openings.to(dt))
+
+    def per_batch(x: torch.Tensor) -> torch.Tensor:
+        return x.to(dt).expand(B, *x.shape[1:]) if x.shape[0] == 1 else x.to(dt)
+
+    c_dst, r_dst = iris_geometry(dst_vertices.to(dt))
+    c_src, r_src = per_batch(eyes.centres), per_batch(eyes.radii)
+    pix = pixel_centres(height, width, dev, dt).unsqueeze(0)  # [1, 2, H, W]
+    # Each pixel belongs to the nearer target iris; one similarity transform per eye, one grid_sample in all.
+    d0 = (pix - c_dst[:, 0].view(B, 2, 1, 1)).norm(dim=1, keepdim=True)
+    d1 = (pix - c_dst[:, 1].view(B, 2, 1, 1)).norm(dim=1, keepdim=True)
+    use1 = d1 < d0
+
+    def pick(x: torch.Tensor) -> torch.Tensor:  # [B, 2, ...] per eye -> per pixel
+        shape = (B, -1, 1, 1)
+        return torch.where(use1, x[:, 1].reshape(shape), x[:, 0].reshape(shape))
+
+    c_d, c_s, r_d, r_s = pick(c_dst), pick(c_src), pick(r_dst), pick(r_src)
+    lid = torch.where(use1, lids[:, 1:2], lids[:, 0:1])
+    dist = torch.minimum(d0, d1)
+    src_pos = c_s + (pix - c_d) * (r_s / r_d)
+    hs, ws = eyes.iris_texture.shape[-2:]
+    to_grid = torch.tensor([2.0 / ws, 2.0 / hs], device=dev, dtype=dt).view(1, 2, 1, 1)
+    iris = warp_image(eyes.iris_texture, (src_pos * to_grid - 1.0).permute(0, 2, 3, 1))
+    a_iris = torch.clamp(iris_cover_radius(r_d) - dist + 0.5, 0.0, 1.0) * lid
+
+    # Closing: openness = target lid gap / (source lid gap * face scale).
+    face_scale = (eye_span(dst_vertices).to(dt) / per_batch(eyes.eye_span).clamp(min=1e-3)).view(B, 1)
+    openness = lid_gaps(dst_vertices).to(dt) / (per_batch(eyes.lid_gap) * face_scale).clamp(min=1e-3)
+    closing = smoothstep((0.55 - openness) / 0.45)  # [B, 2]
+    # A nearly shut opening can be thinner than a pixel, and eye white often peeks just below the tracked lower
+    # lid: shade a copy whose upper lids move up 0.6 px and lower lids down 4% of the eye width (>= 0.8 px).
+    down = (0.02 * eye_span(dst_vertices).to(dt)).clamp(min=0.8)
+    shade_region = soften(eye_opening_masks(inflate_eye_loops(dst_vertices, 0.6, down), height, width).to(dt))
+    a_shade = 0.9 * pick(closing) * torch.where(use1, shade_region[:, 1:2], shade_region[:, 0:1])
+    shade = pick(per_batch(eyes.lash_colour))
+    alpha = a_iris + a_shade * (1.0 - a_iris)
+    rgb = (iris * a_iris * (1.0 - a_shade) + shade * a_shade) / alpha.clamp(min=1e-6)
+    return rgb, a_iris * (1.0 - a_shade) + a_shade
+
+
+def lid_split_vertices(src_vertices: torch.Tensor, dst_vertices: torch.Tensor, split_edges: np.ndarray,
+                       lash_fraction: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append the upper-lid split vertices of ``lid_split_mesh()`` to source and target vertices.
+
+    src_vertices: [B, 478, C]; dst_vertices: [B, 478, C] (same B). Each split vertex sits ``lash_fraction`` eye
+    widths from the lid margin along its edge in the source (capped at half the edge); in the target it sits at
+    the same distance (scaled with the face) when the edge is stretched, i.e. a closing lid, and at the same
+    edge fraction otherwise, so an unchanged lid warps exactly as before. Returns [B, 478 + E, C] each.
+    """
+    e = torch.as_tensor(split_edges, device=dst_vertices.device, dtype=torch.long)
+    a, b = e[:, 0], e[:, 1]
+    eye_w = 0.5 * ((src_vertices[:, RIGHT_EYE[0], :2] - src_vertices[:, RIGHT_EYE[8], :2]).norm(dim=1)
+                   + (src_vertices[:, LEFT_EYE[0], :2] - src_vertices[:, LEFT_EYE[8], :2]).norm(dim=1))
+    ratio = ((dst_vertices[:, 33, :2] - dst_vertices[:, 263, :2]).norm(dim=1)
+             / (src_vertices[:, 33, :2] - src_vertices[:, 263, :2]).norm(dim=1).clamp(min=1e-3))
+    d_src = src_vertices[:, b] - src_vertices[:, a]
+    d_dst = dst_vertices[:, b] - dst_vertices[:, a]
+    len_src = d_src[..., :2].norm(dim=2).clamp(min=1e-3)
+    len_dst = d_dst[..., :2].norm(dim=2).clamp(min=1e-3)
+    f = (lash_fraction * eye_w.unsqueeze(1) / len_src).clamp(max=0.5)
+    g = f * (len_src * ratio.unsqueeze(1) / len_dst).clamp(max=1.0)
+    src_mid = src_vertices[:, a] + f.unsqueeze(2) * d_src
+    dst_mid = dst_vertices[:, a] + g.unsqueeze(2) * d_dst
+    return torch.cat([src_vertices, src_mid], 1), torch.cat([dst_vertices, dst_mid], 1)

@@ -1,0 +1,80 @@
+"""One call from a prepared source face and target meshes to rendered frames: mesh warp inside the face, dense
+flow outside it, blended with the mesh's feathered weight, then the eye and mouth layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
+from thead.render.eyes import eye_span, lid_split_vertices
+from thead.render.layers import SourceFace, composite_layers, over
+from thead.render.masks import blur3
+from thead.face.topology import NUM_POINTS
+from thead.render.mesh_topology import lid_split_mesh
+from thead.render.mesh_warp import MeshWarp, flow_to_grid, mesh_warp_maps, vertex_stretch, warp_image
+
+
+@dataclass
+class HeadRender:
+    """image: [B, 3, H, W] in [0, 1]; flow: [B, 2, H, W] combined backward flow (pixels); mesh: the mesh maps.
+
+    changed: [B, 1, H, W] soft mask of what the render changed (the face, and wherever anything moved by more
+    than about half a pixel); pass it as ``crop_mask`` to :func:`paste_back` so the still background keeps the
+    original frame's full resolution.
+    """
+
+    image: torch.Tensor
+    flow: torch.Tensor
+    mesh: MeshWarp
+    changed: torch.Tensor
+
+
+@torch.no_grad()
+def render_head(
+    source: SourceFace,
+    dst_vertices: torch.Tensor,
+    height: int | None = None,
+    width: int | None = None,
+    mouth_image: torch.Tensor | None = None,
+    falloff: float = 0.8,
+    layers: bool = True,
+) -> HeadRender:
+    """Render the source at target face meshes.
+
+    dst_vertices: [B, 478, 3] target pixels + depth, in the same pixel frame as the source (e.g. both in crop
+    space). height, width: output size (default the source's). falloff: the background is still beyond this many
+    face sizes from the face. mouth_image: optional inner-mouth image [B, 3, H, W] in the target frame.
+    """
+    H = source.image.shape[-2] if height is None else int(height)
+    W = source.image.shape[-1] if width is None else int(width)
+    B = dst_vertices.shape[0]
+    src_v = source.vertices.to(dst_vertices.dtype)
+    if src_v.shape[0] == 1 and B > 1:
+        src_v = src_v.expand(B, -1, -1)
+    triangles, split_edges = lid_split_mesh()
+    src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
+    # A closing lid stretches the skin band above the lashes (the triangles holding a split vertex): there the
+    # warp reads from the blurred source, mixed by a per-vertex stretch weight interpolated over the mesh.
+    scale = eye_span(dst_vertices) / eye_span(src_v).clamp(min=1e-3)
+    lid_band = triangles[(triangles >= NUM_POINTS).any(axis=1)]
+    stretch = vertex_stretch(src_x, dst_x, lid_band, scale)
+    blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
+    src_size = tuple(source.image.shape[-2:])
+    maps = mesh_warp_maps(src_x, dst_x, triangles, H, W, src_size=src_size, vertex_attributes=blur_weight)
+    dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
+    flow = blend_flows(maps.flow, maps.feather, dense)
+    sharp = source.warp_image if layers else source.image
+    grid = flow_to_grid(flow, src_size)
+    blur = maps.attributes * maps.feather
+    if source.blurred is not None and float(blur.max()) > 1e-3:
+        both = warp_image(torch.cat([sharp, source.blurred], 1), grid)
+        image = over(both[:, :3], both[:, 3:], blur)
+    else:
+        image = warp_image(sharp, grid)
+    if layers:
+        image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
+    moved = torch.maximum(maps.mask, smoothstep(flow.norm(dim=1, keepdim=True) / 1.0))
+    changed = blur3(moved, 3).clamp(0.0, 1.0)
+    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, changed=changed)

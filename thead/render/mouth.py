@@ -1,0 +1,238 @@
+"""Inner-mouth layer: what shows inside the target's inner-lip contour.
+
+Geometry is measured in a per-frame *mouth frame*: origin between the inner-lip corners (78, 308), ``u`` along
+the corner line normalised to [-1, 1], ``v`` perpendicular to it (pixels, down positive). The upper and lower
+inner-lip contours become curves ``v_up(u)``, ``v_lo(u)``, interpolated piecewise-linearly per pixel.
+
+The layer is built from two sources:
+
+* the source's own mouth interior, split at its middle: the upper half rides with the upper lip and the lower
+  half with the lower lip (a translation per column, scaled with the face), so real teeth keep their size and
+  shape as the jaw opens instead of being stretched;
+* a synthesised interior (:func:`synthesize_mouth`) wherever the source has nothing to give: a dark red-brown
+  cavity, darkest in the middle, with an upper-teeth band under the upper lip (and a faint lower band) whose
+  height follows the opening. It is used alone when the source mouth is closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from thead.face.topology import LIPS_INNER
+from thead.render.dense_flow import smoothstep
+from thead.render.eyes import eye_span
+from thead.render.masks import soften, triangle_set_masks
+from thead.render.mesh_topology import inner_mouth_triangles
+from thead.render.mesh_warp import pixel_centres, warp_image
+
+UPPER_INNER = LIPS_INNER[0:11]  # corner 78, upper inner lip, corner 308
+LOWER_INNER = LIPS_INNER[[0, *range(19, 9, -1)]]  # corner 78, lower inner lip, corner 308
+
+CAVITY_EDGE = (0.40, 0.18, 0.17)
+CAVITY_DEEP = (0.13, 0.05, 0.05)
+TONGUE = (0.55, 0.27, 0.27)
+TEETH = (0.90, 0.87, 0.80)
+TOOTH_GAPS = (0.0, 0.2, -0.2, 0.36, -0.36, 0.5, -0.5)  # tooth boundaries, in u
+
+
+@dataclass
+class MouthFrame:
+    """Per-frame mouth coordinates. origin [B, 2], axis_u / axis_v [B, 2] unit vectors, half_width [B] pixels,
+    upper / lower inner-lip curves as sorted knots u [B, 11] and their v [B, 11] (pixels)."""
+
+    origin: torch.Tensor
+    axis_u: torch.Tensor
+    axis_v: torch.Tensor
+    half_width: torch.Tensor
+    upper_u: torch.Tensor
+    upper_v: torch.Tensor
+    lower_u: torch.Tensor
+    lower_v: torch.Tensor
+
+
+def mouth_frame(vertices: torch.Tensor) -> MouthFrame:
+    """Mouth frame of face-mesh vertices [B, 478, >=2] (pixels)."""
+    xy = vertices[..., :2].float()
+    right, left = xy[:, LIPS_INNER[0]], xy[:, LIPS_INNER[10]]
+    origin = 0.5 * (right + left)
+    span = left - right
+    half = 0.5 * span.norm(dim=1).clamp(min=1e-3)
+    axis_u = span / (2.0 * half).unsqueeze(1)
+    axis_v = torch.stack([-axis_u[:, 1], axis_u[:, 0]], dim=1)  # +90 deg in image coords: points down
+
+    def knots(ids):
+        rel = xy[:, ids] - origin.unsqueeze(1)
+        u = (rel * axis_u.unsqueeze(1)).sum(2) / half.unsqueeze(1)
+        v = (rel * axis_v.unsqueeze(1)).sum(2)
+        u, order = u.sort(dim=1)
+        return u.contiguous(), v.gather(1, order)
+
+    uu, vu = knots(UPPER_INNER)
+    ul, vl = knots(LOWER_INNER)
+    return MouthFrame(origin, axis_u, axis_v, half, uu, vu, ul, vl)
+
+
+def interp1d(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Batched piecewise-linear interpolation: xq [B, N] at sorted knots xp [B, K] with values fp [B, K].
+
+    Values beyond the end knots are clamped to the end values.
+    """
+    K = xp.shape[1]
+    i = torch.searchsorted(xp, xq.contiguous()).clamp(1, K - 1)
+    x0, x1 = xp.gather(1, i - 1), xp.gather(1, i)
+    f0, f1 = fp.gather(1, i - 1), fp.gather(1, i)
+    t = ((xq - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0.0, 1.0)
+    return f0 + t * (f1 - f0)
+
+
+def mouth_coordinates(frame: MouthFrame, height: int, width: int):
+    """Per-pixel mouth coordinates, each [B, H, W]: u (normalised), v (pixels), v_up(u), v_lo(u) (pixels)."""
+    B = frame.origin.shape[0]
+    pix = pixel_centres(height, width, frame.origin.device).view(1, 2, -1) - frame.origin.view(B, 2, 1)
+    u = (pix * frame.axis_u.view(B, 2, 1)).sum(1) / frame.half_width.view(B, 1)
+    v = (pix * frame.axis_v.view(B, 2, 1)).sum(1)
+    v_up = interp1d(u, frame.upper_u, frame.upper_v)
+    v_lo = interp1d(u, frame.lower_u, frame.lower_v)
+    shape = (B, height, width)
+    return u.view(shape), v.view(shape), v_up.view(shape), v_lo.view(shape)
+
+
+def inner_mouth_mask(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Binary mask [B, 1, H, W] of the inner-lip polygon (the mouth opening)."""
+    return triangle_set_masks(vertices, [inner_mouth_triangles()], height, width)
+
+
+def _colour(rgb: tuple[float, float, float], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rgb, device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+
+
+def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
+                     teeth: float | torch.Tensor = 1.0, frame: MouthFrame | None = None,
+                     teeth_colour: torch.Tensor | None = None) -> torch.Tensor:
+    """A synthetic mouth interior [B, 3, H, W] for the target inner-lip polygon (valid inside it only).
+
+    Dark red-brown cavity (lighter at the lips, darkest in the middle and towards the back), an upper-teeth
+    band hanging from the upper lip, ``min(0.6 * opening, 0.32 * half mouth width)`` tall and tapering at the
+    corners, with faint tooth gaps, and a fainter lower band; a hint of tongue low in a wide-open mouth.
+    ``teeth`` [B] or scalar in [0, 1] scales both bands; ``teeth_colour`` [B or 1, 3] (default off-white).
+    """
+    frame = mouth_frame(dst_vertices) if frame is None else frame
+    u, v, v_up, v_lo = mouth_coordinates(frame, height, width)
+    B = u.shape[0]
+    hw = frame.half_width.view(B, 1, 1)
+    opening = (v_lo - v_up).clamp(min=1e-3)
+    tv = ((v - v_up) / opening).clamp(0.0, 1.0)
+    au = u.abs().clamp(max=1.0)
+    depth = (1.0 - (2.0 * tv - 1.0).abs()) * (1.0 - 0.6 * au * au)
+    depth = smoothstep(depth * 1.6)
+    cavity = _colour(CAVITY_EDGE, u) + depth.unsqueeze(1) * (_colour(CAVITY_DEEP, u) - _colour(CAVITY_EDGE, u))
+    # Tongue: a soft mound rising from the lower lip, visible once the mouth is open a fair amount.
+    open_frac = (opening / (2.0 * hw)).clamp(0.0, 1.0)
+    tongue_top = 1.0 - 0.35 * (1.0 - au * au)  # in tv: highest in the middle
+    tongue = smoothstep((tv - tongue_top) / 0.12 + 0.5) * smoothstep((open_frac - 0.12) / 0.15) * (1.0 - au)
+    cavity = cavity + (0.8 * tongue).unsqueeze(1) * (_colour(TONGUE, u) * (0.75 + 0.25 * tv).unsqueeze(1) - cavity)
+
+    teeth_t = torch.as_tensor(teeth, device=u.device, dtype=u.dtype).reshape(-1, 1, 1)
+    taper = 1.0 - smoothstep((au - 0.5) / 0.4)
+    gaps = torch.stack([(u - g).abs() for g in TOOTH_GAPS], 0).amin(0) * hw  # pixels to nearest tooth boundary
+    gap_shade = 1.0 - 0.15 * torch.exp(-(gaps / 0.5) ** 2)
+    side_shade = 1.0 - 0.45 * au * au
+    # Upper band.
+    dv_up = v - v_up
+    h_up = torch.minimum(0.6 * opening, 0.32 * hw) * taper
+    a_up = ((h_up - dv_up) / 1.2 + 0.5).clamp(0.0, 1.0) * (h_up > 0.3).to(u.dtype)
+    shade_up = (0.8 + 0.2 * (dv_up / h_up.clamp(min=1e-3)).clamp(0.0, 1.0)) * side_shade * gap_shade
+    # Lower band.
+    dv_lo = v_lo - v
+    h_lo = torch.minimum(0.3 * opening, 0.15 * hw) * taper
+    a_lo = ((h_lo - dv_lo) / 1.2 + 0.5).clamp(0.0, 1.0) * (h_lo > 0.3).to(u.dtype)
+    shade_lo = 0.72 * (0.85 + 0.15 * (dv_lo / h_lo.clamp(min=1e-3)).clamp(0.0, 1.0)) * side_shade * gap_shade
+    out = cavity
+    tooth = _colour(TEETH, u) if teeth_colour is None else teeth_colour.to(u).view(-1, 3, 1, 1)
+    out = out + (a_up * teeth_t).unsqueeze(1) * (tooth * shade_up.unsqueeze(1) - out)
+    out = out + (a_lo * teeth_t).unsqueeze(1) * (tooth * shade_lo.unsqueeze(1) - out)
+    return out
+
+
+def mouth_opening_ratio(vertices: torch.Tensor) -> torch.Tensor:
+    """[B] largest inner-lip opening divided by the mouth width (0 = closed, ~0.5 = wide open)."""
+    frame = mouth_frame(vertices)
+    u = torch.linspace(-0.8, 0.8, 17, device=vertices.device).expand(vertices.shape[0], -1)
+    opening = interp1d(u, frame.lower_u, frame.lower_v) - interp1d(u, frame.upper_u, frame.upper_v)
+    return opening.amax(dim=1).clamp(min=0.0) / (2.0 * frame.half_width)
+
+
+@torch.no_grad()
+def source_teeth_colour(src_image: torch.Tensor, src_vertices: torch.Tensor) -> torch.Tensor:
+    """[Bs, 3] teeth colour of the source: the brightest quarter of its mouth opening where that is clearly
+    teeth (luminance > 0.45, >= 6 pixels), else the default off-white."""
+    B, _, H, W = src_image.shape
+    region = inner_mouth_mask(src_vertices, H, W)
+    lum = (src_image * torch.tensor([0.299, 0.587, 0.114], device=src_image.device).view(1, 3, 1, 1)).sum(1)
+    flat = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
+    count = (region > 0.5).view(B, -1).sum(1)
+    k = (count.float() * 0.25).ceil().long().clamp(min=1)
+    thresh = flat.sort(dim=1, descending=True).values.gather(1, (k - 1).view(B, 1))
+    sel = (flat >= thresh) & (flat > 0.45)
+    n = sel.sum(1, keepdim=True)
+    mean = (src_image.view(B, 3, -1) * sel.unsqueeze(1)).sum(2) / n.clamp(min=1)
+    default = torch.tensor(TEETH, device=src_image.device).expand(B, 3)
+    # Real teeth are never quite white; keep the colour plausible.
+    return torch.where(n >= 6, mean.clamp(0.55, 0.97), default)
+
+
+@torch.no_grad()
+def mouth_layer(
+    dst_vertices: torch.Tensor,
+    height: int,
+    width: int,
+    src_image: torch.Tensor | None = None,
+    src_vertices: torch.Tensor | None = None,
+    mouth_image: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inner-mouth layer at the target: (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+
+    dst_vertices: [B, 478, >=2] target pixels. With ``mouth_image`` (e.g. the driver's mouth, already in the
+    target frame) that image fills the polygon. Otherwise the source's interior (``src_image`` [Bs, 3, Hs, Ws],
+    ``src_vertices`` [Bs, 478, >=2]) rides with the lips where it exists and the synthesised interior fills the
+    rest (synthetic teeth continue below real ones when the jaw opens further than the source's).
+    alpha is the softened inner-lip polygon (``mask`` [B, 1, H, W] binary if precomputed).
+    """
+    B = dst_vertices.shape[0]
+    if mask is None:
+        mask = inner_mouth_mask(dst_vertices, height, width)
+    alpha = soften(mask.float())
+    if mouth_image is not None:
+        return mouth_image, alpha
+    frame = mouth_frame(dst_vertices)
+    if src_image is None or src_vertices is None:
+        return synthesize_mouth(dst_vertices, height, width, 1.0, frame), alpha
+
+    if src_vertices.shape[0] == 1 and B > 1:
+        src_vertices = src_vertices.expand(B, -1, -1)
+    synth = synthesize_mouth(dst_vertices, height, width, 1.0, frame,
+                             teeth_colour=source_teeth_colour(src_image, src_vertices[:src_image.shape[0]]))
+
+    sf = mouth_frame(src_vertices)
+    u, v, v_up, v_lo = mouth_coordinates(frame, height, width)
+    uq = u.clamp(-1.0, 1.0).reshape(B, -1)
+    s_up = interp1d(uq, sf.upper_u, sf.upper_v).view_as(u)
+    s_lo = interp1d(uq, sf.lower_u, sf.lower_v).view_as(u)
+    s_half = 0.5 * (s_lo - s_up).clamp(min=0.0)
+    scale = (eye_span(dst_vertices) / eye_span(src_vertices).clamp(min=1e-3)).view(B, 1, 1)
+    mid = 0.5 * (v_up + v_lo)
+    upper = v <= mid
+    dv = torch.where(upper, v - v_up, v_lo - v) / scale  # source pixels from the lip the pixel rides with
+    src_v = torch.where(upper, s_up + dv, s_lo - dv)
+    su = uq.view_as(u) * sf.half_width.view(B, 1, 1)
+    pos = (sf.origin.view(B, 2, 1, 1) + su.unsqueeze(1) * sf.axis_u.view(B, 2, 1, 1)
+           + src_v.unsqueeze(1) * sf.axis_v.view(B, 2, 1, 1))
+    hs, ws = src_image.shape[-2:]
+    grid = (pos * torch.tensor([2.0 / ws, 2.0 / hs], device=pos.device).view(1, 2, 1, 1) - 1.0).permute(0, 2, 3, 1)
+    piece = warp_image(src_image.float(), grid)
+    a_piece = ((s_half - dv) * scale + 1.0).clamp(0.0, 1.0)
+    rgb = synth + a_piece.unsqueeze(1) * (piece - synth)
+    return rgb.to(dst_vertices.dtype if dst_vertices.dtype.is_floating_point else rgb.dtype), alpha

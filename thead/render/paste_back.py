@@ -1,0 +1,76 @@
+"""Paste crop-space renders back into the original frames with a feathered seam.
+
+Affine matrices follow the package's continuous pixel convention (pixel centres at ``i + 0.5``); a matrix from
+OpenCV (centres at integers, e.g. ``cv2.estimateAffinePartial2D`` on integer-centred points) converts with
+:func:`affine_from_cv2`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from thead.render.dense_flow import smoothstep
+from thead.render.mesh_warp import pixel_centres
+
+
+def affine_from_cv2(matrix: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Convert 2x3 (or [B, 2, 3]) affines between integer-centred pixel coordinates (OpenCV) to the continuous
+    convention: ``M' = T(+0.5) M T(-0.5)``, i.e. ``t' = t + 0.5 - 0.5 * (A @ [1, 1])``."""
+    out = matrix.clone() if isinstance(matrix, torch.Tensor) else np.array(matrix, dtype=np.float64, copy=True)
+    out[..., :, 2] = out[..., :, 2] + 0.5 - 0.5 * out[..., :, :2].sum(-1)
+    return out
+
+
+def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
+    """Inverse of [B, 2, 3] affines."""
+    a = matrix[..., :2]
+    inv = torch.linalg.inv(a)
+    return torch.cat([inv, -(inv @ matrix[..., 2:])], dim=-1)
+
+
+def crop_with_affine(frames: torch.Tensor, to_crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample frames [B, C, H, W] into crops [B, C, h, w] by affines ``to_crop`` [B, 2, 3] (frame -> crop pixels).
+
+    Bilinear, border-replicated. For strong downscaling pre-blur or area-resize first (no antialiasing here).
+    """
+    h, w = size
+    B, _, H, W = frames.shape
+    back = invert_affine(to_crop.to(frames.dtype))  # crop -> frame
+    pix = pixel_centres(h, w, frames.device, frames.dtype).view(1, 2, -1)
+    pos = back[:, :, :2] @ pix + back[:, :, 2:]  # [B, 2, h*w] frame pixels
+    grid = pos * torch.tensor([2.0 / W, 2.0 / H], device=frames.device, dtype=frames.dtype).view(1, 2, 1) - 1.0
+    return F.grid_sample(frames, grid.transpose(1, 2).reshape(B, h, w, 2), mode="bilinear",
+                         padding_mode="border", align_corners=False)
+
+
+def paste_back(
+    crops: torch.Tensor,
+    frames: torch.Tensor,
+    to_crop: torch.Tensor,
+    feather: float = 0.08,
+    crop_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Warp crop-space images back into the original frames and blend them in.
+
+    crops: [B, C, h, w] in [0, 1]; frames: [B, C, H, W] in [0, 1]; to_crop: [B, 2, 3] affines mapping original
+    frame pixels to crop pixels (continuous convention). feather: width of the seam ramp, as a fraction of the crop
+    size; the crop's own border pixels get weight 0. crop_mask: optional [B, 1, h, w] extra weight in crop space
+    (e.g. only the head region). Returns [B, C, H, W].
+    """
+    B, C, h, w = crops.shape
+    H, W = frames.shape[-2:]
+    m = to_crop.to(crops.dtype)
+    pix = pixel_centres(H, W, crops.device, crops.dtype).view(1, 2, -1)
+    q = m[:, :, :2] @ pix + m[:, :, 2:]  # [B, 2, H*W] crop pixels
+    grid = (q * torch.tensor([2.0 / w, 2.0 / h], device=crops.device, dtype=crops.dtype).view(1, 2, 1) - 1.0)
+    grid = grid.transpose(1, 2).reshape(B, H, W, 2)
+    src = crops if crop_mask is None else torch.cat([crops, crop_mask.to(crops.dtype)], 1)
+    sampled = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    qx, qy = q[:, 0].view(B, 1, H, W), q[:, 1].view(B, 1, H, W)
+    inside = torch.minimum(torch.minimum(qx, w - qx), torch.minimum(qy, h - qy)) - 0.5
+    alpha = smoothstep(inside / max(feather * min(h, w), 1e-6))
+    if crop_mask is not None:
+        alpha = alpha * sampled[:, C:C + 1].clamp(0.0, 1.0)
+    return frames + alpha * (sampled[:, :C] - frames)
