@@ -1,0 +1,249 @@
+"""Regenerate ``thead/facemodel/data/mean_face.npz``, the neutral mean shape of the 478-point face model.
+
+How the mean shape is made (run ``python -m thead.facemodel.build_data --data ../shared/data``):
+
+1. MediaPipe face mesh (``refine_landmarks=True``, 478 points) runs on frontal adult photos with a neutral
+   face (``images/people_0.png s0.jpg``) and on every frame of the four driving videos
+   (``videos/d0.mp4 d3.mp4 d12.mp4 WDA_AlexandriaOcasioCortez_000.mp4``). Smiling photos (``happy.png``,
+   ``art_0.png``, ``s1.jpg``, scikit-image's astronaut) are left out because the mean defines expression zero;
+   so are the children (``s5.jpg``, ``s11.jpg``: smaller mouths, larger eyes) and the terracotta statue
+   ``s6.jpg``. From each video the ``--frames-per-video`` most neutral, near frontal frames (mouth closed,
+   corners not raised, mouth not wide, eyes open) are averaged into one face, so every subject weighs the same.
+2. The faces are aligned by generalised Procrustes (3D similarity; MediaPipe's z is the same pixel scale as
+   x and y) and averaged.
+3. The left-right correspondence of the 478 points is found by reflecting the mean and matching points
+   (Hungarian assignment); the mean is then mirror-symmetrised.
+4. The model frame is set: X = normal of the symmetry plane, pointing to the subject's left (image right for a
+   frontal face); Z = the average viewing direction of the cameras that took these faces (people looking into
+   the lens), made orthogonal to X, pointing away from the camera (into the head); Y = Z x X, pointing down
+   (chin). So pose (0, 0, 0) is a face looking straight into the camera. Origin = centroid of the 468 surface
+   points. Scale: centimetres, with the outer eye corners (points 33, 263) 9.0 cm apart (adult biocular width).
+
+The file holds ``mean_shape`` float32 [478, 3] (cm, model frame), ``mirror`` int64 [478] (index of each point's
+mirror partner) and ``sources`` (names of the faces used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from thead.face import topology as topo
+
+OUTER_EYE_DISTANCE_CM = 9.0
+NEUTRAL_IMAGES = ("people_0.png", "s0.jpg")
+NEUTRAL_VIDEOS = ("d0.mp4", "d3.mp4", "d12.mp4", "WDA_AlexandriaOcasioCortez_000.mp4")
+DATA_PATH = Path(__file__).resolve().parent / "data" / "mean_face.npz"
+# Points on the face's midline, used to seed the symmetry plane before the mirror map is known.
+MIDLINE = np.array([1, 2, 4, 5, 6, 8, 9, 10, 0, 11, 12, 13, 14, 15, 16, 17, 18, 151, 152, 164, 168, 175, 195,
+                    197, 199, 200])
+
+
+def detect_landmarks(frames: Iterable[np.ndarray], static: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe 478-point face mesh on RGB uint8 frames.
+
+    Returns landmarks float32 [T, 478, 3] in pixels (x right, y down, z = relative depth x frame width; NaN where
+    no face was found) and valid bool [T]. ``static=False`` tracks across consecutive frames of one clip.
+    """
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import mediapipe as mp
+
+    out: list[np.ndarray] = []
+    valid: list[bool] = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, refine_landmarks=True, max_num_faces=1,
+                                         min_detection_confidence=0.5) as mesh:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            res = mesh.process(np.ascontiguousarray(frame[..., :3]))
+            if res.multi_face_landmarks:
+                pts = res.multi_face_landmarks[0].landmark
+                out.append(np.array([[p.x * w, p.y * h, p.z * w] for p in pts], np.float32))
+                valid.append(True)
+            else:
+                out.append(np.full((topo.NUM_POINTS, 3), np.nan, np.float32))
+                valid.append(False)
+    if not out:
+        return np.zeros((0, topo.NUM_POINTS, 3), np.float32), np.zeros(0, bool)
+    return np.stack(out), np.array(valid)
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
+                   ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity dst ~ s * R @ src + t (Umeyama), src/dst [N, 3]. Returns (s, R [3,3], t [3])."""
+    w = np.ones(len(src)) if weights is None else weights.astype(np.float64)
+    w = w / w.sum()
+    ms, md = w @ src, w @ dst
+    a, b = src - ms, dst - md
+    u, sv, vt = np.linalg.svd((b * w[:, None]).T @ a)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float((sv * np.diag(d)).sum() / (w @ (a ** 2).sum(1)))
+    return scale, rot, md - scale * rot @ ms
+
+
+def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """src [478,3] moved by the similarity that best maps its surface points onto dst's."""
+    n = topo.NUM_SURFACE_POINTS
+    s, r, t = similarity_fit(src[:n], dst[:n])
+    return s * src @ r.T + t
+
+
+def generalised_procrustes(shapes: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """Mean of shapes [K, 478, 3] after iterated similarity alignment; returned with unit RMS size."""
+    ref = shapes[0] - shapes[0, :topo.NUM_SURFACE_POINTS].mean(0)
+    for _ in range(iterations):
+        aligned = np.stack([_align(s, ref) for s in shapes])
+        ref = aligned.mean(0)
+        ref = ref - ref[:topo.NUM_SURFACE_POINTS].mean(0)
+        ref = ref / np.sqrt((ref[:topo.NUM_SURFACE_POINTS] ** 2).sum(1).mean())
+    return ref
+
+
+def _reflect(points: np.ndarray, normal: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    d = (points - origin) @ normal
+    return points - 2.0 * d[:, None] * normal
+
+
+def mirror_map(shape: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left-right point correspondence of a roughly symmetric face [478, 3].
+
+    Returns (mirror [478] int64, plane normal [3] pointing to the subject's left, plane origin [3]).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    left = shape[[263, 362]].mean(0)
+    right = shape[[33, 133]].mean(0)
+    normal = (left - right) / np.linalg.norm(left - right)
+    origin = shape[MIDLINE].mean(0)
+    perm = np.arange(len(shape))
+    for _ in range(iterations):
+        refl = _reflect(shape, normal, origin)
+        perm = np.empty(len(shape), np.int64)
+        for group in (np.arange(topo.NUM_SURFACE_POINTS), np.r_[topo.RIGHT_IRIS, topo.LEFT_IRIS]):
+            cost = ((shape[group][:, None] - refl[group][None]) ** 2).sum(-1)
+            rows, cols = linear_sum_assignment(cost)
+            perm[group[rows]] = group[cols]
+        # Refit the plane from matched pairs: midpoints lie on it, differences are along its normal.
+        diff = shape - shape[perm]
+        u, _, _ = np.linalg.svd(diff.T @ diff)
+        normal = u[:, 0] * np.sign(u[:, 0] @ normal)
+        origin = ((shape + shape[perm]) / 2).mean(0)
+    return perm, normal, origin
+
+
+def symmetric_mean_shape(shape: np.ndarray, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror-symmetrised, canonically framed and scaled (cm) version of shape [478, 3]; also the mirror map.
+
+    ``faces`` (each [478, 3], image coordinates) give the viewing direction that defines pitch 0.
+    """
+    perm, normal, origin = mirror_map(shape)
+    if not np.array_equal(perm[perm], np.arange(len(perm))):
+        raise RuntimeError("mirror correspondence is not an involution; the input faces are too asymmetric")
+    sym = (shape + _reflect(shape, normal, origin)[perm]) / 2
+    x_axis = normal
+    n = topo.NUM_SURFACE_POINTS
+    views = []
+    for face in faces:  # the image's depth axis seen from the face
+        _, rot, _ = similarity_fit(sym[:n], np.asarray(face, np.float64)[:n])
+        views.append(rot.T @ np.array([0.0, 0.0, 1.0]))
+    z_axis = np.mean(views, 0)
+    z_axis = z_axis - (z_axis @ x_axis) * x_axis
+    z_axis /= np.linalg.norm(z_axis)
+    if (sym[topo.NOSE_TIP] - sym.mean(0)) @ z_axis > 0:  # nose must be nearer the camera (smaller z)
+        z_axis = -z_axis
+    y_axis = np.cross(z_axis, x_axis)
+    rot = np.stack([x_axis, y_axis, z_axis])  # rows: model axes in input coordinates
+    framed = (sym - sym[:topo.NUM_SURFACE_POINTS].mean(0)) @ rot.T
+    if framed[topo.CHIN, 1] < framed[topo.FOREHEAD, 1]:
+        raise RuntimeError("model Y axis does not point from forehead to chin")
+    framed[perm == np.arange(len(perm)), 0] = 0.0  # points on the symmetry plane
+    eye_distance = np.linalg.norm(framed[33] - framed[263])
+    return (framed * OUTER_EYE_DISTANCE_CM / eye_distance).astype(np.float32), perm
+
+
+def _features(lm: np.ndarray) -> dict[str, np.ndarray]:
+    """Scale-free neutrality cues per frame of landmarks [T, 478, 3]."""
+    eye = np.linalg.norm(lm[:, 33] - lm[:, 263], axis=-1)
+    gap = np.linalg.norm(lm[:, 13] - lm[:, 14], axis=-1) / eye
+    width = np.linalg.norm(lm[:, 61] - lm[:, 291], axis=-1) / eye
+    opening = (np.linalg.norm(lm[:, 159] - lm[:, 145], axis=-1)
+               + np.linalg.norm(lm[:, 386] - lm[:, 374], axis=-1)) / (2 * eye)
+    across = lm[:, 263, :2] - lm[:, 33, :2]
+    across /= np.linalg.norm(across, axis=-1, keepdims=True)
+    down = np.stack([-across[:, 1], across[:, 0]], -1)
+    corner_up = (((lm[:, 0] + lm[:, 17]) / 2 - (lm[:, 61] + lm[:, 291]) / 2)[:, :2] * down).sum(-1) / eye
+    return {"gap": gap, "width": width, "opening": opening, "corner_up": corner_up}
+
+
+def neutral_frames(lm: np.ndarray, valid: np.ndarray, reference: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` most neutral near-frontal frames of a clip (landmarks [T, 478, 3])."""
+    idx = np.flatnonzero(valid)
+    n = topo.NUM_SURFACE_POINTS
+    angles = []
+    for i in idx:
+        _, rot, _ = similarity_fit(reference[:n], lm[i, :n])
+        angles.append(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1))))
+    angles = np.array(angles)
+    f = {k: v[idx] for k, v in _features(lm).items()}
+    ranks = {k: np.argsort(np.argsort(v)) / max(len(v) - 1, 1) for k, v in f.items()}
+    score = ranks["gap"] + ranks["width"] + ranks["corner_up"] + 2 * np.abs(ranks["opening"] - 0.75)
+    score = score + np.where(angles > 10.0, 10.0, 0.0) + angles / 10.0
+    score = score + np.where(ranks["opening"] < 0.5, 10.0, 0.0)  # eyes at least as open as usual: no blinks
+    return idx[np.argsort(score)[:count]]
+
+
+def collect_faces(data_dir: Path, frames_per_video: int) -> tuple[list[np.ndarray], list[str]]:
+    """One landmark set [478, 3] per subject from the shared media folder."""
+    from thead.io import read_frames, read_image
+
+    faces, names = [], []
+    for name in NEUTRAL_IMAGES:
+        lm, valid = detect_landmarks([read_image(data_dir / "images" / name)], static=True)
+        if valid[0]:
+            faces.append(lm[0].astype(np.float64))
+            names.append(f"images/{name}")
+    reference = generalised_procrustes(np.stack(faces))
+    for name in NEUTRAL_VIDEOS:
+        path = data_dir / "videos" / name
+        if not path.exists():
+            continue
+        lm, valid = detect_landmarks(read_frames(path), static=False)
+        chosen = neutral_frames(lm, valid, reference, frames_per_video)
+        aligned = np.stack([_align(lm[i].astype(np.float64), lm[chosen[0]].astype(np.float64)) for i in chosen])
+        faces.append(aligned.mean(0))
+        names.append(f"videos/{name}[{','.join(str(i) for i in sorted(chosen))}]")
+    return faces, names
+
+
+def build(data_dir: Path, out: Path = DATA_PATH, frames_per_video: int = 10) -> Path:
+    """Detect, align, symmetrise and save the mean shape; returns the written path."""
+    faces, names = collect_faces(data_dir, frames_per_video)
+    if len(faces) < 3:
+        raise RuntimeError(f"only {len(faces)} faces found under {data_dir}; need at least 3")
+    mean = generalised_procrustes(np.stack(faces))
+    shape, mirror = symmetric_mean_shape(mean, faces)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez_compressed(tmp, mean_shape=shape, mirror=mirror, sources=np.array(names))
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default = os.environ.get("THEAD_TEST_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    parser.add_argument("--data", type=Path, default=Path(default), help="shared media folder (images/, videos/)")
+    parser.add_argument("--out", type=Path, default=DATA_PATH)
+    parser.add_argument("--frames-per-video", type=int, default=10)
+    args = parser.parse_args(argv)
+    path = build(args.data, args.out, args.frames_per_video)
+    with np.load(path) as data:
+        print(f"wrote {path}: {len(data['sources'])} faces: {', '.join(data['sources'])}")
+
+
+if __name__ == "__main__":
+    main()
