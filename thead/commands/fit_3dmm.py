@@ -1,0 +1,61 @@
+"""`thead fit-3dmm`: pose, expression, gaze and identity for every frame of preprocessed clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from thead.commands.common import finish, run_batch
+from thead.commands.preprocess import Protocol
+from thead.pipeline.batch import InputItem, collect_inputs
+from thead.pipeline.fit import FitParams, fit_item
+from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams, preprocess_item
+from thead.pipeline.resolve import expand_stdin, split_cached
+
+
+def fit_3dmm(
+    inputs: List[str] = typer.Argument(..., help="Work directories or item folders holding preprocess results, "
+                                       "or videos/images/directories (preprocessed first), or - for stdin."),
+    output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for inputs that still "
+                                "need preprocessing."),
+    smooth: float = typer.Option(1.0, help="Temporal smoothing strength (0 = off; never applied to images)."),
+    iterations: int = typer.Option(8, help="Solver rounds."),
+    model: Optional[Path] = typer.Option(None, help="A PCA morphable model .npz (mean, identity and expression "
+                                         "bases, landmark vertex indices) instead of the built-in face-mesh model."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 / overlay.png: the fitted mesh "
+                                 "drawn over the crops."),
+    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    size: int = typer.Option(256, help="Crop size for inputs preprocessed here."),
+    protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol for inputs preprocessed here."),
+    force: bool = typer.Option(False, "--force", help="Redo fits whose cache is current."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),
+) -> None:
+    """Fit the 3D face model to every frame: WORKDIR/<item>/fit3dmm (pose, expression, gaze, identity).
+
+    Pose is yaw, pitch, roll (degrees), translation and scale of a scaled-orthographic camera; expression is a
+    set of named units in [0, 1] (jaw_open, smile_left, ..., blink_right), the rest kept as a residual.
+    """
+    cached, raw = split_cached(expand_stdin(inputs))
+    results = []
+    if raw:
+        pre_params = PreprocessParams(protocol=protocol.value, size=size)
+        items, failures = collect_inputs(raw, INPUT_SUFFIXES)
+        pre_results = run_batch("preprocess", items,
+                                lambda item, report: preprocess_item(item, output, pre_params, False, report),
+                                failures, json_lines=False)
+        results.extend(r for r in pre_results if r.failed)
+        cached.extend(Path(r.output) for r in pre_results if not r.failed and r.output)
+    params = FitParams(smooth=smooth, iterations=iterations, model=str(model) if model else None, overlay=overlay,
+                       device=device)
+    fit_items = [InputItem(d, d.parent.name) for d in dict.fromkeys(cached)]
+    results.extend(run_batch("fit-3dmm", fit_items, lambda item, report: fit_item(item.path, params, force, report),
+                             json_lines=json_lines))
+    if json_lines:  # preprocess failures are part of this command's outcome too
+        import json
+
+        for r in results:
+            if r.failed and r.item not in {i.item_id for i in fit_items}:
+                print(json.dumps(r.to_json()))
+    finish("thead fit-3dmm", results)

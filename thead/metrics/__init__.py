@@ -1,0 +1,67 @@
+"""Metrics for talking-head videos, as reported by the seed papers (PECHead, HeadGAN, HiDe-NeRF, rhythmic head
+motion, HifiHead): plain functions, batched in torch where it pays.
+
+Conventions: frames are torch float ``(N, C, H, W)`` in [0, 1] or numpy ``uint8`` ``(N, H, W, 3)`` / ``(H, W, 3)``;
+landmarks are pixel coordinates ``(N, 478|68, 2|3)``. Per-frame metrics return numpy ``float64`` arrays ``(N,)``
+with NaN where a frame could not be measured; ``aggregate`` / ``aggregate_video`` summarise them and count the
+skipped frames. Metrics that need network weights thead cannot ship (LPIPS, FID) and CSIM return a
+``MetricResult`` that is either a value or ``available=False`` with the reason.
+
+Groups:
+    pixel       l1, mse, psnr, ssim, ms_ssim, pixel_metrics
+    landmarks   akd, lmd, keypoint_distance, to_ibug68, rescale_landmarks
+    facemodel   aed, pose_distance, rotation_distance, gaze_distance, au_agreement, identity_shape_distance
+    identity    csim, DlibFaceEmbedder, ArcFaceOnnxEmbedder, cosine_similarity, embedding_distance
+    lpips / fid lpips, fid, fvd (unavailable), frechet_distance, frechet_distance_from_features
+    temporal    landmark_jitter, luminance_flicker, relative_flicker
+    avsync      read_audio, audio_rms_envelope, mouth_opening, av_sync, audio_visual_sync
+    aggregate   aggregate, aggregate_video, align_lengths
+"""
+
+from thead.metrics.aggregate import Alignment, Summary, VideoReport, aggregate, aggregate_video, align_lengths
+from thead.metrics.audio import read_audio
+from thead.metrics.avsync import AVSync, audio_rms_envelope, audio_visual_sync, av_sync, mouth_opening
+from thead.metrics.facemodel import (
+    AUAgreement,
+    PoseDistance,
+    aed,
+    au_agreement,
+    gaze_distance,
+    identity_shape_distance,
+    pose_distance,
+    rotation_distance,
+    similarity_procrustes,
+)
+from thead.metrics.fid import (
+    feature_statistics,
+    fid,
+    frechet_distance,
+    frechet_distance_from_features,
+    fvd,
+    inception_features,
+    load_inception,
+)
+from thead.metrics.identity import (
+    ArcFaceOnnxEmbedder,
+    DlibFaceEmbedder,
+    Embeddings,
+    cosine_similarity,
+    csim,
+    embedding_distance,
+)
+from thead.metrics.landmarks import EVAL_SIZE, akd, keypoint_distance, lmd, rescale_landmarks, to_ibug68
+from thead.metrics.lpips import load_lpips, lpips
+from thead.metrics.pixel import l1, ms_ssim, mse, pixel_metrics, psnr, ssim
+from thead.metrics.result import MetricResult
+from thead.metrics.temporal import FlickerComparison, landmark_jitter, luminance_flicker, relative_flicker
+
+__all__ = [
+    "AUAgreement", "AVSync", "Alignment", "ArcFaceOnnxEmbedder", "DlibFaceEmbedder", "EVAL_SIZE", "Embeddings",
+    "FlickerComparison", "MetricResult", "PoseDistance", "Summary", "VideoReport", "aed", "aggregate",
+    "aggregate_video", "akd", "align_lengths", "au_agreement", "audio_rms_envelope", "audio_visual_sync", "av_sync",
+    "cosine_similarity", "csim", "embedding_distance", "feature_statistics", "fid", "frechet_distance",
+    "frechet_distance_from_features", "fvd", "gaze_distance", "identity_shape_distance", "inception_features",
+    "keypoint_distance", "l1", "landmark_jitter", "lmd", "load_inception", "load_lpips", "lpips",
+    "luminance_flicker", "mouth_opening", "ms_ssim", "mse", "pixel_metrics", "pose_distance", "psnr", "read_audio",
+    "relative_flicker", "rescale_landmarks", "rotation_distance", "similarity_procrustes", "ssim", "to_ibug68",
+]

@@ -1,0 +1,175 @@
+"""The fit-3dmm stage: the 3D face model fitted to every frame of a preprocess result.
+
+Writes ``<workdir>/<item>/fit3dmm/``: ``fit.safetensors`` + ``fit.json`` (see ``thead.fitting.FitResult``:
+pose [T, 6] (yaw, pitch, roll degrees on disk, tx, ty px, scale px/cm), expression [T, E] with unit names,
+gaze [T, 4] degrees, identity, residual, per-frame fit error), ``overlay.mp4`` with ``--overlay``, and
+``meta.json``. The stage is current while the preprocess result it was fitted to and its parameters are
+unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from thead.cache import StageInfo, file_digest, read_meta, stage_is_current, stage_key, write_stage
+from thead.errors import InputError
+from thead.face import topology
+from thead.fitting import FitResult, fit_sequence
+from thead.io import VideoWriter, iter_frames, read_image, write_image
+from thead.pipeline.batch import ItemResult
+from thead.pipeline.preprocess import STAGE as PREPROCESS, PreprocessResult, load_preprocess
+
+STAGE = StageInfo("fit3dmm", 1)
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """Parameters that define a fit (all enter the cache key except ``overlay`` and ``device``)."""
+
+    smooth: float = 1.0  # temporal smoothing strength (0 = off); single images are never smoothed
+    iterations: int = 8
+    model: str | None = None  # path of a PCA morphable model .npz; None = the built-in 478-point model
+    overlay: bool = False
+    device: str | None = None
+
+
+def _load_model(params: FitParams):
+    if params.model is None:
+        return None
+    from thead.facemodel import load_pca_model
+
+    return load_pca_model(params.model)
+
+
+def fit_item(
+    preprocess_dir: Path,
+    params: FitParams,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> ItemResult:
+    """Fit the face model to one preprocess result; writes the sibling ``fit3dmm`` folder."""
+    pre = load_preprocess(preprocess_dir)
+    item_dir = preprocess_dir.parent
+    stage_dir = item_dir / STAGE.name
+    source = pre.meta.get("source", str(preprocess_dir))
+    key_params = {k: v for k, v in asdict(params).items() if k not in ("overlay", "device")}
+    if params.model is not None:
+        key_params["model"] = file_digest(params.model) if Path(params.model).is_file() else params.model
+    key = stage_key(STAGE, {PREPROCESS.name: pre.meta["key"]}, key_params)
+    wants_overlay = params.overlay and pre.meta["kind"] == "video" and not (stage_dir / "overlay.mp4").is_file()
+    wants_overlay |= params.overlay and pre.meta["kind"] == "image" and not (stage_dir / "overlay.png").is_file()
+    if not force and not wants_overlay and stage_is_current(stage_dir, key):
+        return ItemResult(source, item_dir.name, "skipped", str(stage_dir), "cache current")
+    if pre.crop_landmarks.ndim != 3 or pre.crop_landmarks.shape[0] == 0:
+        raise InputError(preprocess_dir, "preprocess result holds no landmarks")
+    if params.model is None and pre.crop_landmarks.shape[1] != topology.NUM_POINTS:
+        raise InputError(preprocess_dir, f"the built-in face model needs 478-point landmarks, this cache has "
+                         f"{pre.crop_landmarks.shape[1]} (use --model with a PCA model for 68-point caches)")
+    if not pre.valid.any():
+        raise InputError(preprocess_dir, "no frame with a face to fit")
+    size = int(pre.meta["crop_size"])
+    fps = float(pre.meta.get("fps") or 25.0)
+    is_video = pre.meta["kind"] == "video" and len(pre.valid) > 1
+    fit = fit_sequence(pre.crop_landmarks, pre.valid, size, smooth=params.smooth if is_video else False,
+                       device=params.device, fps=fps, model=_load_model(params), iterations=params.iterations)
+    if progress:
+        progress(1, 2 if params.overlay else 1)
+    warnings = []
+    if (~pre.valid).any():
+        warnings.append(f"{int((~pre.valid).sum())} frame(s) without a face were filled by interpolation")
+    iod = _inter_ocular(pre.crop_landmarks)
+    err_rel = float(np.nanmean(fit.fit_error / np.maximum(iod, 1e-6)))
+    meta = {"source": source, "preprocess_key": pre.meta["key"], "params": asdict(params), "num_frames":
+            fit.num_frames, "fps": fps, "crop_size": size, "kind": pre.meta["kind"],
+            "mean_fit_error_px": float(np.nanmean(fit.fit_error)), "mean_fit_error_iod": err_rel,
+            "expression_names": list(fit.expression_names), "warnings": warnings}
+    with write_stage(stage_dir, STAGE, key, meta) as tmp:
+        fit.save(tmp)
+        if params.overlay:
+            write_overlay(pre, fit, tmp, params, progress)
+    return ItemResult(source, item_dir.name, "done", str(stage_dir), warnings=warnings,
+                      info={"frames": fit.num_frames, "fit_error_px": round(float(np.nanmean(fit.fit_error)), 3),
+                            "fit_error_iod": round(err_rel, 4)})
+
+
+def _inter_ocular(landmarks: np.ndarray) -> np.ndarray:
+    """Inter-ocular distance (T,) px of 478-point landmarks (T, 478, 3): between the outer eye corners, the
+    normalisation of the 300-W landmark benchmark."""
+    if landmarks.shape[1] != topology.NUM_POINTS:
+        return np.full(len(landmarks), np.nan)
+    right = landmarks[:, topology.RIGHT_EYE_CORNERS[0], :2]
+    left = landmarks[:, topology.LEFT_EYE_CORNERS[0], :2]
+    return np.linalg.norm(right - left, axis=1)
+
+
+def fitted_landmarks(fit: FitResult, with_residual: bool = False) -> np.ndarray:
+    """Model landmarks (T, N, 3) px projected from a fit (without the residual: what the model explains)."""
+    from thead.facemodel import load_face_model
+
+    model = load_face_model()
+    return model.posed(fit.pose, fit.identity, fit.expression, fit.residual if with_residual else None,
+                       fit.gaze, fit.depth_offset)
+
+
+_FEATURE_LOOPS = (topology.FACE_OVAL, topology.RIGHT_EYE, topology.LEFT_EYE, topology.LIPS_OUTER,
+                  topology.LIPS_INNER)
+_FEATURE_LINES = (topology.RIGHT_BROW[:5], topology.LEFT_BROW[:5])
+
+
+def draw_fit(frame: np.ndarray, points: np.ndarray, fit_row: dict[str, float]) -> np.ndarray:
+    """Draw the fitted mesh (faint edges, bright feature contours), irises and a pose readout on an RGB frame."""
+    xy = np.round(points[:, :2] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    edges = topology.mesh_edges()
+    mesh = frame.copy()
+    cv2.polylines(mesh, list(np.stack([xy[edges[:, 0]], xy[edges[:, 1]]], axis=1)), False, (80, 255, 120), 1,
+                  cv2.LINE_AA, shift=2)
+    out = cv2.addWeighted(frame, 0.75, mesh, 0.25, 0)
+    cv2.polylines(out, [xy[i] for i in _FEATURE_LOOPS], True, (80, 255, 120), 1, cv2.LINE_AA, shift=2)
+    cv2.polylines(out, [xy[i] for i in _FEATURE_LINES], False, (80, 255, 120), 1, cv2.LINE_AA, shift=2)
+    for iris in (topology.RIGHT_IRIS, topology.LEFT_IRIS):
+        r = int(np.linalg.norm(points[iris[1], :2] - points[iris[3], :2]) * 2)
+        cv2.circle(out, tuple(xy[iris[0]]), max(r, 4), (255, 200, 0), 1, cv2.LINE_AA, shift=2)
+    text = "yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}  jaw {jaw_open:.2f} smile {smile:.2f}".format(**fit_row)
+    scale = out.shape[1] / 512
+    cv2.putText(out, text, (4, int(16 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 0), 1,
+                cv2.LINE_AA)
+    return out
+
+
+def write_overlay(pre: PreprocessResult, fit: FitResult, folder: Path, params: FitParams,
+                  progress: ProgressFn | None) -> None:
+    """``overlay.mp4`` (videos) or ``overlay.png`` (images): the fitted mesh drawn over the crops."""
+    points = fitted_landmarks(fit) if params.model is None else pre.crop_landmarks
+    angles = np.degrees(fit.pose[:, :3])
+    names = list(fit.expression_names)
+
+    def row(t: int) -> dict[str, float]:
+        e = fit.expression[t]
+        smile = np.mean([e[names.index(n)] for n in ("smile_left", "smile_right") if n in names] or [0.0])
+        return {"yaw": angles[t, 0], "pitch": angles[t, 1], "roll": angles[t, 2], "smile": smile,
+                "jaw_open": e[names.index("jaw_open")] if "jaw_open" in names else 0.0}
+
+    if pre.meta["kind"] == "image":
+        write_image(folder / "overlay.png", draw_fit(read_image(pre.crop_path), points[0], row(0)))
+        return
+    with VideoWriter(folder / "overlay.mp4", float(pre.meta["fps"])) as writer:
+        for t, frame in enumerate(iter_frames(pre.crop_path)):
+            if t >= len(points):
+                break
+            writer.write(draw_fit(frame, points[t], row(t)))
+            if progress:
+                progress(len(points) + t + 1, 2 * len(points))
+
+
+def load_fit(item_dir: str | Path) -> FitResult:
+    """The fit of an item folder (``<workdir>/<item>``); raises ``InputError`` when it has none."""
+    stage_dir = Path(item_dir) / STAGE.name
+    if read_meta(stage_dir) is None:
+        raise InputError(item_dir, "no finished fit-3dmm result here (run thead fit-3dmm)")
+    return FitResult.load(stage_dir)
