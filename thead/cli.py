@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import thead
+from thead.commands.evaluate import evaluate
 from thead.commands.fit_3dmm import fit_3dmm
 from thead.commands.preprocess import preprocess
 from thead.commands.weights import weights
@@ -35,6 +36,7 @@ def _root(
 
 app.command("preprocess")(preprocess)
 app.command("fit-3dmm")(fit_3dmm)
+app.command("evaluate")(evaluate)
 app.command("weights")(weights)
 
 

@@ -1,0 +1,152 @@
+"""`thead evaluate`: the seed papers' metrics for generated videos against references."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from thead.commands.common import print_summary, run_batch, stderr_console
+from thead.errors import InputError
+from thead.pipeline.batch import InputItem, ItemResult
+from thead.pipeline.evaluate import (
+    EvalPair,
+    EvalParams,
+    PairReport,
+    aggregate_reports,
+    evaluate_pair,
+    pairs_from_csv,
+    pairs_from_dirs,
+    plot_report,
+    write_reports_csv,
+)
+
+
+class EvalProtocol(str, Enum):
+    auto = "auto"
+    self_ = "self"
+    cross = "cross"
+
+
+class Align(str, Enum):
+    raise_ = "raise"
+    truncate = "truncate"
+
+
+TABLE_COLUMNS = (("l1", "L1", "{:.3f}"), ("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+                 ("lpips", "LPIPS", "{:.3f}"), ("akd", "AKD", "{:.2f}"), ("aed", "AED", "{:.3f}"),
+                 ("apd", "APD°", "{:.2f}"), ("au_hamming", "AU-H", "{:.3f}"), ("csim", "CSIM", "{:.3f}"))
+
+
+def evaluate(
+    generated: Optional[Path] = typer.Argument(None, help="A generated video/image, or a directory of them."),
+    reference: Optional[Path] = typer.Argument(None, help="The reference (driver) video/image, or a directory "
+                                               "whose files match the generated ones by name."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="CSV of generated,reference[,source] rows, or the "
+                                         "manifest.csv written by thead reenact."),
+    source: Optional[Path] = typer.Option(None, help="Source image for cross-identity evaluation of a single pair."),
+    protocol: EvalProtocol = typer.Option(EvalProtocol.auto, help="self: reconstruction vs the driving frames; "
+                                          "cross: identity vs the source, motion vs the driver; auto: cross when a "
+                                          "source differing from the driver is given."),
+    size: int = typer.Option(256, help="Evaluation resolution (pixels) of the common face crop."),
+    align: Align = typer.Option(Align.raise_, help="Different frame counts or rates: raise (report the pair as "
+                                "failed) or truncate to the shorter (reported in notes)."),
+    csim_frames: int = typer.Option(32, help="Frames sampled evenly per video for CSIM (0 = all)."),
+    no_identity: bool = typer.Option(False, "--no-identity", help="Skip CSIM."),
+    arcface: Optional[Path] = typer.Option(None, help="ArcFace ONNX model for CSIM instead of dlib's network "
+                                           "(needs onnxruntime: pip install 'thead[arcface]')."),
+    work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory for the preprocess caches."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the full report as JSON to this file "
+                                            "('-' for stdout)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per video to this CSV file."),
+    plots: Optional[Path] = typer.Option(None, help="Folder for PNG plots of per-frame metrics, one per video."),
+    grid: Optional[Path] = typer.Option(None, help="Folder for side-by-side videos (source | driver | generated)."),
+    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+) -> None:
+    """Compare generated videos with references: pixel (L1, PSNR, SSIM, MS-SSIM, LPIPS), landmark (AKD, LMD),
+    face-model (AED, APD, gaze, AU agreement, AVD), identity (CSIM), temporal (jitter, flicker) and audio-visual
+    (sync) metrics, per video and aggregated."""
+    console = stderr_console()
+    failures: list[ItemResult] = []
+    if pairs is not None:
+        try:
+            eval_pairs = pairs_from_csv(pairs)
+        except InputError as exc:
+            console.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(1)
+    elif generated is not None and reference is not None:
+        if generated.is_dir() and reference.is_dir():
+            eval_pairs, failures = pairs_from_dirs(generated, reference)
+        else:
+            eval_pairs = [EvalPair(generated, reference, source)]
+    else:
+        raise typer.BadParameter("give GENERATED and REFERENCE, or --pairs CSV")
+    params = EvalParams(size=size, protocol=protocol.value, align=align.value, csim_frames=csim_frames,
+                        identity=not no_identity, arcface=str(arcface) if arcface else None, device=device)
+    reports: dict[str, PairReport] = {}
+    items = [InputItem(p.generated, f"{i:04d}") for i, p in enumerate(eval_pairs)]
+    by_id = {item.item_id: pair for item, pair in zip(items, eval_pairs)}
+
+    def stage(item: InputItem, report) -> ItemResult:
+        pair = by_id[item.item_id]
+        grid_file = grid / f"{pair.name}.mp4" if grid else None
+        rep = evaluate_pair(pair, params, work, report, grid_file)
+        reports[item.item_id] = rep
+        if plots is not None:
+            plot_report(rep, plots / f"{pair.name}.png")
+        return ItemResult(str(pair.generated), pair.name, "done", str(grid_file) if grid_file else None,
+                          warnings=rep.notes)
+
+    results = run_batch("evaluate", items, stage, failures)
+    done = [reports[i.item_id] for i in items if i.item_id in reports]
+    if done:
+        _print_table(done)
+    for r in done:
+        for name, reason in r.unavailable.items():
+            console.print(f"[yellow]unavailable[/yellow] {r.name}: {name}: {reason}")
+    document = {"videos": [r.to_json() for r in done], "aggregate": aggregate_reports(done),
+                "failures": [r.message for r in results if r.failed], "params": params.__dict__}
+    if json_path == "-":
+        print(json.dumps(document, indent=2))
+    elif json_path:
+        _write_text(Path(json_path), json.dumps(document, indent=2))
+    if csv_path:
+        write_reports_csv(csv_path, done)
+    print_summary("thead evaluate", results)
+    raise typer.Exit(1 if any(r.failed for r in results) else 0)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf8")
+    os.replace(tmp, path)
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return "inf" if math.isinf(value) else pattern.format(value)
+
+
+def _print_table(reports: list[PairReport]) -> None:
+    console = stderr_console()
+    present = [c for c in TABLE_COLUMNS if any(c[0] in r.per_frame for r in reports)]
+    table = Table(title="thead evaluate (per-video mean over frames; last rows: mean and std over videos)")
+    for col in ("video", "frames") + tuple(c[1] for c in present):
+        table.add_column(col, justify="left" if col == "video" else "right", overflow="fold", min_width=4)
+    for r in reports:
+        s = r.summary()
+        name = r.name if r.protocol == "self" else f"{r.name} (cross)"
+        table.add_row(name, str(r.frames), *(_fmt(s[k]["mean"], f) if k in s else "-" for k, _, f in present))
+    agg = aggregate_reports(reports)
+    table.add_section()
+    table.add_row("mean", "", *(_fmt(agg.get(k, {}).get("mean"), f) for k, _, f in present))
+    table.add_row("std", "", *(_fmt(agg.get(k, {}).get("std"), f) for k, _, f in present))
+    console.print(table)

@@ -1,0 +1,369 @@
+"""Target face parameters for the engines: motion transfer from a driver, numeric edits, free-view orbits.
+
+Every function returns :class:`TargetParams`: per output frame, the pose, expression, residual and gaze the
+source face should take, in the units of :class:`~thead.fitting.FitResult` (angles in RADIANS for the head pose,
+gaze in DEGREES, translations in crop pixels, scale in pixels per cm, expressions as unit coefficients). The
+source's identity (its neutral shape) is never part of a target: the engine always renders the source's own
+face shape, so a driver's face shape cannot leak into the output.
+
+Motion transfer (``transfer_motion``), per driver frame t against the driver's reference frame r:
+
+* relative (default): the driver's *change* is applied to the source, which keeps its own shape and rest pose::
+
+      R_t     = dR_t^k @ R_src            dR_t = R_drv[t] @ R_drv[r]^T   (camera frame; ^k: scaled rotation angle)
+      s_t     = s_src * (s_drv[t] / s_drv[r])^k
+      xy_t    = xy_src + k * (xy_drv[t] - xy_drv[r]) * s_src / s_drv[r]     (same for depth_offset)
+      expr_t  = clip(expr_src + e * (expr_drv[t] - expr_drv[r]), unit bounds)
+      res_t   = res_src + e * (res_drv[t] - res_drv[r])                      (model frame, cm)
+      gaze_t  = gaze_src + (gaze_drv[t] - gaze_drv[r])
+
+  with k = ``pose_scale`` and e = ``expression_scale``;
+* absolute: the driver's rotation, expressions and gaze as they are (``R_drv[t]``, ``clip(e * expr_drv[t])``);
+  the head position and size still follow the relative rule above, i.e. the driver's motion mapped into the
+  source crop, so the head stays where the source's head is (two crops from different videos need not agree).
+
+Driver frames without a face (``valid`` False) hold the last valid frame's values (the first valid one before
+it) and are flagged in ``TargetParams.held``. Resulting angles are limited to what a 2-D warp of one photo can
+show (``MAX_ANGLES_DEG``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from thead.facemodel import geometry as geo
+from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
+from thead.fitting.result import FitResult
+
+MODES = ("relative", "absolute")
+# Limits of the rendered head rotation (yaw, pitch, roll), degrees: beyond them a warped photo falls apart.
+MAX_ANGLES_DEG = (50.0, 35.0, 45.0)
+MAX_GAZE_DEG = 35.0
+# Point (model frame, cm: X subject's left, Y down, Z into the head) kept still in the image when an edit or an
+# orbit turns the head: near the neck's turning axis, so the face swings around it as a real head does, instead
+# of turning about the face centroid (the model origin).
+EDIT_PIVOT_CM = (0.0, 1.0, 5.0)
+# Names accepted by ``edit_params(expression=...)`` besides the units: each sets both sides.
+EXPRESSION_ALIASES: dict[str, tuple[str, ...]] = {
+    "smile": ("smile_left", "smile_right"),
+    "brow_raise": ("brow_raise_left", "brow_raise_right"),
+    "blink": ("blink_left", "blink_right"),
+}
+
+
+@dataclass
+class TargetParams:
+    """What the source face should do in each of B output frames (units of ``FitResult``).
+
+    pose [B, 6] float32: yaw, pitch, roll (radians), tx, ty (crop pixels), scale (pixels per cm).
+    depth_offset [B] float32 pixels. expression [B, E] float32 unit coefficients (order ``expression_names``).
+    residual [B, 478, 3] float32 cm, model frame: the landmark detail the units do not explain.
+    gaze [B, 4] float32 degrees (right_yaw, right_pitch, left_yaw, left_pitch), relative to the head.
+    held [B] bool: the driver had no face in this frame; the last valid frame's values were held.
+    """
+
+    pose: np.ndarray
+    depth_offset: np.ndarray
+    expression: np.ndarray
+    residual: np.ndarray
+    gaze: np.ndarray
+    held: np.ndarray
+    expression_names: tuple[str, ...] = field(default=EXPRESSION_NAMES)
+
+    def __post_init__(self) -> None:
+        b = self.pose.shape[0]
+        shapes = {"pose": (b, 6), "depth_offset": (b,), "expression": (b, len(self.expression_names)),
+                  "residual": (b, 478, 3), "gaze": (b, 4), "held": (b,)}
+        for name, shape in shapes.items():
+            if tuple(np.shape(getattr(self, name))) != shape:
+                raise ValueError(f"TargetParams.{name}: shape {tuple(np.shape(getattr(self, name)))}, "
+                                 f"expected {shape}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pose.shape[0])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, index: slice | np.ndarray | Sequence[int] | int) -> "TargetParams":
+        """Frames ``index`` (a slice, indices or a bool mask; an int keeps a batch of 1)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return TargetParams(pose=self.pose[index], depth_offset=self.depth_offset[index],
+                            expression=self.expression[index], residual=self.residual[index],
+                            gaze=self.gaze[index], held=self.held[index], expression_names=self.expression_names)
+
+    def expression_of(self, name: str) -> np.ndarray:
+        """Coefficients [B] of one named unit."""
+        return self.expression[:, self.expression_names.index(name)]
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["TargetParams"]) -> "TargetParams":
+        """Frames of several ``TargetParams`` one after another."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        return cls(pose=np.concatenate([p.pose for p in parts]),
+                   depth_offset=np.concatenate([p.depth_offset for p in parts]),
+                   expression=np.concatenate([p.expression for p in parts]),
+                   residual=np.concatenate([p.residual for p in parts]),
+                   gaze=np.concatenate([p.gaze for p in parts]), held=np.concatenate([p.held for p in parts]),
+                   expression_names=parts[0].expression_names)
+
+    @classmethod
+    def from_fit(cls, fit: FitResult, frames: slice | Sequence[int] | int | None = None) -> "TargetParams":
+        """The fit's own parameters (frames ``frames``, default all): rendering them reproduces the fitted frames."""
+        sel = slice(None) if frames is None else ([int(frames)] if isinstance(frames, (int, np.integer)) else frames)
+        pose = np.asarray(fit.pose, np.float32)[sel]
+        return cls(pose=pose.copy(), depth_offset=np.asarray(fit.depth_offset, np.float32)[sel].copy(),
+                   expression=np.asarray(fit.expression, np.float32)[sel].copy(),
+                   residual=np.asarray(fit.residual, np.float32)[sel].copy(),
+                   gaze=np.asarray(fit.gaze, np.float32)[sel].copy(), held=np.zeros(len(pose), bool),
+                   expression_names=tuple(fit.expression_names))
+
+
+# ------------------------------------------------------------------------------------------------ rotations
+def _euler_to_matrix(angles: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] float64 rotations of (yaw, pitch, roll) radians [..., 3] (``thead.facemodel.geometry``)."""
+    return geo.euler_to_matrix(torch.as_tensor(np.asarray(angles, np.float64))).numpy()
+
+
+def _matrix_to_euler(rot: np.ndarray) -> np.ndarray:
+    return geo.matrix_to_euler(torch.as_tensor(np.asarray(rot, np.float64))).numpy()
+
+
+def _rotation_power(rot: np.ndarray, k: float) -> np.ndarray:
+    """rot^k [..., 3, 3]: the same axis, k times the angle (k = 1 returns rot)."""
+    if k == 1.0:
+        return rot
+    from scipy.spatial.transform import Rotation
+
+    flat = rot.reshape(-1, 3, 3)
+    return Rotation.from_rotvec(Rotation.from_matrix(flat).as_rotvec() * k).as_matrix().reshape(rot.shape)
+
+
+def _limit_angles(angles: np.ndarray) -> np.ndarray:
+    lim = np.radians(np.asarray(MAX_ANGLES_DEG))
+    return np.clip(angles, -lim, lim)
+
+
+def turn_about_pivot(pose: np.ndarray, depth_offset: np.ndarray, new_angles: np.ndarray,
+                     pivot_cm: Sequence[float] = EDIT_PIVOT_CM) -> tuple[np.ndarray, np.ndarray]:
+    """Pose [B, 6] and depth_offset [B] with the angles set to new_angles [B, 3] (radians), translated so that
+    the model point ``pivot_cm`` keeps its image position and depth (a head turning on its neck)."""
+    pivot = np.asarray(pivot_cm, np.float64)
+    old = _euler_to_matrix(pose[:, :3]) @ pivot
+    new = _euler_to_matrix(new_angles) @ pivot
+    shift = pose[:, 5, None].astype(np.float64) * (old - new)  # [B, 3] pixels
+    out = pose.astype(np.float64).copy()
+    out[:, :3] = new_angles
+    out[:, 3:5] += shift[:, :2]
+    return out.astype(np.float32), (depth_offset + shift[:, 2]).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _check_fit(fit: FitResult, what: str) -> None:
+    if not isinstance(fit, FitResult):
+        raise TypeError(f"{what} must be a FitResult, got {type(fit).__name__}")
+    if fit.residual.shape[1:] != (478, 3) or fit.identity.shape != (478, 3):
+        raise ValueError(f"{what}: the engines need a fit of the 478-point model (model '{fit.model}')")
+    if tuple(fit.expression_names) != EXPRESSION_NAMES:
+        raise ValueError(f"{what}: expression units {fit.expression_names} differ from the model's")
+
+
+def hold_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For frames with flags valid [T]: (index [T] of the frame whose values to use, held [T] bool).
+
+    Invalid frames use the last valid frame before them (the first valid frame when none came before).
+    """
+    valid = np.asarray(valid, bool)
+    if not valid.any():
+        raise ValueError("the driver has no frame with a face")
+    t = np.arange(len(valid))
+    last = np.maximum.accumulate(np.where(valid, t, -1))
+    first = int(np.argmax(valid))
+    return np.where(last >= 0, last, first), ~valid
+
+
+def _reference_index(fit: FitResult, reference_frame: int) -> int:
+    """reference_frame if it had a face, else the nearest frame that had one."""
+    t = fit.num_frames
+    r = int(reference_frame) % t if -t <= int(reference_frame) < t else None
+    if r is None:
+        raise ValueError(f"reference_frame {reference_frame} outside the driver's {t} frames")
+    valid = np.flatnonzero(np.asarray(fit.valid, bool))
+    if len(valid) == 0:
+        raise ValueError("the driver has no frame with a face")
+    return int(valid[np.argmin(np.abs(valid - r))])
+
+
+def _source_frame(fit: FitResult, frame: int) -> TargetParams:
+    if not -fit.num_frames <= frame < fit.num_frames:
+        raise ValueError(f"source frame {frame} outside the source fit's {fit.num_frames} frames")
+    return TargetParams.from_fit(fit, frame % fit.num_frames)
+
+
+# ------------------------------------------------------------------------------------------------ public API
+def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative", expression_scale: float = 1.0,
+                    pose_scale: float = 1.0, use_pose: bool = True, use_expression: bool = True,
+                    reference_frame: int = 0, *, use_gaze: bool = True, source_frame: int = 0) -> TargetParams:
+    """Targets [T] that move ``source`` (frame ``source_frame`` of its fit) the way ``driver`` (T frames) moves.
+
+    mode: "relative" (default; the driver's change from its frame ``reference_frame`` is applied to the source,
+    which keeps its own rest pose and expression) or "absolute" (the driver's rotation, expressions and gaze as
+    they are; head position and size still mapped relative to the reference frame); see the module docstring.
+    expression_scale: multiplies expression and residual changes (absolute: the expressions). pose_scale:
+    multiplies the rotation angle and the translation/scale changes (absolute: the angles).
+    use_pose / use_expression / use_gaze: False keeps the source's pose / expression and residual / gaze.
+    Only the source's identity is ever rendered; the driver's identity and rest residual are not used.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+    _check_fit(source, "source")
+    _check_fit(driver, "driver")
+    src = _source_frame(source, source_frame)
+    ref = _reference_index(driver, reference_frame)
+    idx, held = hold_indices(driver.valid)
+    n = len(idx)
+    lo, hi = expression_bounds()
+
+    d_pose = np.asarray(driver.pose, np.float64)[idx]
+    r_pose = np.asarray(driver.pose, np.float64)[ref]
+    s_pose = src.pose[0].astype(np.float64)
+    size_ratio = s_pose[5] / r_pose[5]  # source pixels per driver pixel of face motion
+
+    pose = np.repeat(src.pose, n, 0).astype(np.float64)
+    depth = np.repeat(src.depth_offset, n, 0).astype(np.float64)
+    if use_pose:
+        r_src = _euler_to_matrix(s_pose[:3])
+        r_drv = _euler_to_matrix(d_pose[:, :3])
+        if mode == "relative":
+            delta = r_drv @ _euler_to_matrix(r_pose[:3]).T
+            rot = _rotation_power(delta, float(pose_scale)) @ r_src
+            angles = _matrix_to_euler(rot)
+        else:
+            angles = d_pose[:, :3] * float(pose_scale)
+        # Keep the source's yaw branch continuous (euler angles of composed rotations are unique here: |yaw| < 90).
+        pose[:, :3] = _limit_angles(angles)
+        pose[:, 3:5] = s_pose[3:5] + pose_scale * (d_pose[:, 3:5] - r_pose[3:5]) * size_ratio
+        pose[:, 5] = s_pose[5] * (d_pose[:, 5] / r_pose[5]) ** pose_scale
+        d_depth = np.asarray(driver.depth_offset, np.float64)
+        depth = src.depth_offset[0] + pose_scale * (d_depth[idx] - d_depth[ref]) * size_ratio
+
+    expression = np.repeat(src.expression, n, 0).astype(np.float64)
+    residual = np.repeat(src.residual, n, 0)
+    if use_expression:
+        d_expr = np.asarray(driver.expression, np.float64)
+        if mode == "relative":
+            expression = src.expression[0] + expression_scale * (d_expr[idx] - d_expr[ref])
+        else:
+            expression = expression_scale * d_expr[idx]
+        expression = np.clip(expression, lo, hi)
+        d_res = np.asarray(driver.residual, np.float32)
+        residual = src.residual[0] + np.float32(expression_scale) * (d_res[idx] - d_res[ref])
+
+    gaze = np.repeat(src.gaze, n, 0).astype(np.float64)
+    if use_gaze:
+        d_gaze = np.asarray(driver.gaze, np.float64)
+        gaze = src.gaze[0] + (d_gaze[idx] - d_gaze[ref]) if mode == "relative" else d_gaze[idx]
+        gaze = np.clip(gaze, -MAX_GAZE_DEG, MAX_GAZE_DEG)
+
+    return TargetParams(pose=pose.astype(np.float32), depth_offset=np.asarray(depth, np.float32),
+                        expression=expression.astype(np.float32), residual=residual.astype(np.float32),
+                        gaze=gaze.astype(np.float32), held=held.copy())
+
+
+def _expression_overrides(overrides: Mapping[str, float] | None) -> dict[int, float]:
+    """{unit index: value} of named overrides (units or ``EXPRESSION_ALIASES``), bounds checked."""
+    out: dict[int, float] = {}
+    lo, hi = expression_bounds()
+    for name, value in (overrides or {}).items():
+        units = EXPRESSION_ALIASES.get(name, (name,))
+        for unit in units:
+            if unit not in EXPRESSION_NAMES:
+                known = ", ".join(list(EXPRESSION_NAMES) + list(EXPRESSION_ALIASES))
+                raise ValueError(f"unknown expression '{name}' (known: {known})")
+            i = EXPRESSION_NAMES.index(unit)
+            v = float(value)
+            if not np.isfinite(v) or v < lo[i] - 1e-6 or v > hi[i] + 1e-6:
+                raise ValueError(f"expression '{name}' = {value} is outside [{lo[i]:g}, {hi[i]:g}]")
+            out[i] = v
+    return out
+
+
+def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = None, roll: float | None = None,
+                frontalize: bool = False, expression: Mapping[str, float] | None = None, neutral: bool = False,
+                gaze_yaw: float | None = None, gaze_pitch: float | None = None, *,
+                relative_pose: bool = False, pivot_cm: Sequence[float] = EDIT_PIVOT_CM) -> TargetParams:
+    """Targets, one per frame of ``fit`` (a photo: T = 1; a video: every frame), with the given changes.
+
+    yaw, pitch, roll: head angles in RADIANS (the CLI converts from degrees), absolute values set on every frame
+    (``relative_pose=True``: added to each frame's own angles instead, so a video keeps its head motion).
+    frontalize: yaw = pitch = roll = 0 (angles given explicitly win). The head turns about ``pivot_cm`` (a point
+    near the neck's axis, which keeps its image position). expression: {unit or alias name: value} absolute
+    coefficients (aliases "smile", "brow_raise", "blink" set both sides; e.g. {"smile": 0.8, "jaw_open": 0.3});
+    neutral: every unit 0 first (then ``expression`` applies). gaze_yaw, gaze_pitch: eye directions in DEGREES
+    relative to the head, set for both eyes (+yaw looks to the subject's left = image right, +pitch up).
+    """
+    _check_fit(fit, "fit")
+    base = TargetParams.from_fit(fit)
+    pose, depth = base.pose, base.depth_offset
+    angles = pose[:, :3].astype(np.float64).copy()
+    if frontalize:
+        angles[:] = 0.0
+    for k, value in enumerate((yaw, pitch, roll)):
+        if value is not None:
+            if not np.isfinite(value):
+                raise ValueError("head angles must be finite")
+            angles[:, k] = angles[:, k] + value if relative_pose else value
+    if not np.allclose(angles, pose[:, :3]):
+        pose, depth = turn_about_pivot(pose, depth, _limit_angles(angles), pivot_cm)
+    expr = base.expression.copy()
+    if neutral:
+        expr[:] = 0.0
+    for i, v in _expression_overrides(expression).items():
+        expr[:, i] = v
+    gaze = base.gaze.copy()
+    if gaze_yaw is not None:
+        gaze[:, [0, 2]] = float(np.clip(gaze_yaw, -MAX_GAZE_DEG, MAX_GAZE_DEG))
+    if gaze_pitch is not None:
+        gaze[:, [1, 3]] = float(np.clip(gaze_pitch, -MAX_GAZE_DEG, MAX_GAZE_DEG))
+    return replace(base, pose=pose, depth_offset=depth, expression=expr, gaze=gaze)
+
+
+def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, float] = (-25.0, 25.0),
+                 pitch_range_deg: tuple[float, float] = (-8.0, 8.0), *, frame: int = 0,
+                 pivot_cm: Sequence[float] = EDIT_PIVOT_CM) -> TargetParams:
+    """Targets [num_frames] of a smooth, looping free-view sweep of frame ``frame`` of ``fit`` (a photo).
+
+    The angles are offsets from the source's own pose: yaw follows one sine period over the clip through
+    ``yaw_range_deg``, pitch two periods through ``pitch_range_deg`` (a figure-of-eight), both starting and
+    ending at the source pose (0 offset when a range holds 0). Expression and gaze stay the source's.
+    """
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    _check_fit(fit, "fit")
+    src = _source_frame(fit, frame)
+    phase = 2.0 * np.pi * np.arange(num_frames) / num_frames
+
+    def sweep(rng: tuple[float, float], periods: int) -> np.ndarray:
+        lo, hi = np.radians(min(rng)), np.radians(max(rng))
+        mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        # Starts at 0 offset when 0 lies in the range: shift the sine's phase to pass through 0 at t = 0.
+        start = np.arcsin(np.clip(-mid / half, -1, 1)) if half > 0 else 0.0
+        return mid + half * np.sin(periods * phase + start)
+
+    base = src[[0] * num_frames]
+    angles = base.pose[:, :3].astype(np.float64).copy()
+    angles[:, 0] += sweep(yaw_range_deg, 1)
+    angles[:, 1] += sweep(pitch_range_deg, 2)
+    pose, depth = turn_about_pivot(base.pose, base.depth_offset, _limit_angles(angles), pivot_cm)
+    return replace(base, pose=pose, depth_offset=depth)
+
+
+__all__ = ["EXPRESSION_ALIASES", "MODES", "TargetParams", "edit_params", "hold_indices", "orbit_params",
+           "transfer_motion", "turn_about_pivot"]

@@ -1,0 +1,434 @@
+"""Evaluation of generated videos against references, the way the seed papers report it.
+
+Protocols: ``self`` (same-identity reconstruction: generated vs the real driving frames, frame by frame) and
+``cross`` (cross-identity reenactment: identity against the source image, motion against the driver). Both
+sides are preprocessed (cached in the work directory) and compared in one crop: when the generated video has
+the reference's frame size, the reference's crop transforms are applied to both sides; otherwise each side
+uses its own crop. Frames are compared at ``size`` pixels (default 256).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from thead.errors import InputError
+from thead.face import topology
+from thead.face.crop import crop_frame, transform_points
+from thead.fitting import fit_sequence
+from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames, probe_video, read_image
+from thead.metrics import (
+    aed,
+    aggregate,
+    akd,
+    au_agreement,
+    audio_visual_sync,
+    csim,
+    gaze_distance,
+    identity_shape_distance,
+    landmark_jitter,
+    lmd,
+    lpips,
+    pixel_metrics,
+    pose_distance,
+    relative_flicker,
+)
+from thead.metrics.result import MetricResult
+from thead.pipeline.batch import InputItem, ItemResult
+from thead.pipeline.preprocess import PreprocessParams, PreprocessResult, load_preprocess, preprocess_item
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """A generated video, its reference (the driver) and, for cross-identity, the source image."""
+
+    generated: Path
+    reference: Path
+    source: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.generated.stem
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    size: int = 256  # evaluation resolution, pixels
+    protocol: str = "auto"  # "self", "cross" or "auto" (cross when a source is given and differs from the driver)
+    align: str = "raise"  # "raise" on different frame counts, or "truncate" to the shorter (reported)
+    csim_frames: int = 32  # frames sampled evenly for CSIM (dlib runs ~10 frames/s); 0 = all
+    identity: bool = True  # compute CSIM
+    arcface: str | None = None  # ArcFace ONNX file for CSIM instead of dlib
+    network_metrics: bool = True  # LPIPS when its weights are on disk (else reported unavailable)
+    device: str | None = None
+
+
+@dataclass
+class PairReport:
+    """Per-frame metrics (``per_frame``: name -> (T,) with NaN where unmeasured), per-video scalars, notes."""
+
+    name: str
+    generated: str
+    reference: str
+    source: str | None
+    protocol: str
+    frames: int
+    fps: float
+    per_frame: dict[str, np.ndarray] = field(default_factory=dict)
+    scalars: dict[str, float | None] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict]:
+        return {k: aggregate(v).to_dict() for k, v in self.per_frame.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "generated": self.generated, "reference": self.reference, "source": self.source,
+                "protocol": self.protocol, "frames": self.frames, "fps": self.fps, "metrics": self.summary(),
+                "scalars": {k: _json_float(v) for k, v in self.scalars.items()}, "unavailable": self.unavailable,
+                "notes": self.notes}
+
+
+def _json_float(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+# ----------------------------------------------------------------------------------------------------- pairing
+def pairs_from_dirs(generated: Path, reference: Path) -> tuple[list[EvalPair], list[ItemResult]]:
+    """Match files of two directories by relative path without suffix (``gen/a/x.mp4`` <-> ``ref/a/x.mov``)."""
+    def index(root: Path) -> dict[str, Path]:
+        return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*"))
+                if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES}
+
+    gen, ref = index(generated), index(reference)
+    pairs = [EvalPair(gen[k], ref[k]) for k in gen if k in ref]
+    failures = [ItemResult(str(gen[k]), k, "failed", message=f"{gen[k]}: no reference named '{k}' in {reference}")
+                for k in gen if k not in ref]
+    if not gen:
+        failures.append(ItemResult(str(generated), "", "failed", message=f"{generated}: no videos or images"))
+    return pairs, failures
+
+
+def pairs_from_csv(path: Path) -> list[EvalPair]:
+    """Rows ``generated,reference[,source]`` (header optional; relative paths from the CSV's folder). Also reads
+    the manifest ``thead reenact`` writes (columns generated, source, driver, status)."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    with open(path, newline="", encoding="utf8") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
+    if not rows:
+        raise InputError(path, "no rows")
+    header = [c.strip().lower() for c in rows[0]]
+    resolve = lambda c: (Path(c) if Path(c).is_absolute() else path.parent / c) if c else None  # noqa: E731
+    pairs: list[EvalPair] = []
+    if "generated" in header:
+        col = {name: header.index(name) for name in header}
+        ref_col = col.get("reference", col.get("driver"))
+        if ref_col is None:
+            raise InputError(path, "needs a 'reference' or 'driver' column")
+        for r in rows[1:]:
+            if "status" in col and r[col["status"]].strip() not in ("done", "skipped"):
+                continue
+            src = resolve(r[col["source"]].strip()) if "source" in col and col["source"] < len(r) else None
+            pairs.append(EvalPair(resolve(r[col["generated"]].strip()), resolve(r[ref_col].strip()), src))
+        return pairs
+    for i, r in enumerate(rows, 1):
+        if len(r) < 2:
+            raise InputError(path, f"line {i}: expected generated,reference[,source]")
+        pairs.append(EvalPair(resolve(r[0].strip()), resolve(r[1].strip()), resolve(r[2].strip()) if len(r) > 2
+                              else None))
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------------ preparation
+def _item_id(path: Path, role: str) -> str:
+    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=4).hexdigest()
+    return f"{path.stem}__{role}-{digest}"
+
+
+def _preprocess(path: Path, role: str, workdir: Path, size: int) -> PreprocessResult:
+    res = preprocess_item(InputItem(path, _item_id(path, role)), workdir, PreprocessParams(size=size))
+    if res.failed:
+        raise InputError(path, res.message)
+    return load_preprocess(Path(res.output))
+
+
+def _frames(pre: PreprocessResult, source: Path, transforms: np.ndarray | None, size: int) -> np.ndarray:
+    """Crops (T, size, size, 3) uint8: the original frames of ``source`` cut with ``transforms`` (crop -> eval
+    size), or with None the cached crops resized."""
+    if transforms is None:
+        frames = [read_image(pre.crop_path)] if pre.meta["kind"] == "image" else list(iter_frames(pre.crop_path))
+    else:
+        raw = [read_image(source)] if pre.meta["kind"] == "image" else iter_frames(source)
+        frames = [crop_frame(f, transforms[min(t, len(transforms) - 1)], size) for t, f in enumerate(raw)]
+    out = np.stack(frames)
+    if out.shape[1] != size:
+        out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in out])
+    return out
+
+
+def _scale_transforms(transforms: np.ndarray, factor: float) -> np.ndarray:
+    return (transforms * factor).astype(np.float32)
+
+
+def _landmarks_in(pre: PreprocessResult, transforms: np.ndarray | None, size: int) -> np.ndarray:
+    """Landmarks (T, N, 3) in the evaluation crop (original landmarks mapped by ``transforms``, or the cached
+    crop landmarks rescaled); NaN on frames where the face was not detected."""
+    if transforms is None:
+        lm = pre.crop_landmarks * (size / float(pre.meta["crop_size"]))
+    else:
+        n = len(pre.landmarks)
+        tr = np.stack([transforms[min(t, len(transforms) - 1)] for t in range(n)])
+        lm = transform_points(pre.landmarks, tr)
+    lm = lm.astype(np.float64)
+    lm[~pre.detected] = np.nan
+    return lm
+
+
+def _fit(landmarks: np.ndarray, size: int, fps: float, device: str | None):
+    ok = np.isfinite(landmarks).all(axis=(1, 2))
+    if landmarks.shape[1] != topology.NUM_POINTS or not ok.any():
+        return None
+    filled = np.where(ok[:, None, None], landmarks, np.nanmean(landmarks[ok], axis=0))
+    return fit_sequence(filled.astype(np.float32), ok, size, smooth=len(ok) > 1, device=device, fps=fps)
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: ProgressFn | None = None,
+                  grid_path: Path | None = None) -> PairReport:
+    """All metrics for one pair; raises ``InputError`` for unreadable files, missing faces, or mismatched
+    frame counts / rates (unless ``params.align == "truncate"``, which cuts to the shorter and says so).
+    ``grid_path``: also write a side-by-side video there (source | driver | generated)."""
+    for p in (pair.generated, pair.reference) + ((pair.source,) if pair.source else ()):
+        if not p.is_file():
+            raise InputError(p, "file not found")
+    protocol = params.protocol
+    if protocol == "auto":
+        protocol = "cross" if pair.source is not None and pair.source.resolve() != pair.reference.resolve() \
+            else "self"
+    size = params.size
+    step = lambda i: progress(i, 6) if progress else None  # noqa: E731
+    ref = _preprocess(pair.reference, "ref", workdir, size)
+    step(1)
+    gen = _preprocess(pair.generated, "gen", workdir, size)
+    step(2)
+    notes: list[str] = []
+    fps_g, fps_r = float(gen.meta.get("fps") or 0), float(ref.meta.get("fps") or 0)
+    if abs(fps_g - fps_r) > 0.01:
+        msg = f"frame rates differ: generated {fps_g:g} fps, reference {fps_r:g} fps"
+        if params.align != "truncate":
+            raise InputError(pair.generated, msg + " (resample one side, or pass --align truncate)")
+        notes.append(msg + "; compared frame by frame")
+    same_frame = (gen.meta["width"], gen.meta["height"]) == (ref.meta["width"], ref.meta["height"])
+    ref_tr = _scale_transforms(ref.transforms, size / float(ref.meta["crop_size"]))
+    gen_tr = ref_tr if same_frame and protocol == "self" else None
+    if gen_tr is None and protocol == "self":
+        notes.append("frame sizes differ: each side cropped around its own face")
+    if gen_tr is None:  # each side in its own crop
+        gen_tr = _scale_transforms(gen.transforms, size / float(gen.meta["crop_size"]))
+    # Both sides are cut from their original frames (not the H.264 crop videos), so identical inputs compare
+    # as identical.
+    ref_frames = _frames(ref, pair.reference, ref_tr, size)
+    gen_frames = _frames(gen, pair.generated, gen_tr, size)
+    ref_lm = _landmarks_in(ref, ref_tr, size)
+    gen_lm = _landmarks_in(gen, gen_tr, size)
+    n_g, n_r = len(gen_frames), len(ref_frames)
+    if n_g != n_r:
+        msg = f"frame counts differ: generated {n_g}, reference {n_r}"
+        if params.align != "truncate":
+            raise InputError(pair.generated, msg + " (pass --align truncate to compare the first frames)")
+        notes.append(msg + f"; truncated to {min(n_g, n_r)}")
+    n = min(n_g, n_r)
+    gen_frames, ref_frames, gen_lm, ref_lm = gen_frames[:n], ref_frames[:n], gen_lm[:n], ref_lm[:n]
+    report = PairReport(pair.name, str(pair.generated), str(pair.reference), str(pair.source) if pair.source else
+                        None, protocol, n, fps_g, notes=notes)
+    pf = report.per_frame
+    if protocol == "self":
+        pf.update(pixel_metrics(gen_frames, ref_frames, device=params.device))
+        pf["akd"] = akd(gen_lm, ref_lm, image_size=size, eval_size=size)
+        pf["lmd"] = lmd(gen_lm, ref_lm, image_size=size, eval_size=size)
+    step(3)
+    fit_g = _fit(gen_lm, size, fps_g or 25.0, params.device)
+    fit_r = _fit(ref_lm, size, fps_r or 25.0, params.device)
+    if fit_g is not None and fit_r is not None:
+        ok = np.isfinite(gen_lm).all(axis=(1, 2)) & np.isfinite(ref_lm).all(axis=(1, 2))
+        nan_rows = lambda a: np.where(ok.reshape(-1, *([1] * (a.ndim - 1))), a, np.nan)  # noqa: E731
+        pf["aed"] = nan_rows(aed(fit_g.expression[:n], fit_r.expression[:n]))
+        pose = pose_distance(np.degrees(fit_g.pose[:n, :3]), np.degrees(fit_r.pose[:n, :3]))
+        pf["apd"], pf["yaw_err"], pf["pitch_err"], pf["roll_err"] = (nan_rows(pose.apd), nan_rows(pose.yaw),
+                                                                       nan_rows(pose.pitch), nan_rows(pose.roll))
+        gz = lambda g: np.stack([g[:, [1, 0]], g[:, [3, 2]]], axis=1)  # (pitch, yaw) per eye  # noqa: E731
+        pf["gaze_err"] = nan_rows(gaze_distance(gz(fit_g.gaze[:n]), gz(fit_r.gaze[:n])))
+        au = au_agreement(fit_g.expression[:n], fit_r.expression[:n])
+        pf["au_hamming"] = nan_rows(au.hamming)
+        if protocol == "self":
+            report.scalars["avd"] = float(np.mean(identity_shape_distance(fit_g.identity, fit_r.identity)))
+    else:
+        report.unavailable["face_model"] = "no face found in the frames of one side"
+    step(4)
+    jitter_g = landmark_jitter(np.nan_to_num(gen_lm), image_size=size, eval_size=size) if n > 2 else None
+    jitter_r = landmark_jitter(np.nan_to_num(ref_lm), image_size=size, eval_size=size) if n > 2 else None
+    if jitter_g is not None and jitter_r is not None:
+        report.scalars["jitter_generated"] = float(np.nanmean(jitter_g))
+        report.scalars["jitter_reference"] = float(np.nanmean(jitter_r))
+    if n > 1:
+        flick = relative_flicker(gen_frames, ref_frames)
+        report.scalars["flicker_generated"] = float(flick.generated)
+        report.scalars["flicker_reference"] = float(flick.reference)
+    if params.identity:
+        _identity(report, gen_frames, ref_frames, pair, params)
+    step(5)
+    if params.network_metrics and protocol == "self":
+        res = lpips(gen_frames, ref_frames, device=params.device)
+        _take(report, res)
+    if gen.meta.get("has_audio") and n > 8:
+        try:
+            sync = audio_visual_sync(pair.generated, np.nan_to_num(gen.landmarks[:n]), fps_g or 25.0)
+            report.scalars["av_correlation"] = float(sync.best_correlation)
+            report.scalars["av_lag_frames"] = float(sync.best_lag)
+        except InputError as exc:
+            report.unavailable["av_sync"] = str(exc)
+    if grid_path is not None:
+        source_crop = ref_frames[0]
+        if pair.source is not None and protocol == "cross":
+            src = _preprocess(pair.source, "src", workdir, size)
+            source_crop = _frames(src, pair.source, _scale_transforms(src.transforms, size / float(
+                src.meta["crop_size"])), size)[0]
+        write_grid(grid_path, source_crop, ref_frames, gen_frames, fps_g or 25.0)
+    step(6)
+    return report
+
+
+def write_grid(path: Path, source: np.ndarray, driver: np.ndarray, generated: np.ndarray, fps: float) -> None:
+    """A video of labelled columns source | driver | generated, each (size, size)."""
+    from thead.io import VideoWriter
+
+    def label(img: np.ndarray, text: str) -> np.ndarray:
+        img = img.copy()
+        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        return img
+
+    src = label(source, "source")
+    with VideoWriter(path, fps) as writer:
+        for d, g in zip(driver, generated):
+            writer.write(np.concatenate([src, label(d, "driver"), label(g, "generated")], axis=1))
+
+
+MAIN_METRICS = ("l1", "psnr", "ssim", "ms_ssim", "lpips", "akd", "lmd", "aed", "apd", "gaze_err", "au_hamming",
+                "csim")
+
+
+def plot_report(report: PairReport, path: Path) -> None:
+    """PNG of per-frame curves of the main metrics of one video."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in MAIN_METRICS if k in report.per_frame and np.isfinite(report.per_frame[k]).any()]
+    if not names:
+        return
+    cols = 3
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        v = report.per_frame[name]
+        t = np.arange(len(v))
+        ok = np.isfinite(v)
+        ax.plot(t[ok], v[ok], lw=1, marker="." if ok.sum() < 40 else None)
+        ax.set_title(f"{name}  (mean {np.nanmean(np.where(np.isinf(v), np.nan, v)):.3g})", fontsize=9)
+        ax.set_xlabel("frame", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"{report.name} ({report.protocol})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_reports_csv(path: Path, reports: list[PairReport]) -> None:
+    """One row per video: name, protocol, frames, then the mean of every metric and every scalar."""
+    import os
+
+    keys: list[str] = []
+    for r in reports:
+        for k in list(r.per_frame) + list(r.scalars):
+            if k not in keys:
+                keys.append(k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "protocol", "frames", "generated", "reference", "source"] + keys)
+        for r in reports:
+            summary = r.summary()
+            row = [r.name, r.protocol, r.frames, r.generated, r.reference, r.source or ""]
+            for k in keys:
+                v = summary[k]["mean"] if k in summary else _json_float(r.scalars.get(k))
+                row.append("" if v is None else f"{v:.6g}")
+            w.writerow(row)
+    os.replace(tmp, path)
+
+
+def _take(report: PairReport, res: MetricResult) -> None:
+    if res.available and res.per_frame is not None:
+        report.per_frame[res.name] = np.asarray(res.per_frame, np.float64)
+    elif res.available:
+        report.scalars[res.name] = res.value
+    else:
+        report.unavailable[res.name] = res.reason
+
+
+def _identity(report: PairReport, gen_frames: np.ndarray, ref_frames: np.ndarray, pair: EvalPair,
+              params: EvalParams) -> None:
+    from thead.metrics import ArcFaceOnnxEmbedder
+
+    n = len(gen_frames)
+    idx = np.arange(n) if params.csim_frames <= 0 or n <= params.csim_frames else \
+        np.unique(np.linspace(0, n - 1, params.csim_frames).round().astype(int))
+    embedder = ArcFaceOnnxEmbedder(params.arcface) if params.arcface else None
+    if report.protocol == "cross" and pair.source is not None:
+        src = read_image(pair.source) if pair.source.suffix.lower() in IMAGE_SUFFIXES else \
+            next(iter_frames(pair.source))
+        res = csim(gen_frames[idx], src[None], embedder=embedder)
+        res_driver = csim(gen_frames[idx], ref_frames[idx], embedder=embedder)
+        if res_driver.available:
+            report.scalars["csim_driver"] = res_driver.value
+    else:
+        res = csim(gen_frames[idx], ref_frames[idx], embedder=embedder)
+    if res.available:
+        per = np.full(n, np.nan)
+        per[idx] = res.per_frame
+        report.per_frame["csim"] = per
+        if res.details.get("skipped"):
+            report.notes.append(f"csim: {res.details['skipped']} sampled frame(s) without a detectable face")
+    else:
+        report.unavailable["csim"] = res.reason
+
+
+def aggregate_reports(reports: list[PairReport]) -> dict[str, dict[str, float | int | None]]:
+    """Across videos: mean and std of the per-video means of every metric and scalar, and how many videos."""
+    values: dict[str, list[float]] = {}
+    for r in reports:
+        for k, s in r.summary().items():
+            if s["mean"] is not None and not math.isnan(s["mean"]):
+                values.setdefault(k, []).append(s["mean"])
+        for k, v in r.scalars.items():
+            if v is not None and math.isfinite(v):
+                values.setdefault(k, []).append(float(v))
+    with np.errstate(invalid="ignore"):  # std of an all-inf PSNR column is NaN, reported as such
+        return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "videos": len(v)} for k, v in values.items()}
+
