@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 import thead
+from thead.commands.edit import edit
 from thead.commands.evaluate import evaluate
 from thead.commands.fit_3dmm import fit_3dmm
 from thead.commands.preprocess import preprocess
+from thead.commands.reenact import reenact
 from thead.commands.weights import weights
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ def _root(
 
 app.command("preprocess")(preprocess)
 app.command("fit-3dmm")(fit_3dmm)
+app.command("reenact")(reenact)
+app.command("edit")(edit)
 app.command("evaluate")(evaluate)
 app.command("weights")(weights)
 

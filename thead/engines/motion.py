@@ -295,6 +295,28 @@ def _expression_overrides(overrides: Mapping[str, float] | None) -> dict[int, fl
     return out
 
 
+def residual_without_units(residual: np.ndarray, units: Sequence[int]) -> np.ndarray:
+    """residual [B, 478, 3] (cm) minus its least-squares share along the given expression units' fields.
+
+    A fit clips each unit at its bounds and leaves what lies beyond them (e.g. a mouth pressed below neutral)
+    in the residual; an edit that SETS a unit removes that share first, so the face shows the asked value.
+    """
+    if len(units) == 0:
+        return residual
+    from thead.facemodel.model import load_face_model
+
+    n = 468
+    fields = load_face_model().expression_fields[:, :n].reshape(len(EXPRESSION_NAMES), -1).astype(np.float64)
+    gram = fields @ fields.T + 1e-6 * np.eye(len(fields))
+    coef = np.linalg.solve(gram, fields @ residual[:, :n].reshape(len(residual), -1).T.astype(np.float64))  # [E, B]
+    keep = np.zeros(len(fields), bool)
+    keep[list(units)] = True
+    share = (coef * keep[:, None]).T @ fields  # [B, n*3]
+    out = residual.astype(np.float64).copy()
+    out[:, :n] -= share.reshape(len(residual), n, 3)
+    return out.astype(np.float32)
+
+
 def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = None, roll: float | None = None,
                 frontalize: bool = False, expression: Mapping[str, float] | None = None, neutral: bool = False,
                 gaze_yaw: float | None = None, gaze_pitch: float | None = None, *,
@@ -306,7 +328,8 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
     frontalize: yaw = pitch = roll = 0 (angles given explicitly win). The head turns about ``pivot_cm`` (a point
     near the neck's axis, which keeps its image position). expression: {unit or alias name: value} absolute
     coefficients (aliases "smile", "brow_raise", "blink" set both sides; e.g. {"smile": 0.8, "jaw_open": 0.3});
-    neutral: every unit 0 first (then ``expression`` applies). gaze_yaw, gaze_pitch: eye directions in DEGREES
+    neutral: every unit 0 first (then ``expression`` applies). A set unit also loses the residual's share along
+    it (``residual_without_units``), so the face shows the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in DEGREES
     relative to the head, set for both eyes (+yaw looks to the subject's left = image right, +pitch up).
     """
     _check_fit(fit, "fit")
@@ -323,16 +346,19 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
     if not np.allclose(angles, pose[:, :3]):
         pose, depth = turn_about_pivot(pose, depth, _limit_angles(angles), pivot_cm)
     expr = base.expression.copy()
+    overrides = _expression_overrides(expression)
     if neutral:
         expr[:] = 0.0
-    for i, v in _expression_overrides(expression).items():
+    for i, v in overrides.items():
         expr[:, i] = v
+    set_units = sorted(range(len(EXPRESSION_NAMES)) if neutral else overrides)
+    residual = residual_without_units(base.residual, set_units)
     gaze = base.gaze.copy()
     if gaze_yaw is not None:
         gaze[:, [0, 2]] = float(np.clip(gaze_yaw, -MAX_GAZE_DEG, MAX_GAZE_DEG))
     if gaze_pitch is not None:
         gaze[:, [1, 3]] = float(np.clip(gaze_pitch, -MAX_GAZE_DEG, MAX_GAZE_DEG))
-    return replace(base, pose=pose, depth_offset=depth, expression=expr, gaze=gaze)
+    return replace(base, pose=pose, depth_offset=depth, expression=expr, residual=residual, gaze=gaze)
 
 
 def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, float] = (-25.0, 25.0),
@@ -366,4 +392,5 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
 
 
 __all__ = ["EXPRESSION_ALIASES", "MODES", "TargetParams", "edit_params", "hold_indices", "orbit_params",
+           "residual_without_units",
            "transfer_motion", "turn_about_pivot"]

@@ -144,11 +144,18 @@ def iter_frames(
     try:
         assert proc.stdout is not None
         while True:
-            buf = proc.stdout.read(nbytes)
-            if len(buf) < nbytes:
+            frame = np.empty((h, w, 3), np.uint8)  # a fresh, writable array per frame
+            view = memoryview(frame).cast("B")
+            got = 0
+            while got < nbytes:
+                n = proc.stdout.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got < nbytes:
                 break
             count += 1
-            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+            yield frame
     finally:
         if proc.poll() is None:
             proc.stdout.close()

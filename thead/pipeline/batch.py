@@ -43,17 +43,45 @@ class ItemResult:
         return asdict(self)
 
 
-def _unique_ids(paths: Sequence[tuple[Path, Path | None]]) -> list[InputItem]:
+def _unique_ids(paths: Sequence[tuple[Path, Path | None]], taken: dict[str, Path] | None = None
+                ) -> list[InputItem]:
+    """Items for (path, root) pairs: a file listed twice is one item; two files whose ids collide get a short
+    hash of their path appended to the later one. ``taken``: ids already in use (id -> resolved path)."""
     items: list[InputItem] = []
-    seen: dict[str, int] = {}
+    used: dict[str, Path] = dict(taken or {})
+    seen: set[Path] = set()
     for path, root in paths:
-        base = item_id_for(path, root)
-        item_id = base
-        if base in seen:
-            item_id = f"{base}-{hashlib.blake2b(str(path.resolve()).encode(), digest_size=3).hexdigest()}"
-        seen[base] = seen.get(base, 0) + 1
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        item_id = item_id_for(path, root)
+        if item_id in used and used[item_id] != resolved:
+            item_id = f"{item_id}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+        used[item_id] = resolved
         items.append(InputItem(path, item_id))
     return items
+
+
+def merge_item_groups(*groups: Sequence[InputItem]) -> list[list[InputItem]]:
+    """Give items of several groups (sources, drivers) one consistent naming: the same file is the same item,
+    and different files never share an id."""
+    by_path: dict[Path, InputItem] = {}
+    used: dict[str, Path] = {}
+    out: list[list[InputItem]] = []
+    for group in groups:
+        row = []
+        for it in group:
+            resolved = it.path.resolve()
+            if resolved not in by_path:
+                item_id = it.item_id
+                if item_id in used:
+                    item_id = f"{item_id}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+                used[item_id] = resolved
+                by_path[resolved] = InputItem(it.path, item_id)
+            row.append(by_path[resolved])
+        out.append(row)
+    return out
 
 
 def collect_inputs(

@@ -1,0 +1,93 @@
+"""`thead reenact`: a source face performs a driver's head motion and expressions."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from thead.commands.common import finish, run_batch, stderr_console
+from thead.errors import InputError
+from thead.pipeline.batch import InputItem, collect_inputs, merge_item_groups
+from thead.pipeline.fit import FitParams
+from thead.pipeline.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
+from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
+from thead.pipeline.reenact import ReenactParams, RenderOptions, reenact_pair
+
+
+class Mode(str, Enum):
+    relative = "relative"
+    absolute = "absolute"
+
+
+class Mouth(str, Enum):
+    driver = "driver"
+    synth = "synth"
+
+
+def reenact(
+    source: Optional[Path] = typer.Argument(None, help="Source photo or video (its --source-frame), or a directory "
+                                            "of them."),
+    driver: Optional[Path] = typer.Argument(None, help="Driving video or photo, or a directory of them."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="CSV of source,driver rows instead of SOURCE DRIVER."),
+    output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the videos and manifest.csv."),
+    work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
+    mode: Mode = typer.Option(Mode.relative, help="relative: the driver's change from its first frame is applied "
+                              "to the source's own pose and expression; absolute: the driver's pose and expression "
+                              "as they are."),
+    expression_scale: float = typer.Option(1.0, help="Multiply the transferred expression change."),
+    pose_scale: float = typer.Option(1.0, help="Multiply the transferred head rotation and movement."),
+    no_pose: bool = typer.Option(False, "--no-pose", help="Keep the source's head pose."),
+    no_expression: bool = typer.Option(False, "--no-expression", help="Keep the source's expression."),
+    source_frame: int = typer.Option(0, help="Frame of a source video to animate."),
+    mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
+    size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
+    crf: int = typer.Option(18, help="H.264 quality of the output videos."),
+    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    batch_size: int = typer.Option(16, help="Frames rendered per batch."),
+    force: bool = typer.Option(False, "--force", help="Redo outputs that are current."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per output on stdout."),
+) -> None:
+    """Make each source face perform each driver's motion (every source x every driver, or --pairs).
+
+    Writes OUTPUT/<source>__<driver>.mp4 with the driver's audio and OUTPUT/manifest.csv (read by thead
+    evaluate --pairs). The source keeps its identity; only the driver's motion is used.
+    """
+    if pairs is not None:
+        try:
+            rows = read_pairs_csv(pairs)
+        except InputError as exc:
+            stderr_console().print(f"[red]error[/red] {exc}")
+            raise typer.Exit(1)
+        src_items, f1 = collect_inputs([str(s) for s, _ in rows], INPUT_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(d) for _, d in rows], INPUT_SUFFIXES)
+        src_items, drv_items = merge_item_groups(src_items, drv_items)
+        by_path = {i.path: i for i in src_items + drv_items}
+        jobs = [Pair(by_path[s], by_path[d]) for s, d in rows if s in by_path and d in by_path]
+    elif source is not None and driver is not None:
+        src_items, f1 = collect_inputs([str(source)], INPUT_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(driver)], INPUT_SUFFIXES)
+        src_items, drv_items = merge_item_groups(src_items, drv_items)
+        jobs = cross_pairs(src_items, drv_items)
+    else:
+        raise typer.BadParameter("give SOURCE and DRIVER, or --pairs CSV")
+    failures = list({r.message: r for r in f1 + f2}.values())
+    pre_params = PreprocessParams(size=size)
+    params = ReenactParams(mode=mode.value, expression_scale=expression_scale, pose_scale=pose_scale,
+                           use_pose=not no_pose, use_expression=not no_expression, source_frame=source_frame,
+                           mouth=mouth.value)
+    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size)
+    by_name = {job.name: job for job in jobs}
+    results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
+                        lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
+                                                          FitParams(device=device), params, options, force, report),
+                        failures, json_lines)
+    rows_out = [ManifestRow(r.output or "", str(by_name[r.item].source.path), str(by_name[r.item].driver.path),
+                            params.mode, r.status, r.message) for r in results if r.item in by_name]
+    if rows_out:
+        write_manifest(output / "manifest.csv", rows_out)
+    finish("thead reenact", results)
+
