@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run thead's main job on the shipped example, writing to out/example/.
+# Set up (scripts/setup.sh) and run thead's main job on the shipped example, writing to out/example/:
+# the astronaut photo animated by a moving, speaking clip, an edited photo, a free-view orbit, and the
+# evaluation of the animation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python examples/make_example.py examples/data
-.venv/bin/thead preprocess examples/data -o out/example/work
-echo "results in out/example/"
+export PATH="$PWD/.venv/bin:$PATH"
+python examples/make_example.py examples/data
+work=out/example/work
+thead reenact examples/data/astronaut.png examples/data/astronaut_moving.mp4 -o out/example -w "$work"
+thead edit examples/data/astronaut.png --yaw 20 --smile 0.8 --paste-back -o out/example -w "$work"
+thead edit examples/data/astronaut.png --orbit -o out/example -w "$work"
+thead evaluate --pairs out/example/manifest.csv -w "$work" --json out/example/evaluate.json --grid out/example/grid
+echo "results in out/example/: astronaut__astronaut_moving.mp4, astronaut_edit.png, astronaut_orbit.mp4, grid/, evaluate.json"

@@ -39,7 +39,7 @@ def test_reenact_writes_video_with_audio_and_manifest(inputs, tmp_path):
     info = probe_video(row["output"])
     assert info.num_frames == 30 and info.has_audio and (info.width, info.height) == (256, 256)
     manifest = list(csv.DictReader(open(out / "manifest.csv")))
-    assert manifest[0]["status"] == "done" and manifest[0]["driver"] == str(inputs["driver"])
+    assert manifest[0]["status"] == "done" and manifest[0]["driver"] == str(inputs["driver"].resolve())
     assert _rows(runner.invoke(app, args))[0]["status"] == "skipped"
     res = runner.invoke(app, args + ["--expression-scale", "0.5"])
     assert _rows(res)[0]["status"] == "done"

@@ -90,7 +90,9 @@ def evaluate(
     params = EvalParams(size=size, protocol=protocol.value, align=align.value, csim_frames=csim_frames,
                         identity=not no_identity, arcface=str(arcface) if arcface else None, device=device)
     reports: dict[str, PairReport] = {}
-    items = [InputItem(p.generated, f"{i:04d}") for i, p in enumerate(eval_pairs)]
+    names = [p.name for p in eval_pairs]
+    items = [InputItem(p.generated, p.name if names.count(p.name) == 1 else f"{p.name}#{i}")
+             for i, p in enumerate(eval_pairs)]
     by_id = {item.item_id: pair for item, pair in zip(items, eval_pairs)}
 
     def stage(item: InputItem, report) -> ItemResult:

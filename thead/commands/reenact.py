@@ -85,7 +85,8 @@ def reenact(
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
                                                           FitParams(device=device), params, options, force, report),
                         failures, json_lines)
-    rows_out = [ManifestRow(r.output or "", str(by_name[r.item].source.path), str(by_name[r.item].driver.path),
+    rows_out = [ManifestRow(str(Path(r.output).resolve()) if r.output else "",
+                            str(by_name[r.item].source.path.resolve()), str(by_name[r.item].driver.path.resolve()),
                             params.mode, r.status, r.message) for r in results if r.item in by_name]
     if rows_out:
         write_manifest(output / "manifest.csv", rows_out)

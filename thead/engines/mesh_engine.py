@@ -21,15 +21,30 @@ import torch
 import torch.nn.functional as F
 
 from thead.engines.motion import TargetParams
-from thead.face.topology import LIPS_INNER
+from thead.face.topology import CHIN, FACE_OVAL, LIPS_INNER, NUM_POINTS
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
-from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
-from thead.render.layers import SourceFace
-from thead.render.mesh_warp import pixel_centres
+from thead.render import frames_to_tensor, prepare_source, tensor_to_frames
+from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
+from thead.render.eyes import eye_span, lid_split_vertices
+from thead.render.layers import SourceFace, composite_layers, over
+from thead.render.masks import blur3
+from thead.render.mesh_topology import dense_flow_points, lid_split_mesh
+from thead.render.mesh_warp import flow_to_grid, mesh_warp_maps, pixel_centres, vertex_stretch, warp_image
 
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
+# Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
+# hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
+# was). The upper face-oval points (above HEAD_PROXY_MAX_Y cm, i.e. not the jaw) moved outwards in x, y about
+# HEAD_PROXY_CENTRE by each scale, and deeper by the matching depth (cm).
+HEAD_PROXY_CENTRE = (0.0, -1.0)
+HEAD_PROXY_RINGS = ((1.2, 2.0), (1.45, 4.5))  # (x-y scale, extra depth cm)
+HEAD_PROXY_MAX_Y = 2.0
+# Torso anchors: still points below the chin (in face heights below the chin, face widths across) that keep the
+# shoulders from following the head.
+TORSO_ANCHOR_ROWS = (0.55, 0.85)
+TORSO_ANCHOR_COLS = (-0.6, -0.3, 0.0, 0.3, 0.6)
 
 
 @dataclass
