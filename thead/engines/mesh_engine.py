@@ -5,10 +5,21 @@ the detected landmarks themselves (exact), and the source's residual is re-deriv
 reproduces the detected landmarks exactly: rendering the source's own parameters gives the source back.
 
 ``render`` builds, for each target, the source's face mesh with the target's pose, expression, residual and gaze
-(``FaceModel.posed`` with the SOURCE identity) and hands it to :func:`thead.render.render_head`: z-buffered mesh
-warp inside the face, dense warp of hair / neck / background fading to a still background, iris layer (gaze),
-closing lids, and the inner-mouth layer (synthesised cavity and teeth, or the driver's mouth). Everything is
-batched in torch (CPU or CUDA); the only Python loop is over batches of ``batch_size`` frames.
+(``FaceModel.posed`` with the SOURCE identity) and renders it with the stages of :func:`thead.render.render_head`
+(z-buffered mesh warp inside the face, dense warp around it, iris layer for gaze, closing lids, inner-mouth
+layer: synthesised cavity and teeth, or the driver's mouth), with four additions that real clips showed were
+needed (``bench/bench_reenact.py``):
+
+* head proxy: points on the skull around the face turn rigidly with the head and drive the dense flow too, so
+  hair and head outline follow a turn (the face mesh alone dragged them too little);
+* neck weight: the dense flow fades below the head (``neck_weight``), so the shoulders do not swing with it;
+* still background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel) is warped over a
+  still copy of the background (premultiplied layers; identity targets still give the source back exactly);
+  ground the person uncovers shows the background dragged along by the dense flow;
+* padded canvas: the render runs on the crop plus a replicated border, so the dense flow's taper to zero at the
+  canvas edge never squeezes the crop's own border.
+
+Everything is batched in torch (CPU or CUDA); the only Python loop is over batches of ``batch_size`` frames.
 """
 
 from __future__ import annotations
@@ -39,24 +50,41 @@ MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's
 # was). The upper face-oval points (above HEAD_PROXY_MAX_Y cm, i.e. not the jaw) moved outwards in x, y about
 # HEAD_PROXY_CENTRE by each scale, and deeper by the matching depth (cm).
 HEAD_PROXY_CENTRE = (0.0, -1.0)
-HEAD_PROXY_RINGS = ((1.2, 2.0), (1.45, 4.5))  # (x-y scale, extra depth cm)
+HEAD_PROXY_RINGS = ((1.2, 3.0), (1.45, 6.0))  # (x-y scale, extra depth cm)
 HEAD_PROXY_MAX_Y = 2.0
-# Torso anchors: still points below the chin (in face heights below the chin, face widths across) that keep the
-# shoulders from following the head.
-TORSO_ANCHOR_ROWS = (0.55, 0.85)
-TORSO_ANCHOR_COLS = (-0.6, -0.3, 0.0, 0.3, 0.6)
+# Neck and shoulders: outside the head ellipse (centre v, half width, half height, in eyes-to-chin distances in
+# the face's frame, v from the eyes towards the chin) and below the gate HEAD_ELLIPSE_FADE_FROM (v from, to),
+# the dense flow fades over NECK_FADE to NECK_FOLLOW of the head's motion, so the neck and shoulders stay.
+HEAD_ELLIPSE = (0.16, 0.8, 0.88)
+HEAD_ELLIPSE_FADE_FROM = (0.32, 0.64)
+NECK_FADE = 0.56
+NECK_FOLLOW = 0.0
+# Person matte: the segmentation's soft mask mapped through a smoothstep over MATTE_RANGE (crisper edges); the
+# background plate keeps the source up to PLATE_MARGIN (fraction of the canvas side) off the matte.
+MATTE_RANGE = (0.25, 0.75)
+PLATE_MARGIN = 0.005
+# Still background: ground the moved person uncovers (and this fraction of the canvas side around it) shows the
+# background dragged along by the dense flow; everywhere else the background stands still.
+BACKGROUND_BAND = 0.01
 
 
 @dataclass
 class PreparedSource:
     """A source face ready to render (prepare once, render any number of targets).
 
-    face: the renderer's prepared source (image, texture mesh, eye textures) on ``device``.
+    face: the renderer's prepared source (padded image, texture mesh, eye textures) on ``device``.
     landmarks [478, 3] float32: the detected source landmarks (crop pixels; the texture coordinates).
     identity [478, 3] cm: the source's neutral shape. residual [478, 3] cm: the residual that makes the model
     reproduce ``landmarks`` exactly under the source's own parameters; ``residual_fix`` = that minus the fit's
     residual, added to every target's residual (targets carry the fit's residual plus their changes).
-    params: the source's own parameters (1 frame). size: crop side in pixels.
+    params: the source's own parameters (1 frame). size: crop side in pixels. pad: pixels of replicated border
+    around the crop in the render canvas (``face`` lives on the padded canvas).
+    head_points [K, 3] cm: head-proxy points (model frame); head_source [1, K, 3]: where they are in the source
+    (canvas pixels).
+    person [1, 1, H, W] in [0, 1]: the source's person (head, hair, body) mask on the canvas, and background
+    [1, 3, H, W]: the source with the person filled in from the surroundings; with them the background stays
+    still and sharp while the person moves (None: the dense flow moves the background near the head too).
+    head_weight [1, 1, H, W]: how much each source pixel follows the head (``neck_weight``; None: all of it).
     """
 
     face: SourceFace
@@ -67,6 +95,17 @@ class PreparedSource:
     params: TargetParams
     size: int
     device: torch.device
+    pad: int = 0
+    head_points: torch.Tensor | None = None
+    head_source: torch.Tensor | None = None
+    person: torch.Tensor | None = None
+    background: torch.Tensor | None = None
+    head_weight: torch.Tensor | None = None
+
+    @property
+    def background_share(self) -> torch.Tensor | None:
+        """[1, 3, H, W]: the background's part of the source image, (1 - person) * background."""
+        return None if self.person is None else (1.0 - self.person) * self.background
 
 
 @dataclass
@@ -140,29 +179,177 @@ def warp_affine(images: torch.Tensor, maps: torch.Tensor, height: int, width: in
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def person_mask(image: np.ndarray) -> np.ndarray:
+    """Soft person mask float32 [H, W] in [0, 1] of an RGB uint8 image (MediaPipe selfie segmentation, whose
+    model ships inside the mediapipe wheel)."""
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        result = seg.process(np.ascontiguousarray(image))
+    mask = result.segmentation_mask
+    if mask is None:
+        return np.zeros(image.shape[:2], np.float32)
+    return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+
+
+def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grey dilation of [B, C, H, W] by a (2 * pixels + 1) square."""
+    return F.max_pool2d(mask, 2 * pixels + 1, 1, pixels) if pixels > 0 else mask
+
+
+def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) -> torch.Tensor:
+    """[B, 1, H, W] weight on the dense flow: 1 on the head, ``follow`` on the neck and shoulders.
+
+    Measured in the face's own frame of face meshes [B, 478, >=2] (pixels): origin between the outer eye
+    corners, v towards the chin, u across, both in eyes-to-chin distances (the chin is at v = 1). The head is the
+    ellipse ``HEAD_ELLIPSE`` (centre v, half width, half height); below ``HEAD_ELLIPSE_FADE_FROM`` (v range of a
+    smooth gate) the weight falls from 1 at the ellipse to ``follow`` over ``NECK_FADE`` outside it. Above the
+    gate (hair, ears) it stays 1.
+    """
+    xy = vertices[..., :2].float()
+    eyes = 0.5 * (xy[:, 33] + xy[:, 263])
+    down = xy[:, CHIN] - eyes
+    unit = down.norm(dim=1, keepdim=True).clamp(min=1.0)
+    down = down / unit
+    across = torch.stack([-down[:, 1], down[:, 0]], 1)
+    rel = pixel_centres(height, width, vertices.device).view(1, 2, -1) - eyes[..., None]
+    v = (rel * down[..., None]).sum(1) / unit
+    u = (rel * across[..., None]).sum(1) / unit
+    cv, a, b = HEAD_ELLIPSE
+    rho = torch.sqrt((u / a) ** 2 + ((v - cv) / b) ** 2)
+    g0, g1 = HEAD_ELLIPSE_FADE_FROM
+    fade = smoothstep((rho - 1.0) / NECK_FADE) * smoothstep((v - g0) / (g1 - g0))
+    return (1.0 - (1.0 - follow) * fade).view(-1, 1, height, width)
+
+
+def head_proxy_points(identity: torch.Tensor) -> torch.Tensor:
+    """Head-proxy points [K, 3] (model frame, cm) of a neutral shape [478, 3]; see ``HEAD_PROXY_RINGS``."""
+    oval = identity[torch.as_tensor(FACE_OVAL, device=identity.device)]
+    oval = oval[oval[:, 1] < HEAD_PROXY_MAX_Y]
+    centre = torch.tensor([*HEAD_PROXY_CENTRE, 0.0], device=identity.device, dtype=identity.dtype)
+    rings = []
+    for scale, depth in HEAD_PROXY_RINGS:
+        p = centre + (oval - centre) * torch.tensor([scale, scale, 1.0], device=identity.device)
+        rings.append(p + torch.tensor([0.0, 0.0, depth], device=identity.device))
+    return torch.cat(rings)
+
+
+@dataclass
+class _Frame:
+    image: torch.Tensor  # [B, 3, H, W] canvas
+    flow: torch.Tensor  # [B, 2, H, W] backward flow, pixels
+    grid: torch.Tensor  # [B, H, W, 2] the sampling grid of that flow
+    mesh_mask: torch.Tensor  # [B, 1, H, W] 1 where the target face mesh covers the pixel
+
+
+@torch.no_grad()
+def render_head_extended(source: SourceFace, dst_vertices: torch.Tensor, src_extra: torch.Tensor | None,
+                             dst_extra: torch.Tensor | None, mouth_image: torch.Tensor | None = None,
+                             falloff: float = 0.8, source_weight: torch.Tensor | None = None) -> _Frame:
+    """:func:`thead.render.render_head` with extra points [B or 1, K, 2] (source / target pixels) that drive
+    the dense flow besides the face mesh (the head proxy), and an optional weight [1, 1, H, W]
+    in SOURCE pixels on the dense flow (how much each source pixel follows the head: 0 on the shoulders), read
+    where the dense flow points. Same stages, same order: lid-split mesh warp with stretch-dependent blur, dense
+    flow blended by the mesh feather, eye and mouth layers.
+    """
+    H, W = source.image.shape[-2:]
+    B = dst_vertices.shape[0]
+    src_v = source.vertices.to(dst_vertices.dtype)
+    if src_v.shape[0] == 1 and B > 1:
+        src_v = src_v.expand(B, -1, -1)
+    triangles, split_edges = lid_split_mesh()
+    src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
+    scale = eye_span(dst_vertices) / eye_span(src_v).clamp(min=1e-3)
+    lid_band = triangles[(triangles >= NUM_POINTS).any(axis=1)]
+    stretch = vertex_stretch(src_x, dst_x, lid_band, scale)
+    blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
+    maps = mesh_warp_maps(src_x, dst_x, triangles, H, W, src_size=(H, W), vertex_attributes=blur_weight)
+    if src_extra is None or dst_extra is None:
+        dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
+    else:
+        pts = torch.as_tensor(dense_flow_points(), device=dst_vertices.device)
+        src_all = torch.cat([src_v[:, pts, :2], src_extra[..., :2].to(src_v.dtype).expand(B, -1, -1)], 1)
+        dst_all = torch.cat([dst_vertices[:, pts, :2], dst_extra[..., :2].to(src_v.dtype).expand(B, -1, -1)], 1)
+        dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff)
+    if source_weight is not None:
+        # Fixed point of w = weight(p + w * dense(p)), from w = weight(p): a shoulder pixel (weight 0) stays put
+        # even where the head's flow would read it from the head.
+        sw = source_weight.to(dense.dtype)
+        w = sw.expand(B, -1, -1, -1)
+        for _ in range(2):
+            w = warp_image(sw, flow_to_grid(dense * w, (H, W)))
+        dense = dense * w
+    flow = blend_flows(maps.flow, maps.feather, dense)
+    grid = flow_to_grid(flow, (H, W))
+    blur = maps.attributes * maps.feather
+    if source.blurred is not None and float(blur.max()) > 1e-3:
+        both = warp_image(torch.cat([source.warp_image, source.blurred], 1), grid)
+        image = over(both[:, :3], both[:, 3:], blur)
+    else:
+        image = warp_image(source.warp_image, grid)
+    image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
+    return _Frame(image=image.clamp(0.0, 1.0), flow=flow, grid=grid, mesh_mask=maps.mask)
+
+
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8) -> torch.Tensor:
+    """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
+    the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up)."""
+    pyramid = [(image * known, known)]
+    for _ in range(levels):
+        v, w = pyramid[-1]
+        if min(v.shape[-2:]) < 2:
+            break
+        pyramid.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    v, w = pyramid[-1]
+    filled = v / w.clamp(min=1e-6)
+    for v, w in reversed(pyramid[:-1]):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        a = w.clamp(0.0, 1.0)
+        filled = a * (v / w.clamp(min=1e-6)) + (1.0 - a) * up
+    return known * image + (1.0 - known) * filled
+
+
 class MeshEngine:
     """Weight-free reenactment / editing: ``prepare`` a source once, ``render`` target parameters in batches.
 
     device: "cpu", "cuda" or None (CUDA when available). batch_size: frames per torch call.
+    head_proxy: skull points around the face turn with the head and move the hair and head outline with it.
+    neck_follow: share of the head's motion the neck and shoulders take (``neck_weight``; None: no fading, the
+    dense flow moves them like render_head does). pad_fraction: the render canvas is
+    the crop plus this fraction of its side on each edge (border replicated), so that the dense flow's taper to
+    zero at the canvas border never squeezes the crop's own border rows. falloff: the dense flow reaches zero this
+    many face sizes away from the driving points. background: "still" (default): the person (head, hair,
+    body; MediaPipe selfie segmentation of the source) is warped over a still copy of the background whose
+    uncovered parts are filled from the surroundings; "warp": the dense flow moves everything near the head.
     """
 
     name = "mesh"
 
     def __init__(self, device: str | torch.device | None = None, batch_size: int = 16,
-                 model: FaceModel | None = None) -> None:
+                 model: FaceModel | None = None, *, head_proxy: bool = True,
+                 pad_fraction: float = 0.125, falloff: float = 0.6, background: str = "still",
+                 neck_follow: float | None = NECK_FOLLOW) -> None:
         self.device = _default_device(device)
         self.batch_size = max(1, int(batch_size))
         self.model = load_face_model() if model is None else model
+        self.head_proxy = bool(head_proxy)
+        self.pad_fraction = max(0.0, float(pad_fraction))
+        self.falloff = float(falloff)
+        if background not in ("still", "warp"):
+            raise ValueError(f"background must be 'still' or 'warp', got '{background}'")
+        self.background = background
+        self.neck_follow = None if neck_follow is None else float(neck_follow)
 
     # ------------------------------------------------------------------------------------------- source
     @torch.no_grad()
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
-                frame: int = 0) -> PreparedSource:
+                frame: int = 0, person: np.ndarray | None = None) -> PreparedSource:
         """source_image uint8 [S, S, 3] (the crop), source_landmarks [478, 3] crop pixels (as detected),
-        source_fit: its fit (T = 1, or frame ``frame`` of a video fit)."""
+        source_fit: its fit (T = 1, or frame ``frame`` of a video fit). person: optional soft person mask [S, S]
+        in [0, 1] (default: MediaPipe selfie segmentation when ``background="still"``)."""
         img = np.asarray(source_image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"source_image must be uint8 [S, S, 3], got {img.dtype} {img.shape}")
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] != img.shape[1]:
+            raise ValueError(f"source_image must be a square uint8 crop [S, S, 3], got {img.dtype} {img.shape}")
         lm = np.asarray(source_landmarks, np.float32)
         if lm.shape != (478, 3) or not np.isfinite(lm).all():
             raise ValueError(f"source_landmarks must be finite [478, 3], got {lm.shape}")
@@ -179,9 +366,54 @@ class MeshEngine:
                                      torch.as_tensor(params.gaze, device=dev))
         exact = geo.unproject(lm_t, pose, depth) - model_pts  # [1, 478, 3]
         fix = exact[0] - torch.as_tensor(params.residual[0], device=dev)
-        face = prepare_source(frames_to_tensor(img, dev), lm_t)
+        size = int(img.shape[0])
+        pad = int(round(self.pad_fraction * size))
+        image = frames_to_tensor(img, dev)
+        if pad:
+            image = F.pad(image, (pad, pad, pad, pad), mode="replicate")
+        shift = torch.tensor([pad, pad, 0.0], device=dev)
+        face = prepare_source(image, lm_t + shift)
+        head = head_src = None
+        if self.head_proxy:
+            head = head_proxy_points(identity)
+            head_src = geo.transform_points(head[None], pose, depth) + shift
+        mask = background = None
+        if self.background == "still":
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person)
+        weight = None
+        if self.neck_follow is not None:
+            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], self.neck_follow)
         return PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
-                              params=params, size=int(img.shape[0]), device=dev)
+                              params=params, size=size, device=dev, pad=pad, head_points=head,
+                              head_source=head_src, person=mask, background=background,
+                              head_weight=weight)
+
+    def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
+                          person: np.ndarray | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
+        segmentation misses the face (then the dense flow moves the background as in ``background="warp"``)."""
+        from thead.render.masks import triangle_set_masks
+        from thead.render.mesh_topology import closed_mesh_triangles
+
+        dev = canvas.device
+        m = person_mask(crop) if person is None else np.asarray(person, np.float32)
+        if m.shape != crop.shape[:2]:
+            raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
+        mask = torch.as_tensor(m, device=dev)[None, None]
+        if pad:
+            mask = F.pad(mask, (pad, pad, pad, pad), mode="replicate")
+        H, W = canvas.shape[-2:]
+        face = triangle_set_masks(vertices, [closed_mesh_triangles()], H, W)
+        covered = float((mask * face).sum() / face.sum().clamp(min=1.0))
+        if covered < 0.8:
+            return None, None
+        # A crisper matte: fewer half-person pixels whose background share has to come from the plate's guess.
+        mask = torch.maximum(smoothstep((mask - MATTE_RANGE[0]) / (MATTE_RANGE[1] - MATTE_RANGE[0])), face)
+        # Background plate: the source wherever the matte is 0 (a margin of PLATE_MARGIN off the person), the
+        # smooth fill elsewhere. The compositing subtracts (1 - matte) * plate from the warped source, so the
+        # plate must equal the source wherever the matte says "background".
+        known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(PLATE_MARGIN * H))))
+        return mask, fill_holes(canvas, known)
 
     # ------------------------------------------------------------------------------------------- targets
     @torch.no_grad()
@@ -196,15 +428,50 @@ class MeshEngine:
     @torch.no_grad()
     def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
                       mouth_landmarks: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images [B, 3, S, S], changed [B, 1, S, S], target vertices [B, 478, 3] crop pixels)."""
+        dev, pad, size = prepared.device, prepared.pad, prepared.size
         dst = self.target_vertices(prepared, targets)
+        B = dst.shape[0]
         mouth_image = None
         if mouth_frames is not None:
-            drv = frames_to_tensor(np.asarray(mouth_frames), prepared.device)
-            drv_v = torch.as_tensor(np.asarray(mouth_landmarks, np.float32), device=prepared.device)
-            maps = mouth_map(dst, drv_v)
-            mouth_image = warp_affine(drv, maps, prepared.size, prepared.size)
-        out = render_head(prepared.face, dst, mouth_image=mouth_image)
-        return out.image, out.changed, dst
+            drv = frames_to_tensor(np.asarray(mouth_frames), dev)
+            drv_v = torch.as_tensor(np.asarray(mouth_landmarks, np.float32), device=dev)
+            mouth_image = warp_affine(drv, mouth_map(dst, drv_v), size, size)
+            if pad:
+                mouth_image = F.pad(mouth_image, (pad, pad, pad, pad), mode="replicate")
+        shift = torch.tensor([pad, pad, 0.0], device=dev)
+        src_extra, dst_extra = [], []
+        if prepared.head_points is not None:
+            pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
+            depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
+            src_extra.append(prepared.head_source[..., :2].expand(B, -1, -1))
+            dst_extra.append((geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth)
+                              + shift)[..., :2])
+        canvas = prepared.face.image.shape[-2:]
+        out = render_head_extended(prepared.face, dst + shift, torch.cat(src_extra, 1) if src_extra else None,
+                                       torch.cat(dst_extra, 1) if dst_extra else None, mouth_image, self.falloff,
+                                       prepared.head_weight)
+        image = out.image
+        moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
+        if prepared.person is not None:
+            # Premultiplied layers: the source is M * person + (1 - M) * background, so the warped person is the
+            # warped source minus the warped (1 - M) * background; the still background shows where the warped
+            # mask leaves room. Identity targets give the source back exactly; the face is always the person.
+            layers = torch.cat([prepared.person, prepared.background_share, prepared.background], 1)
+            both = warp_image(layers, out.grid)
+            person_t = torch.maximum(both[:, :1], out.mesh_mask)
+            # Background: still, except where the person uncovers ground the source never showed (source person,
+            # target background): there it is dragged along by the dense flow (stretched background), not the
+            # plate's smooth fill, which would show as a blurred halo.
+            band = max(1, int(round(BACKGROUND_BAND * canvas[0])))
+            uncovered = ((prepared.person - person_t) > 0.05).to(image.dtype)
+            near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
+            background = prepared.background + near * (both[:, 4:] - prepared.background)
+            image = image - both[:, 1:4] * (1.0 - out.mesh_mask) + (1.0 - person_t) * background
+            moved = moved * torch.maximum(person_t, prepared.person)
+        changed = blur3(torch.maximum(out.mesh_mask, moved), 3).clamp(0.0, 1.0)
+        crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
+        return image[crop], changed[crop], dst
 
     def _batches(self, n: int) -> Iterator[slice]:
         for start in range(0, n, self.batch_size):
@@ -271,4 +538,5 @@ class MeshEngine:
             yield tensor_to_frames(img)
 
 
-__all__ = ["EngineOutput", "MeshEngine", "PreparedSource", "mouth_map", "similarity_2d", "warp_affine"]
+__all__ = ["EngineOutput", "MeshEngine", "PreparedSource", "fill_holes", "head_proxy_points", "mouth_map",
+           "person_mask", "neck_weight", "render_head_extended", "similarity_2d", "warp_affine"]

@@ -14,17 +14,20 @@ Motion transfer (``transfer_motion``), per driver frame t against the driver's r
       s_t     = s_src * (s_drv[t] / s_drv[r])^k
       xy_t    = xy_src + k * (xy_drv[t] - xy_drv[r]) * s_src / s_drv[r]     (same for depth_offset)
       expr_t  = clip(expr_src + e * (expr_drv[t] - expr_drv[r]), unit bounds)
-      res_t   = res_src + e * (res_drv[t] - res_drv[r])                      (model frame, cm)
+      res_t   = res_src + e * (dres_drv[t] - dC_drv[t]) + C(R_t) - C(R_src)      (model frame, cm)
       gaze_t  = gaze_src + (gaze_drv[t] - gaze_drv[r])
 
-  with k = ``pose_scale`` and e = ``expression_scale``;
+  with k = ``pose_scale`` and e = ``expression_scale``; ``dres_drv[t] = res_drv[t] - res_drv[r]`` is the driver's
+  landmark detail beyond its units (lip shapes, ...), ``C`` the pose corrective (``thead.engines.pose_corrective``:
+  how landmarks of a real head move beyond a rigid turn): the driver's pose part ``dC_drv[t] = C(R_drv[t]) -
+  C(R_drv[r])`` is taken out of its residual change and the target's own ``C(R_t) - C(R_src)`` put in;
 * absolute: the driver's rotation, expressions and gaze as they are (``R_drv[t]``, ``clip(e * expr_drv[t])``);
   the head position and size still follow the relative rule above, i.e. the driver's motion mapped into the
   source crop, so the head stays where the source's head is (two crops from different videos need not agree).
 
 Driver frames without a face (``valid`` False) hold the last valid frame's values (the first valid one before
 it) and are flagged in ``TargetParams.held``. Resulting angles are limited to what a 2-D warp of one photo can
-show (``MAX_ANGLES_DEG``).
+show (``MAX_ANGLES_DEG``). Edits and orbits that turn the head add ``C(target) - C(source)`` to the residual too.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from thead.engines.pose_corrective import load_pose_corrective
 from thead.facemodel import geometry as geo
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.fitting.result import FitResult
@@ -166,6 +170,17 @@ def turn_about_pivot(pose: np.ndarray, depth_offset: np.ndarray, new_angles: np.
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def pose_residual_change(target_angles: np.ndarray, source_angles: np.ndarray) -> np.ndarray:
+    """``C(target) - C(source)`` [B, 478, 3] cm for angles [B or 1, >=2] radians (zeros without the corrective)."""
+    corrective = load_pose_corrective()
+    t = np.asarray(target_angles, np.float64)[..., :2]
+    src = np.asarray(source_angles, np.float64)[..., :2]
+    n = max(len(t), len(src))
+    if corrective is None:
+        return np.zeros((n, 478, 3), np.float32)
+    return np.broadcast_to(corrective.change(t, src), (n, 478, 3)).astype(np.float32)
+
+
 def _check_fit(fit: FitResult, what: str) -> None:
     if not isinstance(fit, FitResult):
         raise TypeError(f"{what} must be a FitResult, got {type(fit).__name__}")
@@ -247,7 +262,6 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
             angles = _matrix_to_euler(rot)
         else:
             angles = d_pose[:, :3] * float(pose_scale)
-        # Keep the source's yaw branch continuous (euler angles of composed rotations are unique here: |yaw| < 90).
         pose[:, :3] = _limit_angles(angles)
         pose[:, 3:5] = s_pose[3:5] + pose_scale * (d_pose[:, 3:5] - r_pose[3:5]) * size_ratio
         pose[:, 5] = s_pose[5] * (d_pose[:, 5] / r_pose[5]) ** pose_scale
@@ -264,7 +278,10 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
             expression = expression_scale * d_expr[idx]
         expression = np.clip(expression, lo, hi)
         d_res = np.asarray(driver.residual, np.float32)
-        residual = src.residual[0] + np.float32(expression_scale) * (d_res[idx] - d_res[ref])
+        detail = (d_res[idx] - d_res[ref]) - pose_residual_change(d_pose[:, :3], r_pose[None, :3])
+        residual = src.residual[0] + np.float32(expression_scale) * detail
+    if use_pose:
+        residual = residual + pose_residual_change(pose[:, :3], s_pose[None, :3])
 
     gaze = np.repeat(src.gaze, n, 0).astype(np.float64)
     if use_gaze:
@@ -326,10 +343,11 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
     yaw, pitch, roll: head angles in RADIANS (the CLI converts from degrees), absolute values set on every frame
     (``relative_pose=True``: added to each frame's own angles instead, so a video keeps its head motion).
     frontalize: yaw = pitch = roll = 0 (angles given explicitly win). The head turns about ``pivot_cm`` (a point
-    near the neck's axis, which keeps its image position). expression: {unit or alias name: value} absolute
-    coefficients (aliases "smile", "brow_raise", "blink" set both sides; e.g. {"smile": 0.8, "jaw_open": 0.3});
-    neutral: every unit 0 first (then ``expression`` applies). A set unit also loses the residual's share along
-    it (``residual_without_units``), so the face shows the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in DEGREES
+    near the neck's axis, which keeps its image position), with the pose corrective's landmark behaviour.
+    expression: {unit or alias name: value} absolute coefficients (aliases "smile", "brow_raise", "blink" set
+    both sides; e.g. {"smile": 0.8, "jaw_open": 0.3}); neutral: every unit 0 first (then ``expression``
+    applies). A set unit also loses the residual's share along it (``residual_without_units``), so the face shows
+    the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in DEGREES
     relative to the head, set for both eyes (+yaw looks to the subject's left = image right, +pitch up).
     """
     _check_fit(fit, "fit")
@@ -343,7 +361,8 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
             if not np.isfinite(value):
                 raise ValueError("head angles must be finite")
             angles[:, k] = angles[:, k] + value if relative_pose else value
-    if not np.allclose(angles, pose[:, :3]):
+    turned = not np.allclose(angles, pose[:, :3])
+    if turned:
         pose, depth = turn_about_pivot(pose, depth, _limit_angles(angles), pivot_cm)
     expr = base.expression.copy()
     overrides = _expression_overrides(expression)
@@ -353,6 +372,8 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
         expr[:, i] = v
     set_units = sorted(range(len(EXPRESSION_NAMES)) if neutral else overrides)
     residual = residual_without_units(base.residual, set_units)
+    if turned:
+        residual = residual + pose_residual_change(pose[:, :3], base.pose[:, :3])
     gaze = base.gaze.copy()
     if gaze_yaw is not None:
         gaze[:, [0, 2]] = float(np.clip(gaze_yaw, -MAX_GAZE_DEG, MAX_GAZE_DEG))
@@ -388,9 +409,10 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
     angles[:, 0] += sweep(yaw_range_deg, 1)
     angles[:, 1] += sweep(pitch_range_deg, 2)
     pose, depth = turn_about_pivot(base.pose, base.depth_offset, _limit_angles(angles), pivot_cm)
-    return replace(base, pose=pose, depth_offset=depth)
+    residual = base.residual + pose_residual_change(pose[:, :3], base.pose[:1, :3])
+    return replace(base, pose=pose, depth_offset=depth, residual=residual)
 
 
 __all__ = ["EXPRESSION_ALIASES", "MODES", "TargetParams", "edit_params", "hold_indices", "orbit_params",
-           "residual_without_units",
+           "pose_residual_change", "residual_without_units",
            "transfer_motion", "turn_about_pivot"]

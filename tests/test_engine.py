@@ -1,0 +1,304 @@
+"""The weight-free mesh engine and its motion targets: reproduction, motion transfer, edits, identity, mouth.
+
+Measurements re-detect the rendered faces with the MediaPipe landmarker and fit them with ``fit_image``, the same
+path any real frame takes. The astronaut smiles broadly (her fit saturates smile and lips_part at 1), so the
+smile edit is measured on a neutral version of her (``edit_params(neutral=True)``, rendered, re-detected and used
+as a new source); the shared-data tests use the neutral photos s5.jpg and s11.jpg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thead.engines import MeshEngine, TargetParams, edit_params, orbit_params, transfer_motion
+from thead.engines.motion import pose_residual_change
+from thead.face.topology import LIPS_INNER
+from thead.fitting import FitResult, fit_image
+
+S = 256
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def landmarker():
+    from thead.face.landmarks import make_landmarker
+
+    lm = make_landmarker()
+    yield lm
+    lm.close()
+
+
+def crop_of(path: Path, workdir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(crop uint8 [S, S, 3], landmarks [478, 3]) of a photo through the preprocess stage (vox, 256)."""
+    from thead.io import read_image
+    from thead.pipeline.batch import InputItem
+    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+
+    preprocess_item(InputItem(path, name), workdir, PreprocessParams(size=S))
+    pre = load_preprocess(workdir / name / "preprocess")
+    return read_image(pre.crop_path), pre.crop_landmarks[0]
+
+
+@pytest.fixture(scope="module")
+def astro(tmp_path_factory, astronaut):
+    """The astronaut's crop, landmarks and fit."""
+    from thead.io import write_image
+
+    work = tmp_path_factory.mktemp("engine")
+    write_image(work / "astronaut.png", astronaut)
+    crop, lm = crop_of(work / "astronaut.png", work, "astronaut")
+    return crop, lm, fit_image(lm, S)
+
+
+@pytest.fixture(scope="module")
+def engine() -> MeshEngine:
+    return MeshEngine("cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def prepared(engine, astro):
+    crop, lm, fit = astro
+    return engine.prepare(crop, lm, fit)
+
+
+def measure(landmarker, frame: np.ndarray) -> FitResult:
+    """Landmarks of a rendered frame, fitted like any photo."""
+    faces = landmarker.find_faces(frame)
+    assert faces, "no face found in the rendered frame"
+    return fit_image(faces[0], S)
+
+
+def smile(fit: FitResult) -> float:
+    return float(0.5 * (fit.expression_of("smile_left")[0] + fit.expression_of("smile_right")[0]))
+
+
+def driver_from(fit: FitResult, pose: np.ndarray, expression: np.ndarray | None = None,
+                identity: np.ndarray | None = None, valid: np.ndarray | None = None) -> FitResult:
+    """A synthetic driver of T frames: ``fit``'s frame 0 with the given poses [T, 6] (and expressions [T, E]).
+
+    Its residual carries the pose corrective, as the residual of a measured clip does (landmarks of a turning
+    head slide beyond a rigid turn; see ``thead.engines.pose_corrective``).
+    """
+    t = len(pose)
+    residual = np.repeat(fit.residual[:1], t, 0) + pose_residual_change(pose[:, :3], fit.pose[:1, :3])
+    return replace(fit, pose=pose.astype(np.float32), depth_offset=np.repeat(fit.depth_offset[:1], t),
+                   expression=(np.repeat(fit.expression[:1], t, 0) if expression is None else expression)
+                   .astype(np.float32), gaze=np.repeat(fit.gaze[:1], t, 0), residual=residual,
+                   identity=fit.identity if identity is None else identity.astype(np.float32),
+                   fit_error=np.zeros(t, np.float32), valid=np.ones(t, bool) if valid is None else valid)
+
+
+def face_mask(vertices: np.ndarray) -> np.ndarray:
+    """[S, S] bool: inside the convex hull of the face mesh."""
+    import cv2
+
+    hull = cv2.convexHull(vertices[:468, :2].astype(np.float32)).astype(np.int32)
+    mask = np.zeros((S, S), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)
+
+
+def procrustes_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance of 2-D point sets [N, 2] after the best similarity alignment, over b's size."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    u, s, vt = np.linalg.svd(a.T @ b)
+    rot = u @ vt
+    scale = s.sum() / (a ** 2).sum()
+    return float(np.sqrt(((scale * a @ rot - b) ** 2).sum(1).mean()) / np.sqrt((b ** 2).sum(1).mean()))
+
+
+# ----------------------------------------------------------------------------------------------- identity
+def test_identity_targets_reproduce_the_source(engine, prepared, astro):
+    crop, lm, fit = astro
+    out = engine.render_full(prepared, TargetParams.from_fit(fit))
+    np.testing.assert_allclose(out.vertices[0], lm, atol=0.02)  # the model hits the detected landmarks
+    err = np.abs(out.frames[0].astype(float) - crop)
+    assert err[face_mask(lm)].mean() < 1.5  # 8-bit levels, in the face
+    assert err.mean() < 1.5
+
+
+# ----------------------------------------------------------------------------------------------- transfer
+def test_relative_transfer_turns_the_head_by_the_driver_yaw_change(engine, prepared, astro, landmarker):
+    _, _, fit = astro
+    pose = np.repeat(fit.pose[:1], 2, 0)
+    pose[1, 0] += np.radians(15)
+    targets = transfer_motion(fit, driver_from(fit, pose))
+    assert not targets.held.any()
+    np.testing.assert_allclose(np.degrees(targets.pose[1, 0] - fit.pose[0, 0]), 15.0, atol=0.1)
+    measured = measure(landmarker, engine.render(prepared, targets[1])[0])
+    assert abs(np.degrees(measured.pose[0, 0] - fit.pose[0, 0]) - 15.0) < 3.0
+
+
+def test_driver_identity_does_not_leak(engine, prepared, astro, landmarker):
+    """A driver with a very different face shape: the rendered face keeps the source's shape, in both modes."""
+    from thead.facemodel import load_face_model
+
+    crop, lm, fit = astro
+    model = load_face_model()
+    other = fit.identity.copy()
+    other[:, 0] *= 1.3  # much wider
+    other[:, 1] *= 0.85  # shorter
+    other[:468, 2] *= 0.7  # flatter
+    pose = np.repeat(fit.pose[:1], 2, 0)
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    driver = driver_from(fit, pose, expr, identity=other)
+    driver_lm = model.posed(pose, other, expr, driver.residual, driver.gaze, driver.depth_offset)[1]
+    for mode in ("relative", "absolute"):
+        targets = transfer_motion(fit, driver, mode=mode)
+        detected = landmarker.find_faces(engine.render(prepared, targets[1])[0])[0]
+        to_source = procrustes_distance(detected[:468, :2], lm[:468, :2])
+        to_driver = procrustes_distance(detected[:468, :2], driver_lm[:468, :2])
+        assert to_source < 0.5 * to_driver, mode
+
+
+def test_invalid_driver_frames_hold_the_last_valid_frame(astro):
+    _, _, fit = astro
+    pose = np.repeat(fit.pose[:1], 6, 0)
+    pose[:, 0] += np.radians(np.array([0, 2, 4, 6, 8, 10]))
+    valid = np.array([False, True, True, False, False, True])
+    targets = transfer_motion(fit, driver_from(fit, pose, valid=valid), reference_frame=0)
+    np.testing.assert_array_equal(targets.held, ~valid)
+    # frame 0 (before any valid frame) takes the first valid one (1), which is also the reference: no change
+    np.testing.assert_allclose(targets.pose[0], fit.pose[0], atol=1e-5)
+    np.testing.assert_array_equal(targets.pose[3], targets.pose[2])
+    np.testing.assert_array_equal(targets.pose[4], targets.pose[2])
+    assert targets.pose[5, 0] > targets.pose[2, 0]
+
+
+def test_scales_and_switches(astro):
+    _, _, fit = astro
+    pose = np.repeat(fit.pose[:1], 3, 0)
+    pose[:, 0] += np.radians([0, 10, 20])
+    expr = np.repeat(fit.expression[:1], 3, 0)
+    jaw = fit.expression_names.index("jaw_open")
+    expr[:, jaw] = [0.0, 0.3, 0.6]
+    driver = driver_from(fit, pose, expr)
+    full = transfer_motion(fit, driver)
+    assert np.allclose(full.expression[:, jaw], fit.expression[0, jaw] + np.array([0.0, 0.3, 0.6]), atol=1e-5)
+    half = transfer_motion(fit, driver, expression_scale=0.5, pose_scale=0.5)
+    np.testing.assert_allclose(np.degrees(half.pose[2, 0] - fit.pose[0, 0]), 10.0, atol=0.1)
+    assert np.allclose(half.expression[2, jaw], fit.expression[0, jaw] + 0.3, atol=1e-5)
+    still = transfer_motion(fit, driver, use_pose=False)
+    np.testing.assert_allclose(still.pose, np.repeat(fit.pose[:1], 3, 0))
+    rigid = transfer_motion(fit, driver, use_expression=False)
+    np.testing.assert_allclose(rigid.expression, np.repeat(fit.expression[:1], 3, 0))
+    absolute = transfer_motion(fit, driver, mode="absolute")
+    np.testing.assert_allclose(absolute.pose[:, :3], pose[:, :3], atol=1e-5)
+    lo = np.asarray([-0.1, -0.3] + [0.0] * 12)
+    assert (full.expression >= lo - 1e-6).all() and (full.expression <= 1 + 1e-6).all()
+    with pytest.raises(ValueError):
+        transfer_motion(fit, driver, mode="sideways")
+
+
+# ----------------------------------------------------------------------------------------------- edits
+def test_edit_yaw(engine, prepared, astro, landmarker):
+    _, _, fit = astro
+    right = measure(landmarker, engine.render(prepared, edit_params(fit, yaw=np.radians(20)))[0])
+    assert abs(np.degrees(right.pose[0, 0]) - 20.0) < 3.0
+    # The other side reads less on this photo (about -15 deg): a 2-D warp of one view cannot show all of it.
+    left = measure(landmarker, engine.render(prepared, edit_params(fit, yaw=np.radians(-20)))[0])
+    assert abs(np.degrees(left.pose[0, 0]) + 20.0) < 6.0
+
+
+def test_edit_smile_on_a_neutral_face(engine, prepared, astro, landmarker):
+    _, _, fit = astro
+    assert smile(fit) > 0.9  # the astronaut smiles: make her neutral first, then use that render as the source
+    neutral = engine.render(prepared, edit_params(fit, neutral=True))[0]
+    lm = landmarker.find_faces(neutral)[0]
+    neutral_fit = fit_image(lm, S)
+    assert smile(neutral_fit) < 0.5
+    source = engine.prepare(neutral, lm, neutral_fit)
+    edited = measure(landmarker, engine.render(source, edit_params(neutral_fit, expression={"smile": 0.8}))[0])
+    assert abs(smile(edited) - 0.8) < 0.15
+
+
+def test_edit_params_values_and_validation(astro):
+    _, _, fit = astro
+    t = edit_params(fit, frontalize=True, expression={"jaw_open": 0.4, "blink": 1.0}, gaze_yaw=10.0,
+                    gaze_pitch=-5.0)
+    np.testing.assert_allclose(t.pose[0, :3], 0.0, atol=1e-6)
+    assert t.expression_of("jaw_open")[0] == pytest.approx(0.4)
+    assert t.expression_of("blink_left")[0] == t.expression_of("blink_right")[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(t.gaze[0], [10.0, -5.0, 10.0, -5.0])
+    n = edit_params(fit, neutral=True)
+    np.testing.assert_allclose(n.expression, 0.0)
+    same = edit_params(fit)
+    np.testing.assert_allclose(same.pose, fit.pose)
+    np.testing.assert_allclose(same.residual, fit.residual)
+    with pytest.raises(ValueError, match="unknown expression"):
+        edit_params(fit, expression={"grin": 1.0})
+    with pytest.raises(ValueError, match="outside"):
+        edit_params(fit, expression={"smile": 1.5})
+
+
+def test_orbit_is_a_smooth_loop_from_the_source_pose(astro):
+    _, _, fit = astro
+    t = orbit_params(fit, 50, yaw_range_deg=(-25, 25), pitch_range_deg=(-8, 8))
+    yaw = np.degrees(t.pose[:, 0] - fit.pose[0, 0])
+    pitch = np.degrees(t.pose[:, 1] - fit.pose[0, 1])
+    assert abs(yaw[0]) < 1e-3 and abs(pitch[0]) < 1e-3
+    assert yaw.max() == pytest.approx(25, abs=0.2) and yaw.min() == pytest.approx(-25, abs=0.2)
+    assert np.abs(pitch).max() == pytest.approx(8, abs=0.2)
+    step = np.abs(np.diff(np.r_[yaw, yaw[0]]))
+    assert step.max() < 4.0  # smooth, and the end joins the start
+
+
+# ----------------------------------------------------------------------------------------------- mouth
+def inner_mouth(frame: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Pixels [N, 3] inside the inner-lip polygon of ``vertices``, shrunk by a pixel."""
+    import cv2
+
+    mask = np.zeros((S, S), np.uint8)
+    cv2.fillPoly(mask, [np.round(vertices[LIPS_INNER, :2] - 0.5).astype(np.int32)], 1)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    return frame[mask.astype(bool)]
+
+
+def test_mouth_opens_when_the_driver_jaw_opens(engine, prepared, astro):
+    _, _, fit = astro
+    jaw = fit.expression_names.index("jaw_open")
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[1, jaw] = fit.expression[0, jaw] + 0.7
+    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    out = engine.render_full(prepared, targets)
+    closed = inner_mouth(out.frames[0], out.vertices[0])
+    opened = inner_mouth(out.frames[1], out.vertices[1])
+    assert len(opened) > 3 * max(len(closed), 1) and len(opened) > 150
+    dark = (opened.astype(float) @ [0.299, 0.587, 0.114]) < 90
+    assert dark.mean() > 0.3
+    # The driver's own mouth, when given, fills the opening instead of the synthetic one.
+    blue = np.zeros((2, S, S, 3), np.uint8)
+    blue[..., 2] = 255
+    lm = np.repeat(out.vertices[1:2], 2, 0)
+    with_mouth = engine.render(prepared, targets, mouth_frames=blue, mouth_landmarks=lm)
+    inside = inner_mouth(with_mouth[1], out.vertices[1]).astype(float)
+    assert inside[:, 2].mean() > 200 and inside[:, 0].mean() < 60
+
+
+# ----------------------------------------------------------------------------------------------- batching
+def test_batches_and_streaming_agree(prepared, astro):
+    _, _, fit = astro
+    targets = orbit_params(fit, 5)
+    one = MeshEngine("cpu", batch_size=16).render(prepared, targets)
+    small = MeshEngine("cpu", batch_size=2)
+    np.testing.assert_array_equal(small.render(prepared, targets), one)
+    np.testing.assert_array_equal(np.concatenate(list(small.render_frames(prepared, targets))), one)
+    assert one.shape == (5, S, S, 3) and one.dtype == np.uint8
+
+
+# ----------------------------------------------------------------------------------------------- real photos
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["s5.jpg", "s11.jpg"])
+def test_edits_on_neutral_photos(shared_data, tmp_path, engine, landmarker, name):
+    crop, lm = crop_of(shared_data / "images" / name, tmp_path, Path(name).stem)
+    fit = fit_image(lm, S)
+    source = engine.prepare(crop, lm, fit)
+    smiled = measure(landmarker, engine.render(source, edit_params(fit, expression={"smile": 0.8}))[0])
+    assert abs(smile(smiled) - 0.8) < 0.15
+    turned = measure(landmarker, engine.render(source, edit_params(fit, yaw=np.radians(20)))[0])
+    assert abs(np.degrees(turned.pose[0, 0]) - 20.0) < 3.0
