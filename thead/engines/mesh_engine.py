@@ -16,7 +16,7 @@ needed (``bench/bench_reenact.py``):
 * still background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel) is warped over a
   still copy of the background (premultiplied layers; identity targets still give the source back exactly);
   ground the person uncovers shows the background dragged along by the dense flow;
-* padded canvas: the render runs on the crop plus a replicated border, so the dense flow's taper to zero at the
+* padded canvas: the render runs on the crop plus a mirrored border, so the dense flow's taper to zero at the
   canvas edge never squeezes the crop's own border.
 
 Everything is batched in torch (CPU or CUDA); the only Python loop is over batches of ``batch_size`` frames.
@@ -77,7 +77,7 @@ class PreparedSource:
     identity [478, 3] cm: the source's neutral shape. residual [478, 3] cm: the residual that makes the model
     reproduce ``landmarks`` exactly under the source's own parameters; ``residual_fix`` = that minus the fit's
     residual, added to every target's residual (targets carry the fit's residual plus their changes).
-    params: the source's own parameters (1 frame). size: crop side in pixels. pad: pixels of replicated border
+    params: the source's own parameters (1 frame). size: crop side in pixels. pad: pixels of mirrored border
     around the crop in the render canvas (``face`` lives on the padded canvas).
     head_points [K, 3] cm: head-proxy points (model frame); head_source [1, K, 3]: where they are in the source
     (canvas pixels).
@@ -316,7 +316,7 @@ class MeshEngine:
     head_proxy: skull points around the face turn with the head and move the hair and head outline with it.
     neck_follow: share of the head's motion the neck and shoulders take (``neck_weight``; None: no fading, the
     dense flow moves them like render_head does). pad_fraction: the render canvas is
-    the crop plus this fraction of its side on each edge (border replicated), so that the dense flow's taper to
+    the crop plus this fraction of its side on each edge (border mirrored), so that the dense flow's taper to
     zero at the canvas border never squeezes the crop's own border rows. falloff: the dense flow reaches zero this
     many face sizes away from the driving points. background: "still" (default): the person (head, hair,
     body; MediaPipe selfie segmentation of the source) is warped over a still copy of the background whose
@@ -370,7 +370,9 @@ class MeshEngine:
         pad = int(round(self.pad_fraction * size))
         image = frames_to_tensor(img, dev)
         if pad:
-            image = F.pad(image, (pad, pad, pad, pad), mode="replicate")
+            # Mirrored, not replicated: where the head moves away from a crop edge that cut the hair, the
+            # uncovered band then shows plausible hair texture instead of streaks of the edge row.
+            image = F.pad(image, (pad, pad, pad, pad), mode="reflect")
         shift = torch.tensor([pad, pad, 0.0], device=dev)
         face = prepare_source(image, lm_t + shift)
         head = head_src = None
