@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from thead.face.crop import crop_transforms, crop_frame
 from thead.face.landmarks import make_landmarker

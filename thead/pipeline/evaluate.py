@@ -23,7 +23,7 @@ from thead.errors import InputError
 from thead.face import topology
 from thead.face.crop import crop_frame, transform_points
 from thead.fitting import fit_sequence
-from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames, probe_video, read_image
+from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames, read_image
 from thead.metrics import (
     aed,
     aggregate,

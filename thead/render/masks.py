@@ -18,7 +18,6 @@ def triangle_set_masks(vertices: torch.Tensor, triangle_sets: Sequence[np.ndarra
     vertices: [B, V, 2 or 3] pixels; depth is ignored (the sets are flattened, later sets never hide earlier ones
     because each pixel is claimed by one triangle: sets should not overlap).
     """
-    B = vertices.shape[0]
     xy = vertices[..., :2].float()
     flat = torch.cat([xy, torch.zeros_like(xy[..., :1])], dim=2)
     tris = np.concatenate([np.asarray(t, dtype=np.int64) for t in triangle_sets], axis=0)
