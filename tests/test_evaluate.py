@@ -51,6 +51,30 @@ def test_identical_videos_score_perfectly(clips, tmp_path):
     assert m["csim"]["mean"] > 0.99 and m["csim"]["measured"] == 4
     assert doc["videos"][0]["scalars"]["avd"] == pytest.approx(0, abs=1e-6)
     assert "lpips" in doc["videos"][0]["unavailable"]  # weights absent: reported, never made up
+    assert not doc["distribution"]["fid"]["available"] and "fid-inception" in doc["distribution"]["fid"]["reason"]
+    assert not doc["distribution"]["fvd"]["available"]
+
+
+def test_fid_is_computed_when_its_weights_are_on_disk(clips, tmp_path, monkeypatch):
+    """With an Inception file in the weights folder (random weights here: the value is not meaningful, but it
+    is computed through the same path), the set-level FID of identical videos is 0."""
+    import torch
+    from safetensors.torch import save_file
+
+    from thead.metrics.fid import InceptionV3FID
+    from thead.weights import load_manifest
+
+    torch.manual_seed(0)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    model = InceptionV3FID()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(weights / load_manifest()["fid-inception"].file))
+    monkeypatch.setenv("THEAD_WEIGHTS", str(weights))
+    res, doc = _evaluate([clips["same"], clips["ref"], "--no-identity"], tmp_path)
+    assert res.exit_code == 0, res.stderr
+    fid = doc["distribution"]["fid"]
+    assert fid["available"] and abs(fid["value"]) < 1e-3 and fid["details"]["generated_frames"] == 20
 
 
 def test_shifted_copy_gives_the_expected_akd(clips, tmp_path):

@@ -20,6 +20,7 @@ from thead.pipeline.evaluate import (
     EvalParams,
     PairReport,
     aggregate_reports,
+    distribution_metrics,
     evaluate_pair,
     pairs_from_csv,
     pairs_from_dirs,
@@ -112,7 +113,15 @@ def evaluate(
     for r in done:
         for name, reason in r.unavailable.items():
             console.print(f"[yellow]unavailable[/yellow] {r.name}: {name}: {reason}")
+    distribution = distribution_metrics(done) if done else {}
+    for name, res in distribution.items():
+        if res.available:
+            console.print(f"{name.upper()} over all {res.count} generated frames: {res.value:.3f}")
+        else:
+            console.print(f"[yellow]unavailable[/yellow] {name}: {res.reason}")
     document = {"videos": [r.to_json() for r in done], "aggregate": aggregate_reports(done),
+                "distribution": {k: {"value": v.value, "available": v.available, "reason": v.reason,
+                                     "details": v.details} for k, v in distribution.items()},
                 "failures": [r.message for r in results if r.failed], "params": params.__dict__}
     if json_path == "-":
         print(json.dumps(document, indent=2))

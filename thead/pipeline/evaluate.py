@@ -40,7 +40,16 @@ from thead.metrics import (
     pose_distance,
     relative_flicker,
 )
+from thead.metrics.fid import (
+    WEIGHTS_NAME as FID_WEIGHTS,
+    fid,
+    frechet_distance_from_features,
+    fvd,
+    inception_features,
+    load_inception,
+)
 from thead.metrics.result import MetricResult
+from thead.weights import find_weights
 from thead.pipeline.batch import InputItem, ItemResult
 from thead.pipeline.preprocess import PreprocessParams, PreprocessResult, load_preprocess, preprocess_item
 
@@ -88,6 +97,7 @@ class PairReport:
     scalars: dict[str, float | None] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # Inception pool3 per side, for set-level FID
 
     def summary(self) -> dict[str, dict]:
         return {k: aggregate(v).to_dict() for k, v in self.per_frame.items()}
@@ -291,6 +301,10 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
     if params.network_metrics and protocol == "self":
         res = lpips(gen_frames, ref_frames, device=params.device)
         _take(report, res)
+    if params.network_metrics and find_weights(FID_WEIGHTS) is not None:
+        model = load_inception(params.device or "cpu")
+        report.features = {"generated": inception_features(gen_frames, model),
+                           "reference": inception_features(ref_frames, model)}
     if gen.meta.get("has_audio") and n > 8:
         try:
             sync = audio_visual_sync(pair.generated, np.nan_to_num(gen.landmarks[:n]), fps_g or 25.0)
@@ -417,6 +431,24 @@ def _identity(report: PairReport, gen_frames: np.ndarray, ref_frames: np.ndarray
             report.notes.append(f"csim: {res.details['skipped']} sampled frame(s) without a detectable face")
     else:
         report.unavailable["csim"] = res.reason
+
+
+def distribution_metrics(reports: list[PairReport]) -> dict[str, MetricResult]:
+    """Set-level metrics over all frames of all pairs: FID (when its weights are on disk, else unavailable with
+    the reason) and FVD (unavailable: no I3D port)."""
+    out = {"fvd": fvd()}
+    if find_weights(FID_WEIGHTS) is None:
+        out["fid"] = fid(np.zeros((0, 8, 8, 3), np.uint8), np.zeros((0, 8, 8, 3), np.uint8))  # the reason
+        return out
+    gen = [r.features["generated"] for r in reports if r.features]
+    ref = [r.features["reference"] for r in reports if r.features]
+    if not gen or sum(len(g) for g in gen) < 2:
+        out["fid"] = MetricResult.unavailable("fid", "FID needs at least 2 evaluated frames")
+        return out
+    fg, fr = np.concatenate(gen), np.concatenate(ref)
+    out["fid"] = MetricResult("fid", frechet_distance_from_features(fg, fr), count=len(fg),
+                              details={"generated_frames": len(fg), "reference_frames": len(fr)})
+    return out
 
 
 def aggregate_reports(reports: list[PairReport]) -> dict[str, dict[str, float | int | None]]:
