@@ -221,7 +221,7 @@ def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path
 
 
 def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
-    from thead.engines import edit_params
+    from thead.engines.calibrate import calibrated_edit
     from thead.fitting import fit_image
     from thead.io import write_image
 
@@ -233,8 +233,9 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
     for photo in photos:
         fit = fit_image(photo.landmarks, SIZE)
         prepared = engine.prepare(photo.crop, photo.landmarks, fit)
-        outs = engine.render(prepared, type(edit_params(fit)).concatenate([edit_params(fit, **kw)
-                                                                           for _, kw, _, _ in edits]))
+        # The same closed loop thead edit runs on photos (render, measure, correct; thead.engines.calibrate).
+        outs = [calibrated_edit(lambda t: engine.render(prepared, t), lambda r: r[0], fit, kw)[0][0]
+                for _, kw, _, _ in edits]
         row = {"photo": photo.name, "source_yaw": float(np.degrees(fit.pose[0, 0])),
                "source_smile": float(fit.expression[0, 2:4].mean())}
         cells = []

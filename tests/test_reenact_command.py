@@ -93,8 +93,10 @@ def test_edit_photo_video_and_orbit(inputs, tmp_path):
     res = runner.invoke(app, ["edit", str(inputs["source"]), "--yaw", "15", "--smile", "0.2", "-o", str(out), "-w",
                               str(work), "--json"])
     assert res.exit_code == 0, res.stderr
-    edited = read_image(_rows(res)[0]["output"])
-    assert edited.shape == (256, 256, 3)
+    row = _rows(res)[0]
+    assert read_image(row["output"]).shape == (256, 256, 3)
+    # Closed loop: the edited photo, measured like fit-3dmm would, reads the asked yaw.
+    assert abs(row["info"]["asked"]["yaw"] - 15) < 1e-6 and abs(row["info"]["measured"]["yaw"] - 15) < 3
     res = runner.invoke(app, ["edit", str(inputs["driver"]), "--jaw-open", "0.6", "-o", str(out), "-w", str(work),
                               "--json"])
     assert res.exit_code == 0, res.stderr

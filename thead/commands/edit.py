@@ -49,6 +49,8 @@ def edit(
     orbit_frames: int = typer.Option(75, help="Frames of the --orbit video (25 fps)."),
     orbit_yaw: float = typer.Option(25.0, help="--orbit sweeps yaw over +-this many degrees."),
     orbit_pitch: float = typer.Option(8.0, help="--orbit sweeps pitch over +-this many degrees."),
+    calibrate: int = typer.Option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so the "
+                                  "result reads as asked (0 = render the asked values as they are)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
     crf: int = typer.Option(18, help="H.264 quality of output videos."),
@@ -66,7 +68,7 @@ def edit(
     params = EditParams(yaw=yaw, pitch=pitch, roll=roll, frontalize=frontalize, neutral=neutral,
                         expression=tuple((k, float(v)) for k, v in units.items() if v is not None),
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
-                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch)
+                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device)
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
     results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, PreprocessParams(size=size),

@@ -69,6 +69,7 @@ class EditParams:
     orbit_frames: int = 75
     orbit_yaw: float = 25.0
     orbit_pitch: float = 8.0
+    calibrate: int = 2  # photos: rounds of render -> measure -> correct (0 = render the asked values as they are)
 
 
 @dataclass
@@ -257,6 +258,7 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         return ItemResult(str(item.path), item.item_id, "skipped", str(out), "output current")
     engine = _engine(options)
     warnings = list(prep.warnings)
+    info: dict = {}
     if params.orbit:
         image, frame = _source_frame(prep, int(np.argmax(prep.pre.detected)) if is_video else 0)
         edited = _fit_with(prep.fit, edit_params(prep.fit, **_parsed_edit(params)), frame)
@@ -266,10 +268,13 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         batches = engine.render_frames(prepared, targets)
         _write_frames(out, batches, 25.0, options.crf, None, progress, len(targets))
     elif not is_video:
+        from thead.engines.calibrate import calibrated_edit
+
         image, _ = _source_frame(prep, 0)
-        targets = edit_params(prep.fit, **_parsed_edit(params))
         prepared = engine.prepare(image, prep.pre.crop_landmarks[0], prep.fit)
-        result = engine.render_full(prepared, targets)
+        result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
+                                              prep.fit, _parsed_edit(params), rounds=params.calibrate)
+        info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds}
         frame_out = result.frames[0]
         if options.paste_back:
             frame_out = _Paster(_original_frame(prep, 0), prep.pre.transforms[0], engine.device)(
@@ -282,8 +287,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         audio = Path(prep.pre.meta["source"]) if prep.pre.meta.get("has_audio") else None
         _write_frames(out, batches, float(prep.pre.meta["fps"]), options.crf, audio, progress, total)
     _write_sidecar(out, {"key": key, "input": str(item.path), "engine": engine.name, "params": asdict(params),
-                         "paste_back": options.paste_back, "warnings": warnings})
-    return ItemResult(str(item.path), item.item_id, "done", str(out), warnings=warnings)
+                         "paste_back": options.paste_back, "warnings": warnings, **info})
+    return ItemResult(str(item.path), item.item_id, "done", str(out), warnings=warnings, info=info)
 
 
 def _fit_with(fit: FitResult, targets, frame: int) -> FitResult:
