@@ -32,17 +32,15 @@ import torch
 import torch.nn.functional as F
 
 from thead.engines.motion import TargetParams
-from thead.face.topology import CHIN, FACE_OVAL, LIPS_INNER, NUM_POINTS
+from thead.face.topology import CHIN, FACE_OVAL, LIPS_INNER
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
-from thead.render import frames_to_tensor, prepare_source, tensor_to_frames
-from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
-from thead.render.eyes import eye_span, lid_split_vertices
-from thead.render.layers import SourceFace, composite_layers, over
+from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
+from thead.render.dense_flow import smoothstep
+from thead.render.layers import SourceFace
 from thead.render.masks import blur3
-from thead.render.mesh_topology import dense_flow_points, lid_split_mesh
-from thead.render.mesh_warp import flow_to_grid, mesh_warp_maps, pixel_centres, vertex_stretch, warp_image
+from thead.render.mesh_warp import pixel_centres, warp_image
 
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
@@ -234,63 +232,6 @@ def head_proxy_points(identity: torch.Tensor) -> torch.Tensor:
     return torch.cat(rings)
 
 
-@dataclass
-class _Frame:
-    image: torch.Tensor  # [B, 3, H, W] canvas
-    flow: torch.Tensor  # [B, 2, H, W] backward flow, pixels
-    grid: torch.Tensor  # [B, H, W, 2] the sampling grid of that flow
-    mesh_mask: torch.Tensor  # [B, 1, H, W] 1 where the target face mesh covers the pixel
-
-
-@torch.no_grad()
-def render_head_extended(source: SourceFace, dst_vertices: torch.Tensor, src_extra: torch.Tensor | None,
-                             dst_extra: torch.Tensor | None, mouth_image: torch.Tensor | None = None,
-                             falloff: float = 0.8, source_weight: torch.Tensor | None = None) -> _Frame:
-    """:func:`thead.render.render_head` with extra points [B or 1, K, 2] (source / target pixels) that drive
-    the dense flow besides the face mesh (the head proxy), and an optional weight [1, 1, H, W]
-    in SOURCE pixels on the dense flow (how much each source pixel follows the head: 0 on the shoulders), read
-    where the dense flow points. Same stages, same order: lid-split mesh warp with stretch-dependent blur, dense
-    flow blended by the mesh feather, eye and mouth layers.
-    """
-    H, W = source.image.shape[-2:]
-    B = dst_vertices.shape[0]
-    src_v = source.vertices.to(dst_vertices.dtype)
-    if src_v.shape[0] == 1 and B > 1:
-        src_v = src_v.expand(B, -1, -1)
-    triangles, split_edges = lid_split_mesh()
-    src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
-    scale = eye_span(dst_vertices) / eye_span(src_v).clamp(min=1e-3)
-    lid_band = triangles[(triangles >= NUM_POINTS).any(axis=1)]
-    stretch = vertex_stretch(src_x, dst_x, lid_band, scale)
-    blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
-    maps = mesh_warp_maps(src_x, dst_x, triangles, H, W, src_size=(H, W), vertex_attributes=blur_weight)
-    if src_extra is None or dst_extra is None:
-        dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
-    else:
-        pts = torch.as_tensor(dense_flow_points(), device=dst_vertices.device)
-        src_all = torch.cat([src_v[:, pts, :2], src_extra[..., :2].to(src_v.dtype).expand(B, -1, -1)], 1)
-        dst_all = torch.cat([dst_vertices[:, pts, :2], dst_extra[..., :2].to(src_v.dtype).expand(B, -1, -1)], 1)
-        dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff)
-    if source_weight is not None:
-        # Fixed point of w = weight(p + w * dense(p)), from w = weight(p): a shoulder pixel (weight 0) stays put
-        # even where the head's flow would read it from the head.
-        sw = source_weight.to(dense.dtype)
-        w = sw.expand(B, -1, -1, -1)
-        for _ in range(2):
-            w = warp_image(sw, flow_to_grid(dense * w, (H, W)))
-        dense = dense * w
-    flow = blend_flows(maps.flow, maps.feather, dense)
-    grid = flow_to_grid(flow, (H, W))
-    blur = maps.attributes * maps.feather
-    if source.blurred is not None and float(blur.max()) > 1e-3:
-        both = warp_image(torch.cat([source.warp_image, source.blurred], 1), grid)
-        image = over(both[:, :3], both[:, 3:], blur)
-    else:
-        image = warp_image(source.warp_image, grid)
-    image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
-    return _Frame(image=image.clamp(0.0, 1.0), flow=flow, grid=grid, mesh_mask=maps.mask)
-
-
 def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8) -> torch.Tensor:
     """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
     the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up)."""
@@ -450,9 +391,10 @@ class MeshEngine:
             dst_extra.append((geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth)
                               + shift)[..., :2])
         canvas = prepared.face.image.shape[-2:]
-        out = render_head_extended(prepared.face, dst + shift, torch.cat(src_extra, 1) if src_extra else None,
-                                       torch.cat(dst_extra, 1) if dst_extra else None, mouth_image, self.falloff,
-                                       prepared.head_weight)
+        extra = (torch.cat(src_extra, 1), torch.cat(dst_extra, 1)) if src_extra else None
+        out = render_head(prepared.face, dst + shift, mouth_image=mouth_image, falloff=self.falloff,
+                          extra_points=extra, source_weight=prepared.head_weight)
+        mesh_mask = out.mesh.mask
         image = out.image
         moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
         if prepared.person is not None:
@@ -461,7 +403,7 @@ class MeshEngine:
             # mask leaves room. Identity targets give the source back exactly; the face is always the person.
             layers = torch.cat([prepared.person, prepared.background_share, prepared.background], 1)
             both = warp_image(layers, out.grid)
-            person_t = torch.maximum(both[:, :1], out.mesh_mask)
+            person_t = torch.maximum(both[:, :1], mesh_mask)
             # Background: still, except where the person uncovers ground the source never showed (source person,
             # target background): there it is dragged along by the dense flow (stretched background), not the
             # plate's smooth fill, which would show as a blurred halo.
@@ -469,9 +411,9 @@ class MeshEngine:
             uncovered = ((prepared.person - person_t) > 0.05).to(image.dtype)
             near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
             background = prepared.background + near * (both[:, 4:] - prepared.background)
-            image = image - both[:, 1:4] * (1.0 - out.mesh_mask) + (1.0 - person_t) * background
+            image = image - both[:, 1:4] * (1.0 - mesh_mask) + (1.0 - person_t) * background
             moved = moved * torch.maximum(person_t, prepared.person)
-        changed = blur3(torch.maximum(out.mesh_mask, moved), 3).clamp(0.0, 1.0)
+        changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
         crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
         return image[crop], changed[crop], dst
 
@@ -541,4 +483,4 @@ class MeshEngine:
 
 
 __all__ = ["EngineOutput", "MeshEngine", "PreparedSource", "fill_holes", "head_proxy_points", "mouth_map",
-           "person_mask", "neck_weight", "render_head_extended", "similarity_2d", "warp_affine"]
+           "person_mask", "neck_weight", "similarity_2d", "warp_affine"]

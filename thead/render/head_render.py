@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
@@ -12,7 +13,7 @@ from thead.render.eyes import eye_span, lid_split_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
 from thead.face.topology import NUM_POINTS
-from thead.render.mesh_topology import lid_split_mesh
+from thead.render.mesh_topology import dense_flow_points, lid_split_mesh
 from thead.render.mesh_warp import MeshWarp, flow_to_grid, mesh_warp_maps, vertex_stretch, warp_image
 
 
@@ -29,6 +30,7 @@ class HeadRender:
     flow: torch.Tensor
     mesh: MeshWarp
     changed: torch.Tensor
+    grid: torch.Tensor  # [B, H, W, 2] the sampling grid of ``flow`` over the source
 
 
 @torch.no_grad()
@@ -40,12 +42,17 @@ def render_head(
     mouth_image: torch.Tensor | None = None,
     falloff: float = 0.8,
     layers: bool = True,
+    extra_points: tuple[torch.Tensor, torch.Tensor] | None = None,
+    source_weight: torch.Tensor | None = None,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
     dst_vertices: [B, 478, 3] target pixels + depth, in the same pixel frame as the source (e.g. both in crop
     space). height, width: output size (default the source's). falloff: the background is still beyond this many
     face sizes from the face. mouth_image: optional inner-mouth image [B, 3, H, W] in the target frame.
+    extra_points: (source, target) pixels [B or 1, K, 2+] that drive the dense flow besides the face mesh (e.g.
+    skull points that turn with the head). source_weight: [1, 1, H, W] in SOURCE pixels, how much each source
+    pixel follows the dense flow (0 on the shoulders), read where the flow points.
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -63,7 +70,22 @@ def render_head(
     blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
     src_size = tuple(source.image.shape[-2:])
     maps = mesh_warp_maps(src_x, dst_x, triangles, H, W, src_size=src_size, vertex_attributes=blur_weight)
-    dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
+    if extra_points is None:
+        dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
+    else:
+        pts = torch.as_tensor(dense_flow_points(), device=dst_vertices.device)
+        src_extra, dst_extra = (p[..., :2].to(src_v.dtype).expand(B, -1, -1) for p in extra_points)
+        src_all = torch.cat([src_v[:, pts, :2], src_extra], 1)
+        dst_all = torch.cat([dst_vertices[:, pts, :2], dst_extra], 1)
+        dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff)
+    if source_weight is not None:
+        # Fixed point of w = weight(p + w * dense(p)), from w = weight(p): a shoulder pixel (weight 0) stays put
+        # even where the head's flow would read it from the head.
+        sw = source_weight.to(dense.dtype)
+        w = sw.expand(B, -1, -1, -1)
+        for _ in range(2):
+            w = warp_image(sw, flow_to_grid(dense * w, (H, W)))
+        dense = dense * w
     flow = blend_flows(maps.flow, maps.feather, dense)
     sharp = source.warp_image if layers else source.image
     grid = flow_to_grid(flow, src_size)
@@ -77,4 +99,4 @@ def render_head(
         image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
     moved = torch.maximum(maps.mask, smoothstep(flow.norm(dim=1, keepdim=True) / 1.0))
     changed = blur3(moved, 3).clamp(0.0, 1.0)
-    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, changed=changed)
+    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, changed=changed, grid=grid)
