@@ -173,37 +173,26 @@ def _preprocess(path: Path, role: str, workdir: Path, size: int) -> PreprocessRe
     return load_preprocess(Path(res.output))
 
 
-def _frames(pre: PreprocessResult, source: Path, transforms: np.ndarray | None, size: int) -> np.ndarray:
-    """Crops (T, size, size, 3) uint8: the original frames of ``source`` cut with ``transforms`` (crop -> eval
-    size), or with None the cached crops resized."""
-    if transforms is None:
-        frames = [read_image(pre.crop_path)] if pre.meta["kind"] == "image" else list(iter_frames(pre.crop_path))
-    else:
-        raw = [read_image(source)] if pre.meta["kind"] == "image" else iter_frames(source)
-        frames = [crop_frame(f, transforms[min(t, len(transforms) - 1)], size) for t, f in enumerate(raw)]
-    out = np.stack(frames)
-    if out.shape[1] != size:
-        out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in out])
-    return out
+def _eval_transforms(pre: PreprocessResult, size: int) -> np.ndarray:
+    """The item's crop transforms (T, 2, 3), rescaled to map original pixels to a ``size`` evaluation crop."""
+    return (pre.transforms * (size / float(pre.meta["crop_size"]))).astype(np.float32)
 
 
-def _scale_transforms(transforms: np.ndarray, factor: float) -> np.ndarray:
-    return (transforms * factor).astype(np.float32)
+def _frames(pre: PreprocessResult, source: Path, transforms: np.ndarray, size: int) -> np.ndarray:
+    """Crops (T, size, size, 3) uint8: the original frames of ``source`` cut with ``transforms`` (original ->
+    evaluation crop; the last one is reused past its end)."""
+    raw = [read_image(source)] if pre.meta["kind"] == "image" else iter_frames(source)
+    return np.stack([crop_frame(f, transforms[min(t, len(transforms) - 1)], size) for t, f in enumerate(raw)])
 
 
-def _landmarks_in(pre: PreprocessResult, transforms: np.ndarray | None, size: int) -> np.ndarray:
-    """Landmarks (T, N, 3) in the evaluation crop (original landmarks mapped by ``transforms``, or the cached
-    crop landmarks rescaled); NaN on frames where the face was not detected."""
-    if transforms is None:
-        lm = pre.crop_landmarks * (size / float(pre.meta["crop_size"]))
-    else:
-        n = len(pre.landmarks)
-        tr = np.stack([transforms[min(t, len(transforms) - 1)] for t in range(n)])
-        lm = transform_points(pre.landmarks, tr)
-    lm = lm.astype(np.float64)
+def _landmarks_in(pre: PreprocessResult, transforms: np.ndarray) -> np.ndarray:
+    """Landmarks (T, N, 3) mapped into the evaluation crop by ``transforms``; NaN on frames where the face was
+    not detected."""
+    n = len(pre.landmarks)
+    tr = np.stack([transforms[min(t, len(transforms) - 1)] for t in range(n)])
+    lm = transform_points(pre.landmarks, tr).astype(np.float64)
     lm[~pre.detected] = np.nan
     return lm
-
 
 def _fit(landmarks: np.ndarray, size: int, fps: float, device: str | None):
     ok = np.isfinite(landmarks).all(axis=(1, 2))
@@ -240,18 +229,19 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
             raise InputError(pair.generated, msg + " (resample one side, or pass --align truncate)")
         notes.append(msg + "; compared frame by frame")
     same_frame = (gen.meta["width"], gen.meta["height"]) == (ref.meta["width"], ref.meta["height"])
-    ref_tr = _scale_transforms(ref.transforms, size / float(ref.meta["crop_size"]))
-    gen_tr = ref_tr if same_frame and protocol == "self" else None
-    if gen_tr is None and protocol == "self":
-        notes.append("frame sizes differ: each side cropped around its own face")
-    if gen_tr is None:  # each side in its own crop
-        gen_tr = _scale_transforms(gen.transforms, size / float(gen.meta["crop_size"]))
+    ref_tr = _eval_transforms(ref, size)
+    if same_frame and protocol == "self":
+        gen_tr = ref_tr
+    else:  # each side in its own crop
+        gen_tr = _eval_transforms(gen, size)
+        if protocol == "self":
+            notes.append("frame sizes differ: each side cropped around its own face")
     # Both sides are cut from their original frames (not the H.264 crop videos), so identical inputs compare
     # as identical.
     ref_frames = _frames(ref, pair.reference, ref_tr, size)
     gen_frames = _frames(gen, pair.generated, gen_tr, size)
-    ref_lm = _landmarks_in(ref, ref_tr, size)
-    gen_lm = _landmarks_in(gen, gen_tr, size)
+    ref_lm = _landmarks_in(ref, ref_tr)
+    gen_lm = _landmarks_in(gen, gen_tr)
     n_g, n_r = len(gen_frames), len(ref_frames)
     if n_g != n_r:
         msg = f"frame counts differ: generated {n_g}, reference {n_r}"
@@ -316,8 +306,7 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         source_crop = ref_frames[0]
         if pair.source is not None and protocol == "cross":
             src = _preprocess(pair.source, "src", workdir, size)
-            source_crop = _frames(src, pair.source, _scale_transforms(src.transforms, size / float(
-                src.meta["crop_size"])), size)[0]
+            source_crop = _frames(src, pair.source, _eval_transforms(src, size), size)[0]
         write_grid(grid_path, source_crop, ref_frames, gen_frames, fps_g or 25.0)
     step(6)
     return report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,14 +77,3 @@ def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
         for r in rows:
             writer.writerow(asdict(r))
     os.replace(tmp, path)
-
-
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Rows of a manifest written by ``write_manifest``."""
-    with open(path, newline="", encoding="utf8") as fh:
-        return [ManifestRow(**{k: row.get(k, "") for k in ManifestRow.__dataclass_fields__})
-                for row in csv.DictReader(fh)]
-
-
-def manifest_json(rows: Iterable[ManifestRow]) -> str:
-    return json.dumps([asdict(r) for r in rows])
