@@ -43,6 +43,11 @@ class ItemResult:
         return asdict(self)
 
 
+def _with_path_tag(item_id: str, resolved: Path) -> str:
+    """``item_id`` with a short hash of the file's path appended, to tell apart files whose ids collide."""
+    return f"{item_id}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+
+
 def _unique_ids(paths: Sequence[tuple[Path, Path | None]], taken: dict[str, Path] | None = None
                 ) -> list[InputItem]:
     """Items for (path, root) pairs: a file listed twice is one item; two files whose ids collide get a short
@@ -57,7 +62,7 @@ def _unique_ids(paths: Sequence[tuple[Path, Path | None]], taken: dict[str, Path
         seen.add(resolved)
         item_id = item_id_for(path, root)
         if item_id in used and used[item_id] != resolved:
-            item_id = f"{item_id}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+            item_id = _with_path_tag(item_id, resolved)
         used[item_id] = resolved
         items.append(InputItem(path, item_id))
     return items
@@ -76,7 +81,7 @@ def merge_item_groups(*groups: Sequence[InputItem]) -> list[list[InputItem]]:
             if resolved not in by_path:
                 item_id = it.item_id
                 if item_id in used:
-                    item_id = f"{item_id}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+                    item_id = _with_path_tag(item_id, resolved)
                 used[item_id] = resolved
                 by_path[resolved] = InputItem(it.path, item_id)
             row.append(by_path[resolved])
