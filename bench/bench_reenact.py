@@ -269,13 +269,23 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
 def speed(clips: list[Clip], threads: int, frames: int = 64) -> dict:
     import torch
 
-    from thead.engines import MeshEngine, transfer_motion
+    from thead.engines import MeshEngine, edit_params, transfer_motion
     from thead.fitting import fit_image, fit_sequence
 
     clip = max(clips, key=lambda c: np.ptp(c.landmarks[:, 1, 0]))
     driver = fit_sequence(clip.landmarks, clip.valid, SIZE, fps=clip.fps)
     src_fit = fit_image(clip.landmarks[0], SIZE)
     targets = transfer_motion(src_fit, driver)[np.arange(frames) % len(clip.frames)]
+    # Worst case for the symmetry fill: the clip's most turned frame as the source, turned to the other side
+    # (every frame shows the side the source turned away: the mirror image is rendered for every frame too).
+    k = int(np.argmax(np.abs(driver.pose[:, 0])))
+    turned_fit = fit_image(clip.landmarks[k], SIZE)
+    yaw = float(turned_fit.pose[0, 0])
+    turned = edit_params(turned_fit, yaw=-yaw)[np.zeros(frames, dtype=int)]
+    label = f"frame {k} turned {np.degrees(yaw):+.0f} -> {np.degrees(-yaw):+.0f} deg"
+    cases = [("clip motion", targets, True, 0, src_fit), ("clip motion, no symmetry fill", targets, False, 0, src_fit),
+             (label + " (fill every frame)", turned, True, k, turned_fit),
+             (label + ", no fill", turned, False, k, turned_fit)]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -283,21 +293,23 @@ def speed(clips: list[Clip], threads: int, frames: int = 64) -> dict:
     print(f"\n== speed: MeshEngine.render at {SIZE}x{SIZE}, {frames} frames, batch 16 (fits and prepare excluded) ==")
     try:
         for dev in devices:
-            engine = MeshEngine(dev, batch_size=16)
-            prepared = engine.prepare(clip.frames[0], clip.landmarks[0], src_fit)
-            engine.render(prepared, targets[:16])  # warm-up
-            best = float("inf")
-            for _ in range(3):
-                if dev == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                engine.render(prepared, targets)
-                if dev == "cuda":
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - t)
-            out[dev] = frames / best
-            label_ = f"cpu, {threads} threads" if dev == "cpu" else "cuda"
-            print(f"  {label_:<16}{out[dev]:>8.1f} frames/s")
+            for name, tgt, symmetry, frame, fit in cases:
+                engine = MeshEngine(dev, batch_size=16, symmetry=symmetry)
+                prepared = engine.prepare(clip.frames[frame], clip.landmarks[frame], fit)
+                engine.render(prepared, tgt[:16])  # warm-up
+                best = float("inf")
+                for _ in range(3):
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    engine.render(prepared, tgt)
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
+                    best = min(best, time.perf_counter() - t)
+                key = dev if name == "clip motion" else f"{dev}, {name}"
+                out[key] = frames / best
+                label_ = f"cpu, {threads} threads" if dev == "cpu" else "cuda"
+                print(f"  {label_:<16}{name:<52}{out[key]:>8.1f} frames/s")
     finally:
         torch.set_num_threads(previous)
     if "cuda" in out:

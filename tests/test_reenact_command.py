@@ -43,6 +43,8 @@ def test_reenact_writes_video_with_audio_and_manifest(inputs, tmp_path):
     assert _rows(runner.invoke(app, args))[0]["status"] == "skipped"
     res = runner.invoke(app, args + ["--expression-scale", "0.5"])
     assert _rows(res)[0]["status"] == "done"
+    # Turning the symmetry fill off is another output: redone, not skipped as current.
+    assert _rows(runner.invoke(app, args + ["--expression-scale", "0.5", "--no-symmetry"]))[0]["status"] == "done"
     # The manifest feeds thead evaluate directly (cross-identity: the astronaut photo vs the moving clip).
     ev = runner.invoke(app, ["evaluate", "--pairs", str(out / "manifest.csv"), "-w", str(work), "--csim-frames", "2",
                              "--json", "-"])

@@ -52,6 +52,8 @@ def edit(
     calibrate: int = typer.Option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so the "
                                   "result reads as asked (0 = render the asked values as they are)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
+    symmetry: bool = typer.Option(True, "--symmetry/--no-symmetry", help="Fill the side of the head the source "
+                                  "turned away from its mirror image (off: stretch what the source shows)."),
     size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
     crf: int = typer.Option(18, help="H.264 quality of output videos."),
     device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
@@ -69,7 +71,7 @@ def edit(
                         expression=tuple((k, float(v)) for k, v in units.items() if v is not None),
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
                         orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate)
-    options = RenderOptions(paste_back=paste_back, crf=crf, device=device)
+    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
     results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, PreprocessParams(size=size),
                                                                        FitParams(device=device), params, options,

@@ -44,6 +44,8 @@ def reenact(
     source_frame: int = typer.Option(0, help="Frame of a source video to animate."),
     mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
+    symmetry: bool = typer.Option(True, "--symmetry/--no-symmetry", help="Fill the side of the head the source "
+                                  "turned away from its mirror image (off: stretch what the source shows)."),
     size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
     crf: int = typer.Option(18, help="H.264 quality of the output videos."),
     device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
@@ -79,7 +81,8 @@ def reenact(
     params = ReenactParams(mode=mode.value, expression_scale=expression_scale, pose_scale=pose_scale,
                            use_pose=not no_pose, use_expression=not no_expression, source_frame=source_frame,
                            mouth=mouth.value)
-    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size)
+    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
+                            symmetry=symmetry)
     by_name = {job.name: job for job in jobs}
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,

@@ -17,7 +17,10 @@ needed (``bench/bench_reenact.py``):
   still copy of the background (premultiplied layers; identity targets still give the source back exactly);
   ground the person uncovers shows the background dragged along by the dense flow;
 * padded canvas: the render runs on the crop plus a mirrored border, so the dense flow's taper to zero at the
-  canvas edge never squeezes the crop's own border.
+  canvas edge never squeezes the crop's own border;
+* symmetry fill: where the target shows a side of the head the source turned away, the render of the source's
+  mirror image (flipped about the face, landmarks relabelled by the model's mirror map) is blended in, with a
+  per-vertex share from how squarely source and target see the surface, carried over the head beyond the mesh.
 
 Everything is batched in torch (CPU or CUDA); the only Python loop is over batches of ``batch_size`` frames.
 """
@@ -25,7 +28,7 @@ Everything is batched in torch (CPU or CUDA); the only Python loop is over batch
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,10 +41,15 @@ from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
 from thead.render.dense_flow import smoothstep
-from thead.render.layers import SourceFace
-from thead.render.masks import blur3
+from thead.render.layers import SourceFace, over
+from thead.render.masks import blur3, fill_holes
 from thead.render.mesh_warp import pixel_centres, warp_image
+from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
+                                   mirror_weights, mirrored_source, relight_mirror)
 
+# Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
+# by an older engine are redone rather than skipped as current.
+ENGINE_VERSION = "mesh-2"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -61,6 +69,12 @@ NECK_FOLLOW = 0.0
 # background plate keeps the source up to PLATE_MARGIN (fraction of the canvas side) off the matte.
 MATTE_RANGE = (0.25, 0.75)
 PLATE_MARGIN = 0.005
+# Symmetry fill: the mirror image is rendered only for frames whose largest share exceeds MIN_MIRROR_SHARE, and
+# used only on the head: its share fades from 1 to 0 between these head-ellipse radii (``HEAD_ELLIPSE`` units),
+# and below the head (the neck gate) between the MIRROR_NECK radii (the clothes are not mirrored).
+MIN_MIRROR_SHARE = 0.02
+MIRROR_REGION = (1.5, 2.0)
+MIRROR_NECK = (0.95, 1.25)
 # Still background: ground the moved person uncovers (and this fraction of the canvas side around it) shows the
 # background dragged along by the dense flow; everywhere else the background stands still.
 BACKGROUND_BAND = 0.01
@@ -83,6 +97,8 @@ class PreparedSource:
     [1, 3, H, W]: the source with the person filled in from the surroundings; with them the background stays
     still and sharp while the person moves (None: the dense flow moves the background near the head too).
     head_weight [1, 1, H, W]: how much each source pixel follows the head (``neck_weight``; None: all of it).
+    visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
+    the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
     """
 
     face: SourceFace
@@ -99,6 +115,8 @@ class PreparedSource:
     person: torch.Tensor | None = None
     background: torch.Tensor | None = None
     head_weight: torch.Tensor | None = None
+    visibility: torch.Tensor | None = None
+    mirrored: PreparedSource | None = None
 
     @property
     def background_share(self) -> torch.Tensor | None:
@@ -195,15 +213,10 @@ def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask, 2 * pixels + 1, 1, pixels) if pixels > 0 else mask
 
 
-def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) -> torch.Tensor:
-    """[B, 1, H, W] weight on the dense flow: 1 on the head, ``follow`` on the neck and shoulders.
-
-    Measured in the face's own frame of face meshes [B, 478, >=2] (pixels): origin between the outer eye
-    corners, v towards the chin, u across, both in eyes-to-chin distances (the chin is at v = 1). The head is the
-    ellipse ``HEAD_ELLIPSE`` (centre v, half width, half height); below ``HEAD_ELLIPSE_FADE_FROM`` (v range of a
-    smooth gate) the weight falls from 1 at the ellipse to ``follow`` over ``NECK_FADE`` outside it. Above the
-    gate (hair, ears) it stays 1.
-    """
+def head_ellipse_coords(vertices: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v, rho), each [B, H*W], of every pixel in the face's own frame of face meshes [B, 478, >=2] (pixels):
+    origin between the outer eye corners, v towards the chin in eyes-to-chin distances (the chin is at v = 1),
+    rho the radius in the head ellipse ``HEAD_ELLIPSE`` (centre v, half width, half height; 1 on the ellipse)."""
     xy = vertices[..., :2].float()
     eyes = 0.5 * (xy[:, 33] + xy[:, 263])
     down = xy[:, CHIN] - eyes
@@ -214,10 +227,39 @@ def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) 
     v = (rel * down[..., None]).sum(1) / unit
     u = (rel * across[..., None]).sum(1) / unit
     cv, a, b = HEAD_ELLIPSE
-    rho = torch.sqrt((u / a) ** 2 + ((v - cv) / b) ** 2)
+    return v, torch.sqrt((u / a) ** 2 + ((v - cv) / b) ** 2)
+
+
+def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) -> torch.Tensor:
+    """[B, 1, H, W] weight on the dense flow: 1 on the head, ``follow`` on the neck and shoulders.
+
+    Measured with :func:`head_ellipse_coords` of face meshes [B, 478, >=2] (pixels): below
+    ``HEAD_ELLIPSE_FADE_FROM`` (v range of a smooth gate) the weight falls from 1 at the head ellipse to
+    ``follow`` over ``NECK_FADE`` outside it. Above the gate (hair, ears) it stays 1.
+    """
+    v, rho = head_ellipse_coords(vertices, height, width)
     g0, g1 = HEAD_ELLIPSE_FADE_FROM
     fade = smoothstep((rho - 1.0) / NECK_FADE) * smoothstep((v - g0) / (g1 - g0))
     return (1.0 - (1.0 - follow) * fade).view(-1, 1, height, width)
+
+
+def mirror_region(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, 1, H, W] where the symmetry fill may act: the head (``MIRROR_REGION`` radii of the head ellipse) but
+    not the neck and shoulders (below the ``HEAD_ELLIPSE_FADE_FROM`` gate it ends ``MIRROR_NECK`` radii past the
+    ellipse: the clothes are not mirrored). vertices: target meshes [B, 478, >=2] pixels."""
+    v, rho = head_ellipse_coords(vertices, height, width)
+    r0, r1 = MIRROR_REGION
+    g0, g1 = HEAD_ELLIPSE_FADE_FROM
+    head = smoothstep((r1 - rho) / (r1 - r0))
+    below = smoothstep((v - g0) / (g1 - g0)) * smoothstep((rho - MIRROR_NECK[0]) / (MIRROR_NECK[1] - MIRROR_NECK[0]))
+    return (head * (1.0 - below)).view(-1, 1, height, width)
+
+
+def mirror_index(points: torch.Tensor) -> torch.Tensor:
+    """[K] long: for model-frame points [K, 3] (cm, x = 0 on the midline), the index of the point nearest each
+    one's mirror image (x -> -x)."""
+    flipped = points * torch.tensor([-1.0, 1.0, 1.0], device=points.device, dtype=points.dtype)
+    return torch.cdist(flipped, points).argmin(dim=1)
 
 
 def head_proxy_points(identity: torch.Tensor) -> torch.Tensor:
@@ -232,24 +274,6 @@ def head_proxy_points(identity: torch.Tensor) -> torch.Tensor:
     return torch.cat(rings)
 
 
-def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8) -> torch.Tensor:
-    """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
-    the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up)."""
-    pyramid = [(image * known, known)]
-    for _ in range(levels):
-        v, w = pyramid[-1]
-        if min(v.shape[-2:]) < 2:
-            break
-        pyramid.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
-    v, w = pyramid[-1]
-    filled = v / w.clamp(min=1e-6)
-    for v, w in reversed(pyramid[:-1]):
-        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
-        a = w.clamp(0.0, 1.0)
-        filled = a * (v / w.clamp(min=1e-6)) + (1.0 - a) * up
-    return known * image + (1.0 - known) * filled
-
-
 class MeshEngine:
     """Weight-free reenactment / editing: ``prepare`` a source once, ``render`` target parameters in batches.
 
@@ -262,6 +286,8 @@ class MeshEngine:
     many face sizes away from the driving points. background: "still" (default): the person (head, hair,
     body; MediaPipe selfie segmentation of the source) is warped over a still copy of the background whose
     uncovered parts are filled from the surroundings; "warp": the dense flow moves everything near the head.
+    symmetry: where a target shows what the source hid or saw edge-on (a cheek, ear and hair turned away), blend
+    in the render of the source's mirror image (``thead.render.symmetry``).
     """
 
     name = "mesh"
@@ -269,7 +295,7 @@ class MeshEngine:
     def __init__(self, device: str | torch.device | None = None, batch_size: int = 16,
                  model: FaceModel | None = None, *, head_proxy: bool = True,
                  pad_fraction: float = 0.125, falloff: float = 0.6, background: str = "still",
-                 neck_follow: float | None = NECK_FOLLOW) -> None:
+                 neck_follow: float | None = NECK_FOLLOW, symmetry: bool = True) -> None:
         self.device = _default_device(device)
         self.batch_size = max(1, int(batch_size))
         self.model = load_face_model() if model is None else model
@@ -280,6 +306,7 @@ class MeshEngine:
             raise ValueError(f"background must be 'still' or 'warp', got '{background}'")
         self.background = background
         self.neck_follow = None if neck_follow is None else float(neck_follow)
+        self.symmetry = bool(symmetry)
 
     # ------------------------------------------------------------------------------------------- source
     @torch.no_grad()
@@ -326,10 +353,29 @@ class MeshEngine:
         weight = None
         if self.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], self.neck_follow)
-        return PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
-                              params=params, size=size, device=dev, pad=pad, head_points=head,
-                              head_source=head_src, person=mask, background=background,
-                              head_weight=weight)
+        prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
+                                  params=params, size=size, device=dev, pad=pad, head_points=head,
+                                  head_source=head_src, person=mask, background=background,
+                                  head_weight=weight)
+        if self.symmetry:
+            self._prepare_mirror(prepared, image, lm_t + shift)
+        return prepared
+
+    def _prepare_mirror(self, prepared: PreparedSource, canvas: torch.Tensor, vertices: torch.Tensor) -> None:
+        """Add the source's visibility and its mirror image (``symmetry``) to ``prepared``. canvas [1, 3, H, W],
+        vertices [1, 478, 3] canvas pixels with depth."""
+        H, W = canvas.shape[-2:]
+        mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=canvas.device)
+        prepared.visibility = mesh_visibility(vertices)
+        image, flipped, k = mirrored_source(canvas, vertices, mirror)
+        image = relight_mirror(canvas, vertices, mirror, prepared.visibility, image, flipped)
+        flip = lambda x: None if x is None else flip_columns(x, k)  # noqa: E731
+        head_src = None
+        if prepared.head_points is not None:
+            head_src = flip_points(prepared.head_source, k)[:, mirror_index(prepared.head_points)]
+        prepared.mirrored = replace(prepared, face=prepare_source(image, flipped), head_source=head_src,
+                                    person=flip(prepared.person), background=flip(prepared.background),
+                                    head_weight=flip(prepared.head_weight), visibility=None, mirrored=None)
 
     def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
                           person: np.ndarray | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -383,39 +429,64 @@ class MeshEngine:
             if pad:
                 mouth_image = F.pad(mouth_image, (pad, pad, pad, pad), mode="replicate")
         shift = torch.tensor([pad, pad, 0.0], device=dev)
-        src_extra, dst_extra = [], []
+        dst_canvas = dst + shift
+        dst_head = None
         if prepared.head_points is not None:
             pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
             depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
-            src_extra.append(prepared.head_source[..., :2].expand(B, -1, -1))
-            dst_extra.append((geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth)
-                              + shift)[..., :2])
-        canvas = prepared.face.image.shape[-2:]
-        extra = (torch.cat(src_extra, 1), torch.cat(dst_extra, 1)) if src_extra else None
-        out = render_head(prepared.face, dst + shift, mouth_image=mouth_image, falloff=self.falloff,
-                          extra_points=extra, source_weight=prepared.head_weight)
+            dst_head = (geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
+        image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image)
+        if prepared.mirrored is not None:
+            mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=dev)
+            weights = mirror_weights(prepared.visibility, dst_canvas, mirror)
+            side, profile = fill_profile(dst_canvas, weights)
+            need = torch.nonzero(profile[:, -1] > MIN_MIRROR_SHARE).squeeze(1)  # frames that use the mirror image
+            if need.numel():
+                H, W = image.shape[-2:]
+                dst_n = dst_canvas[need]
+                share = (fill_weight_map(dst_n, weights[need], H, W, (side[need], profile[need]))
+                         * mirror_region(dst_n, H, W))
+                image_m, changed_m = self._render_source(
+                    prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
+                    None if mouth_image is None else mouth_image[need])
+                image = image.index_copy(0, need, over(image[need], image_m, share))
+                changed = changed.index_copy(0, need, torch.maximum(changed[need], changed_m * share))
+        crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
+        return image[crop], changed[crop], dst
+
+    def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
+                       dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
+        pixels) over ``still``'s background: (image [B, 3, H, W], changed [B, 1, H, W]) on the canvas.
+        dst_head [B, K, 2]: where the head points go (None: no head proxy)."""
+        B = dst.shape[0]
+        extra = None
+        if source.head_source is not None and dst_head is not None:
+            extra = (source.head_source[..., :2].expand(B, -1, -1), dst_head)
+        out = render_head(source.face, dst, mouth_image=mouth_image, falloff=self.falloff,
+                          extra_points=extra, source_weight=source.head_weight)
         mesh_mask = out.mesh.mask
         image = out.image
         moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
-        if prepared.person is not None:
+        if source.person is not None and still.person is not None:
             # Premultiplied layers: the source is M * person + (1 - M) * background, so the warped person is the
             # warped source minus the warped (1 - M) * background; the still background shows where the warped
             # mask leaves room. Identity targets give the source back exactly; the face is always the person.
-            layers = torch.cat([prepared.person, prepared.background_share, prepared.background], 1)
+            layers = torch.cat([source.person, source.background_share, source.background], 1)
             both = warp_image(layers, out.grid)
             person_t = torch.maximum(both[:, :1], mesh_mask)
             # Background: still, except where the person uncovers ground the source never showed (source person,
             # target background): there it is dragged along by the dense flow (stretched background), not the
             # plate's smooth fill, which would show as a blurred halo.
-            band = max(1, int(round(BACKGROUND_BAND * canvas[0])))
-            uncovered = ((prepared.person - person_t) > 0.05).to(image.dtype)
+            band = max(1, int(round(BACKGROUND_BAND * image.shape[-2])))
+            uncovered = ((still.person - person_t) > 0.05).to(image.dtype)
             near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
-            background = prepared.background + near * (both[:, 4:] - prepared.background)
+            background = still.background + near * (both[:, 4:] - still.background)
             image = image - both[:, 1:4] * (1.0 - mesh_mask) + (1.0 - person_t) * background
-            moved = moved * torch.maximum(person_t, prepared.person)
+            moved = moved * torch.maximum(person_t, still.person)
         changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
-        crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
-        return image[crop], changed[crop], dst
+        return image, changed
 
     def _batches(self, n: int) -> Iterator[slice]:
         for start in range(0, n, self.batch_size):
@@ -482,5 +553,6 @@ class MeshEngine:
             yield tensor_to_frames(img)
 
 
-__all__ = ["EngineOutput", "MeshEngine", "PreparedSource", "fill_holes", "head_proxy_points", "mouth_map",
-           "person_mask", "neck_weight", "similarity_2d", "warp_affine"]
+__all__ = ["ENGINE_VERSION", "EngineOutput", "MeshEngine", "PreparedSource", "fill_holes", "head_ellipse_coords",
+           "head_proxy_points", "mirror_index", "mirror_region", "mouth_map", "neck_weight", "person_mask",
+           "similarity_2d", "warp_affine"]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from thead.cache import read_meta
+from thead.engines.mesh_engine import ENGINE_VERSION
 from thead.errors import InputError
 from thead.fitting import FitResult
 from thead.io import IMAGE_SUFFIXES, VideoWriter, iter_frames, read_image, write_image
@@ -38,6 +39,7 @@ class RenderOptions:
     crf: int = 18
     device: str | None = None
     batch_size: int = 16
+    symmetry: bool = True  # fill what the source turned away from its mirror image (MeshEngine(symmetry=...))
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def ensure_fitted(item: InputItem, workdir: Path, pre_params: PreprocessParams, 
 def _engine(options: RenderOptions):
     from thead.engines.mesh_engine import MeshEngine
 
-    return MeshEngine(device=options.device, batch_size=options.batch_size)
+    return MeshEngine(device=options.device, batch_size=options.batch_size, symmetry=options.symmetry)
 
 
 def _source_frame(prep: Prepared, frame: int) -> tuple[np.ndarray, int]:
@@ -198,7 +200,8 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
     drv = ensure_fitted(pair.driver, workdir, pre_params, fit_params)
     still = drv.pre.meta["kind"] == "image"
     out = out_dir / f"{pair.name}{'.png' if still else '.mp4'}"
-    key = _output_key("reenact", src.key, drv.key, asdict(params), options.paste_back, options.crf)
+    key = _output_key("reenact", src.key, drv.key, asdict(params), options.paste_back, options.crf, ENGINE_VERSION,
+                      options.symmetry)
     label = str(pair.source.path)
     if not force and output_is_current(out, key):
         return ItemResult(label, pair.name, "skipped", str(out), "output current", info={"driver": str(pair.driver.path)})
@@ -253,7 +256,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
     is_video = prep.pre.meta["kind"] == "video"
     suffix = "_orbit.mp4" if params.orbit else ("_edit.mp4" if is_video else "_edit.png")
     out = out_dir / f"{item.item_id}{suffix}"
-    key = _output_key("edit", prep.key, asdict(params), options.paste_back, options.crf)
+    key = _output_key("edit", prep.key, asdict(params), options.paste_back, options.crf, ENGINE_VERSION,
+                      options.symmetry)
     if not force and output_is_current(out, key):
         return ItemResult(str(item.path), item.item_id, "skipped", str(out), "output current")
     engine = _engine(options)

@@ -61,3 +61,21 @@ def erode(mask: torch.Tensor, pixels: int = 1) -> torch.Tensor:
 def inner_ramp(mask: torch.Tensor) -> torch.Tensor:
     """A weight [B, 1, H, W] that is ~0 (< 0.05) on a binary mask's edge pixels and rises to 1 about 4 px inside."""
     return blur3(erode(mask, 2), 2).clamp(0.0, 1.0) * mask
+
+
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8) -> torch.Tensor:
+    """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
+    the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up)."""
+    pyramid = [(image * known, known)]
+    for _ in range(levels):
+        v, w = pyramid[-1]
+        if min(v.shape[-2:]) < 2:
+            break
+        pyramid.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    v, w = pyramid[-1]
+    filled = v / w.clamp(min=1e-6)
+    for v, w in reversed(pyramid[:-1]):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        a = w.clamp(0.0, 1.0)
+        filled = a * (v / w.clamp(min=1e-6)) + (1.0 - a) * up
+    return known * image + (1.0 - known) * filled

@@ -179,12 +179,17 @@ def lid_split_mesh() -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([np.asarray(out, dtype=np.int64), holes], axis=0), edges
 
 
+def surface_rings() -> np.ndarray:
+    """[468] int64: how many triangle rings each surface point lies inside the face oval (0 on the oval)."""
+    tris = closed_mesh_triangles()
+    return _boundary_rings(np.ascontiguousarray(tris).tobytes(), tris.shape, NUM_POINTS)[:468]
+
+
 @functools.lru_cache(maxsize=None)
 def dense_flow_points(rings: int = 2, interior_stride: int = 4) -> np.ndarray:
     """Surface-point ids that drive the dense flow: the face oval and ``rings`` rings inside it (all of them:
     that is where the dense flow must agree with the mesh), plus every ``interior_stride``-th interior point."""
-    tris = closed_mesh_triangles()
-    ring = _boundary_rings(np.ascontiguousarray(tris).tobytes(), tris.shape, NUM_POINTS)[:468]
+    ring = surface_rings()
     outer = np.nonzero(ring <= rings)[0]
     inner = np.nonzero(ring > rings)[0][::max(1, int(interior_stride))]
     return np.sort(np.concatenate([outer, inner]))

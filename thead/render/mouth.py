@@ -35,6 +35,7 @@ CAVITY_DEEP = (0.13, 0.05, 0.05)
 TONGUE = (0.55, 0.27, 0.27)
 TEETH = (0.90, 0.87, 0.80)
 TOOTH_GAPS = (0.0, 0.2, -0.2, 0.36, -0.36, 0.5, -0.5)  # tooth boundaries, in u
+TEETH_HEIGHT = (0.32, 0.22)  # the upper teeth band's largest height, half mouth widths: grin, wide open
 
 
 @dataclass
@@ -114,8 +115,9 @@ def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
     """A synthetic mouth interior [B, 3, H, W] for the target inner-lip polygon (valid inside it only).
 
     Dark red-brown cavity (lighter at the lips, darkest in the middle and towards the back), an upper-teeth
-    band hanging from the upper lip, ``min(0.6 * opening, 0.32 * half mouth width)`` tall and tapering at the
-    corners, with faint tooth gaps, and a fainter lower band; a hint of tongue low in a wide-open mouth.
+    band hanging from the upper lip, ``min(0.6 * opening, TEETH_HEIGHT * half mouth width)`` tall (0.32 in a
+    grin, 0.22 wide open), across the mouth in a grin but only across its front, darker towards the corners, in a
+    wide-open one, with faint tooth gaps, and a fainter lower band; a hint of tongue low in a wide-open mouth.
     ``teeth`` [B] or scalar in [0, 1] scales both bands; ``teeth_colour`` [B or 1, 3] (default off-white).
     """
     frame = mouth_frame(dst_vertices) if frame is None else frame
@@ -135,15 +137,18 @@ def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
     cavity = cavity + (0.8 * tongue).unsqueeze(1) * (_colour(TONGUE, u) * (0.75 + 0.25 * tv).unsqueeze(1) - cavity)
 
     teeth_t = torch.as_tensor(teeth, device=u.device, dtype=u.dtype).reshape(-1, 1, 1)
-    taper = 1.0 - smoothstep((au - 0.5) / 0.4)
+    # A grin shows teeth across the whole mouth; a wide-open mouth (``wide`` -> 1) only across its front, the arch
+    # turning away into shadow towards the corners.
+    wide = smoothstep((open_frac - 0.2) / 0.2)
+    taper = 1.0 - smoothstep((au - 0.5 + 0.12 * wide) / (0.4 - 0.05 * wide))
     gaps = torch.stack([(u - g).abs() for g in TOOTH_GAPS], 0).amin(0) * hw  # pixels to nearest tooth boundary
     gap_shade = 1.0 - 0.15 * torch.exp(-(gaps / 0.5) ** 2)
-    side_shade = 1.0 - 0.45 * au * au
-    # Upper band.
+    side_shade = 1.0 - (0.45 + 0.25 * wide) * au * au
+    # Upper band: no taller than an incisor crown (TEETH_HEIGHT, grin to wide open), shaded by the lip.
     dv_up = v - v_up
-    h_up = torch.minimum(0.6 * opening, 0.32 * hw) * taper
+    h_up = torch.minimum(0.6 * opening, (TEETH_HEIGHT[0] + (TEETH_HEIGHT[1] - TEETH_HEIGHT[0]) * wide) * hw) * taper
     a_up = ((h_up - dv_up) / 1.2 + 0.5).clamp(0.0, 1.0) * (h_up > 0.3).to(u.dtype)
-    shade_up = (0.8 + 0.2 * (dv_up / h_up.clamp(min=1e-3)).clamp(0.0, 1.0)) * side_shade * gap_shade
+    shade_up = (0.8 - 0.1 * wide + 0.2 * (dv_up / h_up.clamp(min=1e-3)).clamp(0.0, 1.0)) * side_shade * gap_shade
     # Lower band.
     dv_lo = v_lo - v
     h_lo = torch.minimum(0.3 * opening, 0.15 * hw) * taper
