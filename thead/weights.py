@@ -88,3 +88,17 @@ def require_weights(name: str, extra_dirs: list[Path] | None = None, verify: boo
         raise MissingWeightsError(f"weights '{name}' at {path} do not match the manifest's sha256; get them again "
                                   f"from {entry.url}")
     return path
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_model(cls: type, path: str, device: str):
+    return cls.from_file(path, device)
+
+
+def load_cached_model(cls: type, name: str, device: object = "cpu", path: str | Path | None = None):
+    """``cls.from_file(path, device)`` with ``path`` defaulting to ``require_weights(name)``; one model per
+    (class, file, device) is kept, so repeated calls cost nothing. Raises ``MissingWeightsError`` when the file is
+    absent or malformed (as ``require_weights`` and ``from_file`` do)."""
+    if path is None:
+        path = require_weights(name)
+    return _cached_model(cls, str(path), str(device))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -13,6 +13,13 @@ from rich.table import Table
 from thead.pipeline.batch import InputItem, ItemResult, run_item
 
 ItemStage = Callable[[InputItem, Callable[[int, int], None]], ItemResult]
+
+# Options that read the same in every command that takes them (declare as ``device: DeviceOption = None``).
+DeviceOption = Annotated[Optional[str], typer.Option(help="torch device (cpu, cuda); default cuda when present.")]
+SymmetryOption = Annotated[bool, typer.Option(
+    "--symmetry/--no-symmetry",
+    help="Fill the side of the head the source turned away from its mirror image (off: stretch what the source "
+    "shows).")]
 
 
 def stderr_console() -> Console:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import finish, run_batch
+from thead.commands.common import DeviceOption, SymmetryOption, finish, run_batch
 from thead.pipeline.batch import collect_inputs
 from thead.pipeline.fit import FitParams
 from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
@@ -52,11 +52,10 @@ def edit(
     calibrate: int = typer.Option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so the "
                                   "result reads as asked (0 = render the asked values as they are)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
-    symmetry: bool = typer.Option(True, "--symmetry/--no-symmetry", help="Fill the side of the head the source "
-                                  "turned away from its mirror image (off: stretch what the source shows)."),
+    symmetry: SymmetryOption = True,
     size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
     crf: int = typer.Option(18, help="H.264 quality of output videos."),
-    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    device: DeviceOption = None,
     force: bool = typer.Option(False, "--force", help="Redo outputs that are current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per output on stdout."),
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from thead.commands.common import print_summary, run_batch, stderr_console
+from thead.commands.common import DeviceOption, print_summary, run_batch, stderr_console
 from thead.errors import InputError
 from thead.pipeline.batch import InputItem, ItemResult
 from thead.pipeline.evaluate import (
@@ -68,7 +68,7 @@ def evaluate(
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per video to this CSV file."),
     plots: Optional[Path] = typer.Option(None, help="Folder for PNG plots of per-frame metrics, one per video."),
     grid: Optional[Path] = typer.Option(None, help="Folder for side-by-side videos (source | driver | generated)."),
-    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    device: DeviceOption = None,
 ) -> None:
     """Compare generated videos with references: pixel (L1, PSNR, SSIM, MS-SSIM, LPIPS), landmark (AKD, LMD),
     face-model (AED, APD, gaze, AU agreement, AVD), identity (CSIM), temporal (jitter, flicker) and audio-visual

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import finish, run_batch
+from thead.commands.common import DeviceOption, finish, run_batch
 from thead.commands.preprocess import Protocol
 from thead.pipeline.batch import InputItem, collect_inputs
 from thead.pipeline.fit import FitParams, fit_item
@@ -26,7 +26,7 @@ def fit_3dmm(
                                          "bases, landmark vertex indices) instead of the built-in face-mesh model."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 / overlay.png: the fitted mesh "
                                  "drawn over the crops."),
-    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    device: DeviceOption = None,
     size: int = typer.Option(256, help="Crop size for inputs preprocessed here."),
     protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol for inputs preprocessed here."),
     force: bool = typer.Option(False, "--force", help="Redo fits whose cache is current."),

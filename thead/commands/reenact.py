@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from thead.commands.common import finish, run_batch, stderr_console
+from thead.commands.common import DeviceOption, SymmetryOption, finish, run_batch, stderr_console
 from thead.errors import InputError
 from thead.pipeline.batch import InputItem, collect_inputs, merge_item_groups
 from thead.pipeline.fit import FitParams
@@ -44,11 +44,10 @@ def reenact(
     source_frame: int = typer.Option(0, help="Frame of a source video to animate."),
     mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
-    symmetry: bool = typer.Option(True, "--symmetry/--no-symmetry", help="Fill the side of the head the source "
-                                  "turned away from its mirror image (off: stretch what the source shows)."),
+    symmetry: SymmetryOption = True,
     size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
     crf: int = typer.Option(18, help="H.264 quality of the output videos."),
-    device: Optional[str] = typer.Option(None, help="torch device (cpu, cuda); default cuda when present."),
+    device: DeviceOption = None,
     batch_size: int = typer.Option(16, help="Frames rendered per batch."),
     force: bool = typer.Option(False, "--force", help="Redo outputs that are current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per output on stdout."),

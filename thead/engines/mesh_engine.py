@@ -238,9 +238,15 @@ def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) 
     ``follow`` over ``NECK_FADE`` outside it. Above the gate (hair, ears) it stays 1.
     """
     v, rho = head_ellipse_coords(vertices, height, width)
-    g0, g1 = HEAD_ELLIPSE_FADE_FROM
-    fade = smoothstep((rho - 1.0) / NECK_FADE) * smoothstep((v - g0) / (g1 - g0))
+    fade = smoothstep((rho - 1.0) / NECK_FADE) * below_head(v)
     return (1.0 - (1.0 - follow) * fade).view(-1, 1, height, width)
+
+
+def below_head(v: torch.Tensor) -> torch.Tensor:
+    """The smooth gate (0 above, 1 below ``HEAD_ELLIPSE_FADE_FROM``) on :func:`head_ellipse_coords`' v under which
+    the neck and shoulders are told apart from the head."""
+    g0, g1 = HEAD_ELLIPSE_FADE_FROM
+    return smoothstep((v - g0) / (g1 - g0))
 
 
 def mirror_region(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -249,9 +255,8 @@ def mirror_region(vertices: torch.Tensor, height: int, width: int) -> torch.Tens
     ellipse: the clothes are not mirrored). vertices: target meshes [B, 478, >=2] pixels."""
     v, rho = head_ellipse_coords(vertices, height, width)
     r0, r1 = MIRROR_REGION
-    g0, g1 = HEAD_ELLIPSE_FADE_FROM
     head = smoothstep((r1 - rho) / (r1 - r0))
-    below = smoothstep((v - g0) / (g1 - g0)) * smoothstep((rho - MIRROR_NECK[0]) / (MIRROR_NECK[1] - MIRROR_NECK[0]))
+    below = below_head(v) * smoothstep((rho - MIRROR_NECK[0]) / (MIRROR_NECK[1] - MIRROR_NECK[0]))
     return (head * (1.0 - below)).view(-1, 1, height, width)
 
 
@@ -307,6 +312,7 @@ class MeshEngine:
         self.background = background
         self.neck_follow = None if neck_follow is None else float(neck_follow)
         self.symmetry = bool(symmetry)
+        self.mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=self.device)  # [478]
 
     # ------------------------------------------------------------------------------------------- source
     @torch.no_grad()
@@ -364,11 +370,9 @@ class MeshEngine:
     def _prepare_mirror(self, prepared: PreparedSource, canvas: torch.Tensor, vertices: torch.Tensor) -> None:
         """Add the source's visibility and its mirror image (``symmetry``) to ``prepared``. canvas [1, 3, H, W],
         vertices [1, 478, 3] canvas pixels with depth."""
-        H, W = canvas.shape[-2:]
-        mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=canvas.device)
         prepared.visibility = mesh_visibility(vertices)
-        image, flipped, k = mirrored_source(canvas, vertices, mirror)
-        image = relight_mirror(canvas, vertices, mirror, prepared.visibility, image, flipped)
+        image, flipped, k = mirrored_source(canvas, vertices, self.mirror)
+        image = relight_mirror(canvas, vertices, self.mirror, prepared.visibility, image, flipped)
         flip = lambda x: None if x is None else flip_columns(x, k)  # noqa: E731
         head_src = None
         if prepared.head_points is not None:
@@ -437,8 +441,7 @@ class MeshEngine:
             dst_head = (geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
         image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image)
         if prepared.mirrored is not None:
-            mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=dev)
-            weights = mirror_weights(prepared.visibility, dst_canvas, mirror)
+            weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
             side, profile = fill_profile(dst_canvas, weights)
             need = torch.nonzero(profile[:, -1] > MIN_MIRROR_SHARE).squeeze(1)  # frames that use the mirror image
             if need.numel():

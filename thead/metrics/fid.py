@@ -10,7 +10,6 @@ Weights load from the safetensors file of manifest entry ``fid-inception`` (conv
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -193,21 +192,14 @@ class InceptionV3FID(nn.Module):
         return model.to(device).eval()
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_model(path: str, device: str) -> InceptionV3FID:
-    return InceptionV3FID.from_file(path, device)
-
-
 def load_inception(device: torch.device | str = "cpu", path: str | Path | None = None) -> InceptionV3FID:
     """The FID Inception with its weights (``require_weights('fid-inception')`` unless ``path``); cached.
 
     Raises ``MissingWeightsError`` when the file is absent or malformed.
     """
-    if path is None:
-        from thead.weights import require_weights
+    from thead.weights import load_cached_model
 
-        path = require_weights(WEIGHTS_NAME)
-    return _cached_model(str(path), str(device))
+    return load_cached_model(InceptionV3FID, WEIGHTS_NAME, device, path)
 
 
 def _batches(frames: FrameInput | Iterable, batch_size: int) -> Iterable[FrameInput]:

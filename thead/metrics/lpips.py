@@ -11,7 +11,6 @@ and ``lin{0..4}.model.1.weight`` (LPIPS linear layers).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
@@ -103,21 +102,14 @@ def load_checked_state(model: nn.Module, state: dict[str, torch.Tensor], path: P
     model.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_model(path: str, device: str) -> LPIPSAlex:
-    return LPIPSAlex.from_file(path, device)
-
-
 def load_lpips(device: torch.device | str = "cpu", path: str | Path | None = None) -> LPIPSAlex:
     """The LPIPS-Alex module with its weights (``require_weights('lpips-alex')`` unless ``path``); cached.
 
     Raises ``MissingWeightsError`` when the file is absent or malformed.
     """
-    if path is None:
-        from thead.weights import require_weights
+    from thead.weights import load_cached_model
 
-        path = require_weights(WEIGHTS_NAME)
-    return _cached_model(str(path), str(device))
+    return load_cached_model(LPIPSAlex, WEIGHTS_NAME, device, path)
 
 
 def lpips(generated: FrameInput, reference: FrameInput, batch_size: int = 16,

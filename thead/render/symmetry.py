@@ -206,27 +206,33 @@ def _diffuse(values: torch.Tensor, fixed: torch.Tensor, iterations: int = 60) ->
     return out
 
 
-def midline_coordinate(vertices: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed distance across the face's midline, in eye-corner distances (positive on the subject's right), of every
-    pixel [B, 1, H, W] and of every vertex [B, V], for target meshes [B, V, >=2] (pixels). The midline is the
-    line from the nose bridge (point 168) to the chin (152); "across" is perpendicular to it."""
+def midline_axes(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The face's midline frame of target meshes [B, V, >=2] (pixels): (origin [B, 2], the nose bridge (point
+    168); across [B, 2], perpendicular to the line from it to the chin (152), pointing to the subject's right,
+    i.e. image left for an upright face, and scaled to 1 / the outer eye-corner distance). The signed distance
+    across the midline, in eye-corner distances, of a point p is ``(p - origin) . across``."""
     xy = vertices[..., :2].float()
     top, chin = xy[:, MIDLINE_TOP], xy[:, MIDLINE_BOTTOM]
     down = chin - top
     down = down / down.norm(dim=1, keepdim=True).clamp(min=1e-6)
-    across = torch.stack([-down[:, 1], down[:, 0]], 1)  # image left for an upright face: the subject's right
-    unit = (xy[:, EYE_CORNERS[0]] - xy[:, EYE_CORNERS[1]]).norm(dim=1).clamp(min=1.0)
-    pix = pixel_centres(height, width, vertices.device).view(1, 2, -1) - top[..., None]
-    u_pix = (pix * across[..., None]).sum(1) / unit[:, None]
-    u_vert = ((xy - top[:, None]) * across[:, None]).sum(-1) / unit[:, None]
-    return u_pix.view(-1, 1, height, width), u_vert
+    unit = (xy[:, EYE_CORNERS[0]] - xy[:, EYE_CORNERS[1]]).norm(dim=1, keepdim=True).clamp(min=1.0)
+    return top, torch.stack([-down[:, 1], down[:, 0]], 1) / unit
+
+
+def midline_coordinate(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, 1, H, W] signed distance of every pixel across the face's midline (:func:`midline_axes`), in eye
+    corner distances, positive on the subject's right, for target meshes [B, V, >=2] (pixels)."""
+    origin, across = midline_axes(vertices)
+    pix = pixel_centres(height, width, vertices.device).view(1, 2, -1) - origin[..., None]
+    return (pix * across[..., None]).sum(1).view(-1, 1, height, width)
 
 
 def fill_profile(target_vertices: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The profile of :func:`fill_weight_map`: (side [B], +1 or -1, the side of the midline that needs the fill in
     :func:`midline_coordinate`'s sign; profile [B, K + 1], the share at the midline and at the centres of the
     ``PROFILE_BINS`` bins, non-decreasing outwards, so ``profile[:, -1]`` is the frame's largest share)."""
-    _, u_vert = midline_coordinate(target_vertices, 1, 1)
+    origin, across = midline_axes(target_vertices)
+    u_vert = ((target_vertices[..., :2].float() - origin[:, None]) * across[:, None]).sum(-1)  # [B, V]
     seen = vertex_facing(target_vertices).clamp(min=0.0)
     w = weights.float()
     side = torch.where((w * seen * u_vert).sum(1) >= 0.0, 1.0, -1.0)  # [B]
@@ -257,7 +263,7 @@ def fill_weight_map(target_vertices: torch.Tensor, weights: torch.Tensor, height
     head. target_vertices: [B, V, 3] pixels.
     """
     side, prof = fill_profile(target_vertices, weights) if profile is None else profile
-    u_pix, _ = midline_coordinate(target_vertices, height, width)
+    u_pix = midline_coordinate(target_vertices, height, width)
     edges = torch.linspace(0.0, PROFILE_BINS[0], PROFILE_BINS[1] + 1, device=prof.device)
     centres = torch.cat([edges[:1], 0.5 * (edges[:-1] + edges[1:])])  # [K + 1]
     d = (u_pix * side.view(-1, 1, 1, 1)).clamp(min=0.0)
@@ -270,6 +276,6 @@ def fill_weight_map(target_vertices: torch.Tensor, weights: torch.Tensor, height
     return lo_v + t * (hi_v - lo_v)
 
 
-__all__ = ["fill_profile", "fill_weight_map", "flip_columns", "flip_points", "mesh_visibility", "midline_coordinate",
-           "mirror_column", "mirror_weights", "mirrored_source", "occluded_vertices", "relight_mirror", "vertex_facing",
-           "vertex_normals"]
+__all__ = ["fill_profile", "fill_weight_map", "flip_columns", "flip_points", "mesh_visibility", "midline_axes",
+           "midline_coordinate", "mirror_column", "mirror_weights", "mirrored_source", "occluded_vertices",
+           "relight_mirror", "vertex_facing", "vertex_normals"]
