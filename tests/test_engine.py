@@ -302,3 +302,50 @@ def test_edits_on_neutral_photos(shared_data, tmp_path, engine, landmarker, name
     assert abs(smile(smiled) - 0.8) < 0.15
     turned = measure(landmarker, engine.render(source, edit_params(fit, yaw=np.radians(20)))[0])
     assert abs(np.degrees(turned.pose[0, 0]) - 20.0) < 3.0
+
+
+# ----------------------------------------------------------------------------------------------- head over body
+def check_head_moves_over_a_still_body(engine: MeshEngine, crop: np.ndarray, lm: np.ndarray, fit: FitResult) -> None:
+    """A head that drops by 12% of the crop slides over the neck and shoulders as a layer of its own: every body
+    pixel the moved head cannot cover keeps the source, the band just below the head included (one dense warp
+    used to drag the background beside the jaw down over the shoulders there), and the face lands 12% lower."""
+    prepared = engine.prepare(crop, lm, fit)
+    shift = round(0.12 * S)
+    target = TargetParams.from_fit(fit)
+    target.pose[:, 4] += shift
+    out = engine.render(prepared, target)[0].astype(float)
+    pad = prepared.pad
+    person = prepared.person[0, 0, pad:pad + S, pad:pad + S].numpy()
+    head = prepared.head_weight[0, 0, pad:pad + S, pad:pad + S].numpy()
+    # Where the head layer can lie: the head part of the person moved down by anything up to the shift (the dense
+    # flow moves the head's surroundings by less than the face).
+    head_person = head * person
+    moved_head = head_person.copy()
+    for s in range(1, shift + 1):
+        moved_head[s:] = np.maximum(moved_head[s:], head_person[:-s])
+    body = (person > 0.99) & (head < 0.99) & (moved_head < 0.01)  # any body share, the neck included
+    body[:, :8] = body[:, -8:] = body[-8:] = False  # the canvas border
+    assert body.sum() > 0.01 * S * S
+    near_head = body & (np.cumsum(body, axis=0) <= 12)  # the top 12 body pixels of each column
+    assert near_head.sum() > 50
+    err = np.abs(out - crop.astype(float)).max(axis=2)
+    assert np.percentile(err[body], 99) <= 2.0 and err[near_head].mean() < 1.0
+    moved_face = np.zeros_like(face_mask(lm))
+    moved_face[shift:] = face_mask(lm)[:-shift]
+    inner = moved_face & np.roll(moved_face, 6, 0) & np.roll(moved_face, -6, 0)
+    expected = np.zeros_like(crop)
+    expected[shift:] = crop[:-shift]
+    assert np.abs(out - expected)[inner].mean() < 4.0
+
+
+def test_head_moves_over_a_still_body(engine, astro):
+    check_head_moves_over_a_still_body(engine, *astro)
+
+
+def test_head_moves_over_a_still_body_on_a_real_clip(shared_data, tmp_path, engine):
+    """d12's first frame: a man before a wooden wall and a brick one, his shoulders close below his jaw."""
+    from thead.io import read_frames, write_image
+
+    write_image(tmp_path / "d12.png", read_frames(shared_data / "videos" / "d12.mp4")[0])
+    crop, lm = crop_of(tmp_path / "d12.png", tmp_path, "d12")
+    check_head_moves_over_a_still_body(engine, crop, lm, fit_image(lm, S))

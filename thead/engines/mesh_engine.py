@@ -12,10 +12,12 @@ needed (``bench/bench_reenact.py``):
 
 * head proxy: points on the skull around the face turn rigidly with the head and drive the dense flow too, so
   hair and head outline follow a turn (the face mesh alone dragged them too little);
-* neck weight: the dense flow fades below the head (``neck_weight``), so the shoulders do not swing with it;
-* still background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel) is warped over a
-  still copy of the background (premultiplied layers; identity targets still give the source back exactly);
-  ground the person uncovers shows the background dragged along by the dense flow;
+* head over body over background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel)
+  is split by a head weight (``neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by
+  the head's flow, and a body layer (neck and shoulders) that stays, both over a still copy of the background
+  (premultiplied layers; identity targets still give the source back). A head that drops or turns slides over
+  its own neck and collar instead of dragging the wall beside the jaw down over the shoulders; ground the head
+  uncovers shows the background dragged along by the head's flow;
 * padded canvas: the render runs on the crop plus a mirrored border, so the dense flow's taper to zero at the
   canvas edge never squeezes the crop's own border;
 * symmetry fill: where the target shows a side of the head the source turned away, the render of the source's
@@ -43,13 +45,13 @@ from thead.render import frames_to_tensor, prepare_source, render_head, tensor_t
 from thead.render.dense_flow import smoothstep
 from thead.render.layers import SourceFace, over
 from thead.render.masks import blur3, fill_holes
-from thead.render.mesh_warp import pixel_centres, warp_image
+from thead.render.mesh_warp import flow_to_grid, pixel_centres, warp_image
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-2"
+ENGINE_VERSION = "mesh-3"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -60,7 +62,8 @@ HEAD_PROXY_RINGS = ((1.2, 3.0), (1.45, 6.0))  # (x-y scale, extra depth cm)
 HEAD_PROXY_MAX_Y = 2.0
 # Neck and shoulders: outside the head ellipse (centre v, half width, half height, in eyes-to-chin distances in
 # the face's frame, v from the eyes towards the chin) and below the gate HEAD_ELLIPSE_FADE_FROM (v from, to),
-# the dense flow fades over NECK_FADE to NECK_FOLLOW of the head's motion, so the neck and shoulders stay.
+# the head weight fades over NECK_FADE: that part of the person is the body layer, which takes NECK_FOLLOW of
+# the head's motion (without a person mask: the dense flow fades to NECK_FOLLOW there).
 HEAD_ELLIPSE = (0.16, 0.8, 0.88)
 HEAD_ELLIPSE_FADE_FROM = (0.32, 0.64)
 NECK_FADE = 0.56
@@ -75,9 +78,11 @@ PLATE_MARGIN = 0.005
 MIN_MIRROR_SHARE = 0.02
 MIRROR_REGION = (1.5, 2.0)
 MIRROR_NECK = (0.95, 1.25)
-# Still background: ground the moved person uncovers (and this fraction of the canvas side around it) shows the
-# background dragged along by the dense flow; everywhere else the background stands still.
+# Still background: ground the moved head uncovers (and this fraction of the canvas side around it) shows the
+# background dragged along by the head's flow; everywhere else the background stands still. Past the crop's
+# edges (not the bottom) the person matte fades out over EDGE_FADE of the crop side.
 BACKGROUND_BAND = 0.01
+EDGE_FADE = 0.015
 
 
 @dataclass
@@ -96,7 +101,9 @@ class PreparedSource:
     person [1, 1, H, W] in [0, 1]: the source's person (head, hair, body) mask on the canvas, and background
     [1, 3, H, W]: the source with the person filled in from the surroundings; with them the background stays
     still and sharp while the person moves (None: the dense flow moves the background near the head too).
-    head_weight [1, 1, H, W]: how much each source pixel follows the head (``neck_weight``; None: all of it).
+    head_weight [1, 1, H, W]: how much of each source pixel belongs to the head (``neck_weight`` with follow 0:
+    1 on the head, fading to 0 down the neck; None: all of it). With a person mask the head part of the person
+    moves with the head and the rest (the body layer) stays; without one, the dense flow is weighted by it.
     visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
     """
@@ -122,6 +129,20 @@ class PreparedSource:
     def background_share(self) -> torch.Tensor | None:
         """[1, 3, H, W]: the background's part of the source image, (1 - person) * background."""
         return None if self.person is None else (1.0 - self.person) * self.background
+
+    @property
+    def body_layer(self) -> torch.Tensor | None:
+        """[1, 4, H, W]: the body (neck, shoulders) as a premultiplied layer (colour, alpha) that lies under the
+        head layer (the person times ``head_weight`` h): with P the person mask and X = P * colour the person's
+        premultiplied colour, alpha P (1 - h) / (1 - P h) and colour X (1 - h) / (1 - P h), so that the head layer
+        over it over the background gives the source back exactly. Opaque wherever the person is and h < 1: the
+        neck runs up under the head, so a head that moves up or down never opens a gap. None without a person
+        mask or head weight."""
+        if self.person is None or self.head_weight is None:
+            return None
+        P, h = self.person, self.head_weight
+        share = (1.0 - h) / (1.0 - P * h).clamp(min=1e-6)
+        return torch.cat([premultiplied(self.face.image, P, self.background) * share, P * share], 1)
 
 
 @dataclass
@@ -208,6 +229,28 @@ def person_mask(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
 
 
+def premultiplied(image: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None,
+                  background_share: torch.Tensor | None = None) -> torch.Tensor:
+    """The foreground's premultiplied colour [B, 3, H, W] of an image [B, 3, H, W] that is alpha [B, 1, H, W] of
+    it over ``background`` (or minus ``background_share`` = (1 - alpha) * background): image - (1 - alpha) *
+    background, limited to [0, alpha] per channel. The limit matters where the background guess is poor (a smooth
+    fill behind a soft outline): there the difference goes negative or past alpha and would show as dark or
+    bright lines once the outline moves over something else."""
+    share = (1.0 - alpha) * background if background_share is None else background_share
+    return torch.minimum((image - share).clamp(min=0.0), alpha)
+
+
+def outside_fade(size: int, pad: int, fraction: float, device: torch.device | str | None = None) -> torch.Tensor:
+    """[1, 1, S + 2 pad, S + 2 pad]: 1 on the crop (S pixels) inside a canvas padded by ``pad`` pixels, falling
+    smoothly to 0 at ``fraction`` * S pixels outside it (the bottom edge excepted: the body goes on below)."""
+    c = torch.arange(size + 2 * pad, device=device, dtype=torch.float32) + 0.5
+    out = (pad - c).clamp(min=0.0) + (c - pad - size).clamp(min=0.0)  # pixels outside along one axis
+    ramp = 1.0 - smoothstep(out / max(fraction * size, 1e-6))
+    below = c > pad + size
+    ramp_y = torch.where(below, torch.ones_like(ramp), ramp)
+    return (ramp_y.view(-1, 1) * ramp.view(1, -1)).view(1, 1, size + 2 * pad, size + 2 * pad)
+
+
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Grey dilation of [B, C, H, W] by a (2 * pixels + 1) square."""
     return F.max_pool2d(mask, 2 * pixels + 1, 1, pixels) if pixels > 0 else mask
@@ -284,9 +327,9 @@ class MeshEngine:
 
     device: "cpu", "cuda" or None (CUDA when available). batch_size: frames per torch call.
     head_proxy: skull points around the face turn with the head and move the hair and head outline with it.
-    neck_follow: share of the head's motion the neck and shoulders take (``neck_weight``; None: no fading, the
-    dense flow moves them like render_head does). pad_fraction: the render canvas is
-    the crop plus this fraction of its side on each edge (border mirrored), so that the dense flow's taper to
+    neck_follow: share of the head's motion the body layer (neck and shoulders below ``neck_weight``'s fade)
+    takes (None: no head/body split, the dense flow moves them like render_head does). pad_fraction: the render
+    canvas is the crop plus this fraction of its side on each edge (border mirrored), so that the dense flow's taper to
     zero at the canvas border never squeezes the crop's own border rows. falloff: the dense flow reaches zero this
     many face sizes away from the driving points. background: "still" (default): the person (head, hair,
     body; MediaPipe selfie segmentation of the source) is warped over a still copy of the background whose
@@ -358,7 +401,7 @@ class MeshEngine:
             mask, background = self._still_background(img, image, lm_t + shift, pad, person)
         weight = None
         if self.neck_follow is not None:
-            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], self.neck_follow)
+            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], 0.0)
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,
@@ -394,7 +437,7 @@ class MeshEngine:
             raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
         mask = torch.as_tensor(m, device=dev)[None, None]
         if pad:
-            mask = F.pad(mask, (pad, pad, pad, pad), mode="replicate")
+            mask = F.pad(mask, (pad, pad, pad, pad), mode="reflect")  # as the canvas: the plate's hole fits it
         H, W = canvas.shape[-2:]
         face = triangle_set_masks(vertices, [closed_mesh_triangles()], H, W)
         covered = float((mask * face).sum() / face.sum().clamp(min=1.0))
@@ -406,7 +449,13 @@ class MeshEngine:
         # smooth fill elsewhere. The compositing subtracts (1 - matte) * plate from the warped source, so the
         # plate must equal the source wherever the matte says "background".
         known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(PLATE_MARGIN * H))))
-        return mask, fill_holes(canvas, known)
+        plate = fill_holes(canvas, known)
+        if pad:
+            # Past the crop's edge nobody knows where the person ends: the matte (not the plate's hole) fades out
+            # over EDGE_FADE of the crop side, so hair cut by the crop's top edge ends softly when the head moves
+            # down, instead of being stretched out of the mirrored border.
+            mask = mask * outside_fade(crop.shape[0], pad, EDGE_FADE, dev)
+        return mask, plate
 
     # ------------------------------------------------------------------------------------------- targets
     @torch.no_grad()
@@ -461,33 +510,48 @@ class MeshEngine:
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
-        pixels) over ``still``'s background: (image [B, 3, H, W], changed [B, 1, H, W]) on the canvas.
+        pixels) over ``still``'s body and background: (image [B, 3, H, W], changed [B, 1, H, W]) on the canvas.
         dst_head [B, K, 2]: where the head points go (None: no head proxy)."""
         B = dst.shape[0]
         extra = None
         if source.head_source is not None and dst_head is not None:
             extra = (source.head_source[..., :2].expand(B, -1, -1), dst_head)
+        layered = source.person is not None and still.person is not None
+        weight = None
+        if not layered and source.head_weight is not None and self.neck_follow is not None:
+            weight = self.neck_follow + (1.0 - self.neck_follow) * source.head_weight
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=self.falloff,
-                          extra_points=extra, source_weight=source.head_weight)
+                          extra_points=extra, source_weight=weight)
         mesh_mask = out.mesh.mask
         image = out.image
         moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
-        if source.person is not None and still.person is not None:
-            # Premultiplied layers: the source is M * person + (1 - M) * background, so the warped person is the
-            # warped source minus the warped (1 - M) * background; the still background shows where the warped
-            # mask leaves room. Identity targets give the source back exactly; the face is always the person.
-            layers = torch.cat([source.person, source.background_share, source.background], 1)
+        if layered:
+            # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still,
+            # or moved by ``neck_follow`` of the head's flow); the head (the person times the head weight, moved
+            # by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
+            # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
+            head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
+            layers = torch.cat([source.person, source.background_share, source.background, head], 1)
             both = warp_image(layers, out.grid)
-            person_t = torch.maximum(both[:, :1], mesh_mask)
-            # Background: still, except where the person uncovers ground the source never showed (source person,
-            # target background): there it is dragged along by the dense flow (stretched background), not the
-            # plate's smooth fill, which would show as a blurred halo.
+            head_t = both[:, 7:8] * (1.0 - mesh_mask)
+            alpha = mesh_mask + head_t * both[:, :1]
+            colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], None, both[:, 1:4])
+            body = still.body_layer
+            if body is not None and self.neck_follow:
+                body = warp_image(body, flow_to_grid(self.neck_follow * out.flow, tuple(body.shape[-2:])))
+            # Background: still, except where the head uncovers ground the source never showed (the source's head,
+            # now neither head nor body): there it is dragged along by the head's flow (stretched background), not
+            # the plate's smooth fill, which would show as a blurred halo.
+            cover = alpha if body is None else alpha + (1.0 - alpha) * body[:, 3:]
             band = max(1, int(round(BACKGROUND_BAND * image.shape[-2])))
-            uncovered = ((still.person - person_t) > 0.05).to(image.dtype)
+            head_s = still.person if still.head_weight is None else still.person * still.head_weight
+            uncovered = ((head_s - cover) > 0.05).to(image.dtype)
             near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
-            background = still.background + near * (both[:, 4:] - still.background)
-            image = image - both[:, 1:4] * (1.0 - mesh_mask) + (1.0 - person_t) * background
-            moved = moved * torch.maximum(person_t, still.person)
+            background = still.background + near * (both[:, 4:7] - still.background)
+            if body is not None:
+                background = body[:, :3] + (1.0 - body[:, 3:]) * background
+            image = colour + (1.0 - alpha) * background
+            moved = moved * torch.maximum(cover, still.person)
         changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
         return image, changed
 

@@ -33,6 +33,18 @@ class HeadRender:
     grid: torch.Tensor  # [B, H, W, 2] the sampling grid of ``flow`` over the source
 
 
+def weighted_flow(flow: torch.Tensor, source_weight: torch.Tensor, iterations: int = 2) -> torch.Tensor:
+    """flow [B, 2, H, W] (backward, pixels) scaled at each output pixel by the weight [1 or B, 1, H, W] in [0, 1]
+    of the SOURCE pixel it reads: w = weight(p + w * flow(p)), solved by fixed-point steps from w = weight(p). A
+    shoulder pixel (weight 0) stays put even where the head's flow would read it from the head."""
+    H, W = flow.shape[-2:]
+    sw = source_weight.to(flow.dtype)
+    w = sw.expand(flow.shape[0], -1, -1, -1)
+    for _ in range(iterations):
+        w = warp_image(sw, flow_to_grid(flow * w, (H, W)))
+    return flow * w
+
+
 @torch.no_grad()
 def render_head(
     source: SourceFace,
@@ -79,13 +91,7 @@ def render_head(
         dst_all = torch.cat([dst_vertices[:, pts, :2], dst_extra], 1)
         dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff)
     if source_weight is not None:
-        # Fixed point of w = weight(p + w * dense(p)), from w = weight(p): a shoulder pixel (weight 0) stays put
-        # even where the head's flow would read it from the head.
-        sw = source_weight.to(dense.dtype)
-        w = sw.expand(B, -1, -1, -1)
-        for _ in range(2):
-            w = warp_image(sw, flow_to_grid(dense * w, (H, W)))
-        dense = dense * w
+        dense = weighted_flow(dense, source_weight)
     flow = blend_flows(maps.flow, maps.feather, dense)
     sharp = source.warp_image if layers else source.image
     grid = flow_to_grid(flow, src_size)

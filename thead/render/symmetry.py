@@ -33,7 +33,7 @@ MIRROR_GAIN = (0.05, 0.2)
 # The share of the mirrored render is profiled across the face: bins out to this distance from the midline (eye
 # corner distances), this many of them.
 PROFILE_BINS = (1.0, 8)
-PROFILE_RAMP = (0.2, 0.8)
+PROFILE_RAMP = (0.15, 0.45)
 MIDLINE_TOP, MIDLINE_BOTTOM = 168, 152  # nose bridge, chin
 EYE_CORNERS = (263, 33)  # outer corners, subject's left then right
 # Relighting the mirror image: the face's colour is blurred over this fraction of its width, gains are measured
