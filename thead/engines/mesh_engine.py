@@ -42,6 +42,7 @@ from thead.facemodel import geometry as geo
 from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
+from thead.render.head_render import weighted_flow
 from thead.render.dense_flow import smoothstep
 from thead.render.layers import SourceFace, over
 from thead.render.masks import blur3, fill_holes
@@ -537,8 +538,14 @@ class MeshEngine:
             alpha = mesh_mask + head_t * both[:, :1]
             colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], None, both[:, 1:4])
             body = still.body_layer
-            if body is not None and self.neck_follow:
-                body = warp_image(body, flow_to_grid(self.neck_follow * out.flow, tuple(body.shape[-2:])))
+            if body is not None:
+                # The body stays, but where the head rises away from it the neck stretches up after it (the head's
+                # flow fading down the neck, its upward part only): a rising head never leaves its collar and the
+                # top of the neck showing through its own soft lower edge, and a dropping one still slides over.
+                follow = self.neck_follow or 0.0
+                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight)
+                pull = torch.cat([follow * pull[:, :1], pull[:, 1:].clamp(min=0.0)], 1)
+                body = warp_image(body, flow_to_grid(pull, tuple(body.shape[-2:])))
             # Background: still, except where the head uncovers ground the source never showed (the source's head,
             # now neither head nor body): there it is dragged along by the head's flow (stretched background), not
             # the plate's smooth fill, which would show as a blurred halo.
