@@ -14,10 +14,11 @@ needed (``bench/bench_reenact.py``):
   hair and head outline follow a turn (the face mesh alone dragged them too little);
 * head over body over background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel)
   is split by a head weight (``neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by
-  the head's flow, and a body layer (neck and shoulders) that stays, both over a still copy of the background
-  (premultiplied layers; identity targets still give the source back). A head that drops or turns slides over
-  its own neck and collar instead of dragging the wall beside the jaw down over the shoulders; ground the head
-  uncovers shows the background dragged along by the head's flow;
+  the head's flow, and a body layer (neck and shoulders) that stays but for its neck stretching up after a
+  rising head, both over a still copy of the background (premultiplied layers; identity targets still give the
+  source back). A head that drops or turns slides over its own neck and collar instead of dragging the wall
+  beside the jaw down over the shoulders; ground the head uncovers shows the background dragged along by the
+  head's flow;
 * padded canvas: the render runs on the crop plus a mirrored border, so the dense flow's taper to zero at the
   canvas edge never squeezes the crop's own border;
 * symmetry fill: where the target shows a side of the head the source turned away, the render of the source's
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -102,8 +104,8 @@ class PreparedSource:
     person [1, 1, H, W] in [0, 1]: the source's person (head, hair, body) mask on the canvas, and background
     [1, 3, H, W]: the source with the person filled in from the surroundings; with them the background stays
     still and sharp while the person moves (None: the dense flow moves the background near the head too).
-    head_weight [1, 1, H, W]: how much of each source pixel belongs to the head (``neck_weight`` with follow 0:
-    1 on the head, fading to 0 down the neck; None: all of it). With a person mask the head part of the person
+    head_weight [1, 1, H, W]: how much of each source pixel belongs to the head (``neck_weight``: 1 on the head,
+    fading to 0 down the neck; None: all of it). With a person mask the head part of the person
     moves with the head and the rest (the body layer) stays; without one, the dense flow is weighted by it.
     visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
@@ -131,19 +133,19 @@ class PreparedSource:
         """[1, 3, H, W]: the background's part of the source image, (1 - person) * background."""
         return None if self.person is None else (1.0 - self.person) * self.background
 
-    @property
+    @cached_property
     def body_layer(self) -> torch.Tensor | None:
         """[1, 4, H, W]: the body (neck, shoulders) as a premultiplied layer (colour, alpha) that lies under the
         head layer (the person times ``head_weight`` h): with P the person mask and X = P * colour the person's
         premultiplied colour, alpha P (1 - h) / (1 - P h) and colour X (1 - h) / (1 - P h), so that the head layer
         over it over the background gives the source back exactly. Opaque wherever the person is and h < 1: the
         neck runs up under the head, so a head that moves up or down never opens a gap. None without a person
-        mask or head weight."""
+        mask or head weight. Computed once per prepared source."""
         if self.person is None or self.head_weight is None:
             return None
         P, h = self.person, self.head_weight
         share = (1.0 - h) / (1.0 - P * h).clamp(min=1e-6)
-        return torch.cat([premultiplied(self.face.image, P, self.background) * share, P * share], 1)
+        return torch.cat([premultiplied(self.face.image, P, self.background_share) * share, P * share], 1)
 
 
 @dataclass
@@ -230,15 +232,13 @@ def person_mask(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
 
 
-def premultiplied(image: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None,
-                  background_share: torch.Tensor | None = None) -> torch.Tensor:
+def premultiplied(image: torch.Tensor, alpha: torch.Tensor, background_share: torch.Tensor) -> torch.Tensor:
     """The foreground's premultiplied colour [B, 3, H, W] of an image [B, 3, H, W] that is alpha [B, 1, H, W] of
-    it over ``background`` (or minus ``background_share`` = (1 - alpha) * background): image - (1 - alpha) *
-    background, limited to [0, alpha] per channel. The limit matters where the background guess is poor (a smooth
-    fill behind a soft outline): there the difference goes negative or past alpha and would show as dark or
-    bright lines once the outline moves over something else."""
-    share = (1.0 - alpha) * background if background_share is None else background_share
-    return torch.minimum((image - share).clamp(min=0.0), alpha)
+    a foreground over a background whose share in it is ``background_share`` [B, 3, H, W] = (1 - alpha) *
+    background: image - background_share, limited to [0, alpha] per channel. The limit matters where the
+    background guess is poor (a smooth fill behind a soft outline): there the difference goes negative or past
+    alpha and would show as dark or bright lines once the outline moves over something else."""
+    return torch.minimum((image - background_share).clamp(min=0.0), alpha)
 
 
 def outside_fade(size: int, pad: int, fraction: float, device: torch.device | str | None = None) -> torch.Tensor:
@@ -274,16 +274,16 @@ def head_ellipse_coords(vertices: torch.Tensor, height: int, width: int) -> tupl
     return v, torch.sqrt((u / a) ** 2 + ((v - cv) / b) ** 2)
 
 
-def neck_weight(vertices: torch.Tensor, height: int, width: int, follow: float) -> torch.Tensor:
-    """[B, 1, H, W] weight on the dense flow: 1 on the head, ``follow`` on the neck and shoulders.
+def neck_weight(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, 1, H, W] head weight: 1 on the head, 0 on the neck and shoulders.
 
     Measured with :func:`head_ellipse_coords` of face meshes [B, 478, >=2] (pixels): below
-    ``HEAD_ELLIPSE_FADE_FROM`` (v range of a smooth gate) the weight falls from 1 at the head ellipse to
-    ``follow`` over ``NECK_FADE`` outside it. Above the gate (hair, ears) it stays 1.
+    ``HEAD_ELLIPSE_FADE_FROM`` (v range of a smooth gate) the weight falls from 1 at the head ellipse to 0 over
+    ``NECK_FADE`` outside it. Above the gate (hair, ears) it stays 1.
     """
     v, rho = head_ellipse_coords(vertices, height, width)
     fade = smoothstep((rho - 1.0) / NECK_FADE) * below_head(v)
-    return (1.0 - (1.0 - follow) * fade).view(-1, 1, height, width)
+    return (1.0 - fade).view(-1, 1, height, width)
 
 
 def below_head(v: torch.Tensor) -> torch.Tensor:
@@ -328,8 +328,9 @@ class MeshEngine:
 
     device: "cpu", "cuda" or None (CUDA when available). batch_size: frames per torch call.
     head_proxy: skull points around the face turn with the head and move the hair and head outline with it.
-    neck_follow: share of the head's motion the body layer (neck and shoulders below ``neck_weight``'s fade)
-    takes (None: no head/body split, the dense flow moves them like render_head does). pad_fraction: the render
+    neck_follow: share of the head's motion the shoulders take (below ``neck_weight``'s fade; the body layer's
+    neck stretches up after a rising head from there; None: no head/body split, the dense flow moves them like
+    render_head does). pad_fraction: the render
     canvas is the crop plus this fraction of its side on each edge (border mirrored), so that the dense flow's taper to
     zero at the canvas border never squeezes the crop's own border rows. falloff: the dense flow reaches zero this
     many face sizes away from the driving points. background: "still" (default): the person (head, hair,
@@ -402,7 +403,7 @@ class MeshEngine:
             mask, background = self._still_background(img, image, lm_t + shift, pad, person)
         weight = None
         if self.neck_follow is not None:
-            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], 0.0)
+            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1])
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,
@@ -527,8 +528,8 @@ class MeshEngine:
         image = out.image
         moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
         if layered:
-            # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still,
-            # or moved by ``neck_follow`` of the head's flow); the head (the person times the head weight, moved
+            # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
+            # but for its neck stretching up after a rising head); the head (the person times the head weight, moved
             # by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
             # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
             head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
@@ -536,7 +537,7 @@ class MeshEngine:
             both = warp_image(layers, out.grid)
             head_t = both[:, 7:8] * (1.0 - mesh_mask)
             alpha = mesh_mask + head_t * both[:, :1]
-            colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], None, both[:, 1:4])
+            colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], both[:, 1:4])
             body = still.body_layer
             if body is not None:
                 # The body stays, but where the head rises away from it the neck stretches up after it (the head's
