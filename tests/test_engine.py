@@ -349,3 +349,22 @@ def test_head_moves_over_a_still_body_on_a_real_clip(shared_data, tmp_path, engi
     write_image(tmp_path / "d12.png", read_frames(shared_data / "videos" / "d12.mp4")[0])
     crop, lm = crop_of(tmp_path / "d12.png", tmp_path, "d12")
     check_head_moves_over_a_still_body(engine, crop, lm, fit_image(lm, S))
+
+
+def test_letterbox_stays_and_a_rising_head_stretches_the_neck_not_the_bar(engine, astro):
+    """A letterboxed source (black bars below the picture, as in a framed video): the bars are put back exactly
+    on every frame, and a head rising by 8% of the crop stretches the neck above the bar with neck, not with black
+    read out of the bar (d0 lost 0.45 dB to that)."""
+    crop, lm, fit = astro
+    top = int(lm[152, 1] + 0.1 * S)  # the bar starts a tenth of the crop below the chin, on the neck
+    assert top < S - 16
+    framed = crop.copy()
+    framed[top:] = 0
+    target = TargetParams.from_fit(fit)
+    target.pose[:, 4] -= round(0.08 * S)
+    out = engine.render(engine.prepare(framed, lm, fit), target)[0].astype(float)
+    assert np.abs(out[top:] - framed[top:]).max() <= 1.0
+    # The picture just above the bar (outside the bar's 2-pixel margin) stays as bright as the neck it shows.
+    band = slice(top - 10, top - 2)
+    assert np.abs(out[band] - framed[band].astype(float)).mean() < 12.0
+    assert out[band].mean() > 0.85 * framed[band].astype(float).mean()

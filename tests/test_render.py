@@ -388,3 +388,25 @@ def test_layers_in_windows_match_full_frame_layers(astro_face):
     assert torch.allclose(win.gather(rgb)[inside.expand_as(w_rgb)], w_rgb[inside.expand_as(w_rgb)], atol=1e-4)
     back = win.scatter(torch.zeros_like(alpha), w_alpha)
     assert torch.allclose(back, alpha, atol=1e-5)
+
+
+def test_letterbox_bars_are_found_grown_filled_and_masked():
+    from thead.render.images import bar_mask, fill_bars, letterbox_bars
+
+    image = np.full((40, 60, 3), 90, np.uint8)
+    image[:, :, 1] = np.arange(60, dtype=np.uint8)[None] * 2 + 40  # a picture with a gradient across
+    image[32:] = 0  # an 8-row letterbox at the bottom
+    image[33, 5] = 20  # compression noise: one bright pixel does not break the bar (share 0.98)
+    image[:, :2] = 3  # a 2-column pillarbox at the left
+    assert letterbox_bars(image) == (0, 8 + 2, 2 + 2, 0)  # grown by the 2-pixel margin
+    assert letterbox_bars(image, margin=0) == (0, 8, 2, 0)
+    filled = fill_bars(image, (0, 8, 2, 0))
+    assert (filled[32:] == filled[31]).all() and (filled[:, :2] == filled[:, 2:3]).all()
+    assert (filled[:32, 2:] == image[:32, 2:]).all()
+    mask = bar_mask((40, 60), (0, 8, 2, 0))
+    assert mask.sum() == 8 * 60 + 2 * 32 and mask[31, 2] == 0 and mask[32, 10] == 1 and mask[0, 1] == 1
+    # A dark picture, or dark hair along one edge that is not a full row, is no letterbox.
+    assert letterbox_bars(np.zeros((20, 20, 3), np.uint8)) == (0, 0, 0, 0)
+    hair = np.full((20, 20, 3), 120, np.uint8)
+    hair[:3, :15] = 5
+    assert letterbox_bars(hair) == (0, 0, 0, 0)

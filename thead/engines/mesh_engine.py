@@ -45,6 +45,7 @@ from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
 from thead.render.head_render import weighted_flow
+from thead.render.images import bar_mask, fill_bars, letterbox_bars
 from thead.render.dense_flow import smoothstep
 from thead.render.layers import SourceFace, over
 from thead.render.masks import blur3, fill_holes
@@ -54,7 +55,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-3"
+ENGINE_VERSION = "mesh-4"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -109,6 +110,8 @@ class PreparedSource:
     moves with the head and the rest (the body layer) stays; without one, the dense flow is weighted by it.
     visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
+    bars [1, 1, S, S]: 1 on black bars framing the crop (``letterbox_bars``), framed [1, 3, S, S]: the source crop
+    with them, put back over the output (None: no bars; ``face`` and the masks see the bars filled).
     """
 
     face: SourceFace
@@ -127,6 +130,8 @@ class PreparedSource:
     head_weight: torch.Tensor | None = None
     visibility: torch.Tensor | None = None
     mirrored: PreparedSource | None = None
+    bars: torch.Tensor | None = None
+    framed: torch.Tensor | None = None
 
     @property
     def background_share(self) -> torch.Tensor | None:
@@ -376,6 +381,15 @@ class MeshEngine:
             raise ValueError("source_fit must be a FitResult of the 478-point model")
         params = TargetParams.from_fit(source_fit, frame)
         dev = self.device
+        bars = letterbox_bars(img)
+        bar_alpha = framed = None
+        if any(bars):
+            # Black bars framing the picture (a letterboxed video) are not part of the scene: the render sees the
+            # picture's edge repeated into them (a neck stretching up reads neck, not black) and the bars are put
+            # back over every output frame.
+            bar_alpha = torch.as_tensor(bar_mask(img.shape[:2], bars), device=dev)[None, None]
+            framed = frames_to_tensor(img, dev)
+            img = fill_bars(img, bars)
         identity = torch.as_tensor(source_fit.identity, dtype=torch.float32, device=dev)
         pose = torch.as_tensor(params.pose, device=dev)
         depth = torch.as_tensor(params.depth_offset, device=dev)
@@ -407,7 +421,7 @@ class MeshEngine:
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,
-                                  head_weight=weight)
+                                  head_weight=weight, bars=bar_alpha, framed=framed)
         if self.symmetry:
             self._prepare_mirror(prepared, image, lm_t + shift)
         return prepared
@@ -506,7 +520,11 @@ class MeshEngine:
                 image = image.index_copy(0, need, over(image[need], image_m, share))
                 changed = changed.index_copy(0, need, torch.maximum(changed[need], changed_m * share))
         crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
-        return image[crop], changed[crop], dst
+        image, changed = image[crop], changed[crop]
+        if prepared.bars is not None:
+            image = image + prepared.bars * (prepared.framed - image)
+            changed = changed * (1.0 - prepared.bars)
+        return image, changed, dst
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None

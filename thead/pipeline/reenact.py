@@ -204,7 +204,8 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
                       options.symmetry)
     label = str(pair.source.path)
     if not force and output_is_current(out, key):
-        return ItemResult(label, pair.name, "skipped", str(out), "output current", info={"driver": str(pair.driver.path)})
+        return ItemResult(label, pair.name, "skipped", str(out), "output current",
+                          info={"driver": str(pair.driver.path)})
     warnings = [f"source: {w}" for w in src.warnings] + [f"driver: {w}" for w in drv.warnings]
     if src.pre.meta["crop_size"] != drv.pre.meta["crop_size"]:
         raise InputError(pair.driver.path, f"crop size {drv.pre.meta['crop_size']} differs from the source's "
