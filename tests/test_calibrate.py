@@ -18,9 +18,9 @@ def test_correction_converges_on_a_biased_renderer(monkeypatch):
         smile = (targets.get("expression") or {}).get("smile", 0.0)
         return {"yaw": 0.75 * np.degrees(targets["yaw"]), "smile": 0.6 * smile}
 
-    def measure(frame, names):
+    def measure(frame, names, hint):
         state["calls"] = state.get("calls", 0) + 1
-        return {"yaw": frame["yaw"], "smile": frame["smile"]}
+        return {"yaw": frame["yaw"], "smile": frame["smile"]}, None
 
     monkeypatch.setattr(cal, "edit_params", fake_edit_params)
     monkeypatch.setattr(cal, "_measure", measure)
@@ -33,6 +33,25 @@ def test_correction_converges_on_a_biased_renderer(monkeypatch):
 def test_nothing_asked_renders_once(monkeypatch):
     calls = []
     monkeypatch.setattr(cal, "edit_params", lambda fit, **kw: kw)
-    monkeypatch.setattr(cal, "_measure", lambda f, n: calls.append(1))
+    monkeypatch.setattr(cal, "_measure", lambda f, n, h: calls.append(1))
     result, m = cal.calibrated_edit(lambda t: "frame", lambda r: r, None, {"gaze_yaw": 10.0})
     assert result == "frame" and m.asked == {} and not calls
+
+
+def test_a_correction_that_loses_the_face_is_halved_not_abandoned(monkeypatch):
+    """A renderer realising 75 % of the asked yaw, a landmarker that misses faces turned past 18 degrees: the first
+    correction (20 -> 25, read 18.75) loses the face, so half of it is undone (22.5, read 16.9) and the loop goes
+    on from there instead of returning the uncorrected round (read 15)."""
+    asked_yaws = []
+
+    def render(targets):
+        asked_yaws.append(np.degrees(targets["yaw"]))
+        return {"yaw": 0.75 * np.degrees(targets["yaw"])}
+
+    monkeypatch.setattr(cal, "edit_params", lambda fit, **kw: dict(kw))
+    monkeypatch.setattr(cal, "_measure", lambda frame, names, hint: None if frame["yaw"] > 18.0
+                        else ({"yaw": frame["yaw"]}, None))
+    result, m = cal.calibrated_edit(render, lambda r: r, fit=None, edit={"yaw": np.radians(20.0)}, rounds=3)
+    # Then a secant step (slope 0.75 read from the two readable rounds) aims at 20 exactly: 26.67.
+    assert np.allclose(asked_yaws[:4], [20.0, 25.0, 22.5, 22.5 + (20.0 - 16.875) / 0.75])
+    assert m.rounds == 1 and m.measured["yaw"] == result["yaw"] == 16.875

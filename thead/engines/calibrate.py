@@ -19,6 +19,9 @@ from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.fitting import FitResult, fit_image
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
+MIN_SLOPE, MAX_SLOPE = 0.5, 1.5  # measured / handed change the secant steps trust
+MAX_STEP_BACKS = 2
+CORRECTION_COST = 0.2  # corrected renders whose face the landmarker lost, each retried with half the correction
 
 
 @dataclass
@@ -34,13 +37,19 @@ class EditMeasurement:
         return {k: self.measured[k] - v for k, v in self.asked.items() if k in self.measured}
 
 
-def _measure(frame: np.ndarray, names: list[str]) -> dict[str, float] | None:
-    """Fit the largest face of a rendered crop; the named quantities (degrees / coefficients), or None."""
+def _measure(frame: np.ndarray, names: list[str], hint: np.ndarray | None = None
+             ) -> tuple[dict[str, float], np.ndarray] | None:
+    """Fit the largest face of a rendered crop: (the named quantities in degrees / coefficients, its landmarks
+    [N, 3] pixels), or None. hint: landmarks of an earlier render of the same face; where the detector misses the
+    face, the mesh looks for it around them (the landmarker's ``track``)."""
     from thead.face.geometry import landmark_box
     from thead.face.landmarks import make_landmarker
 
     with make_landmarker() as lm:
         faces = lm.find_faces(frame)
+        if not faces and hint is not None:
+            found = lm.track(frame, hint)
+            faces = [] if found is None else [found]
     if not faces:
         return None
     face = max(faces, key=lambda f: np.prod(landmark_box(f)[2:] - landmark_box(f)[:2]))
@@ -52,7 +61,7 @@ def _measure(frame: np.ndarray, names: list[str]) -> dict[str, float] | None:
         else:
             units = EXPRESSION_ALIASES.get(name, (name,))
             out[name] = float(np.mean([fit.expression_of(u)[0] for u in units]))
-    return out
+    return out, face
 
 
 def calibrated_edit(
@@ -63,14 +72,18 @@ def calibrated_edit(
     rounds: int = 2,
     angle_tolerance: float = 1.0,
     unit_tolerance: float = 0.05,
+    landmarks: np.ndarray | None = None,
 ) -> tuple[Any, EditMeasurement]:
     """Render ``edit_params(fit, **edit)`` and correct it from measurements of the rendered photo.
 
     render: targets -> a render result; frame_of: render result -> uint8 crop [S, S, 3] to measure.
     edit: keyword arguments of ``edit_params`` (angles in radians). Asked angles (and 0 for ``frontalize``)
     and asked expression values are measured on the output; each round adds (asked - measured) to the values
-    handed to ``edit_params`` (angles limited to +-15 degrees of correction, units kept in their bounds).
-    Returns the render with the smallest error and the measurement.
+    handed to ``edit_params`` (angles limited to +-15 degrees of correction, units kept in their bounds); a
+    correction whose render the landmarker cannot read is halved and rendered again (up to ``MAX_STEP_BACKS``
+    times, not counted as rounds). landmarks: the source's landmarks [N, 3] (crop pixels), where the landmarker
+    looks for the edited face when its detector misses it (then around the last face read). Returns the render
+    with the smallest error and the measurement.
     """
     asked: dict[str, float] = {}
     for k, name in enumerate(ANGLE_NAMES):
@@ -86,28 +99,73 @@ def calibrated_edit(
         return result, measurement
     lo, hi = expression_bounds()
     best, best_score = result, np.inf
-    for r in range(rounds + 1):
-        measured = _measure(frame_of(result), list(asked))
-        if measured is None:
-            break
-        score = sum(abs(measured[k] - v) / (angle_tolerance if k in ANGLE_NAMES else unit_tolerance)
-                    for k, v in asked.items())
+    step: dict[str, float] = {}  # the correction last made (degrees / units); half of it is undone if it loses the face
+    r = lost = 0
+    hint = landmarks  # where the landmarker looks when its detector misses the face: the face last read
+    last: dict[str, tuple[float, float]] = {}  # per asked name: (handed value, measured value) of the last round
+    while True:
+        read = _measure(frame_of(result), list(asked), hint)
+        if read is None:
+            if not step or lost == MAX_STEP_BACKS:
+                break
+            # The landmarker lost the corrected face (it does, now and then, at one angle and not at the next):
+            # step back half the correction and measure again, in place of giving up on the rounds left.
+            lost += 1
+            current = _corrected(current, {name: -0.5 * v for name, v in step.items()}, asked, lo, hi)
+            step = {name: 0.5 * v for name, v in step.items()}
+            result = render(edit_params(fit, **current))
+            continue
+        measured, hint = read
+        # Error in tolerances, plus CORRECTION_COST of a tolerance per tolerance of correction: a round that
+        # reads barely closer after a large correction (a photo that will not turn further) is not worth its
+        # stretched face.
+        score = sum((abs(measured[k] - v) + CORRECTION_COST * abs(_handed(current, k, v) - v))
+                    / (angle_tolerance if k in ANGLE_NAMES else unit_tolerance) for k, v in asked.items())
         if score < best_score:
             best, best_score = result, score
             measurement.measured, measurement.rounds = measured, r
         if r == rounds or all(abs(measured[k] - v) <= (angle_tolerance if k in ANGLE_NAMES else unit_tolerance)
                               for k, v in asked.items()):
             break
-        expression = dict(current.get("expression") or {})
+        r += 1
+        # Secant steps: the output answers the handed value with a slope of its own (a photo's turned landmarks
+        # may move half as far as asked), measured from the last two readable rounds, 1 at first.
+        handed = {name: _handed(current, name, want) for name, want in asked.items()}
+        step = {}
         for name, want in asked.items():
-            err = want - measured[name]
-            if name in ANGLE_NAMES:
-                base = np.degrees(current[name]) if current.get(name) is not None else want
-                corrected = float(np.clip(base + err, want - 15.0, want + 15.0))
-                current[name] = float(np.radians(corrected))
-            else:
-                i = EXPRESSION_NAMES.index(EXPRESSION_ALIASES.get(name, (name,))[0])
-                expression[name] = float(np.clip(expression.get(name, want) + err, lo[i], hi[i]))
-        current["expression"] = expression
+            slope = 1.0
+            if name in last:
+                dh, dm = handed[name] - last[name][0], measured[name] - last[name][1]
+                if abs(dh) > 1e-6:
+                    slope = float(np.clip(dm / dh, MIN_SLOPE, MAX_SLOPE))
+            step[name] = (want - measured[name]) / slope
+        last = {name: (handed[name], measured[name]) for name in asked}
+        current = _corrected(current, step, asked, lo, hi)
         result = render(edit_params(fit, **current))
     return best, measurement
+
+
+def _handed(current: Mapping[str, Any], name: str, want: float) -> float:
+    """The value of an asked ``name`` handed to ``edit_params`` in ``current`` (degrees for the head angles)."""
+    if name in ANGLE_NAMES:
+        return float(np.degrees(current[name])) if current.get(name) is not None else want
+    return float((current.get("expression") or {}).get(name, want))
+
+
+def _corrected(current: Mapping[str, Any], step: Mapping[str, float], asked: Mapping[str, float], lo: np.ndarray,
+               hi: np.ndarray) -> dict[str, Any]:
+    """``edit_params`` keywords ``current`` with ``step`` (degrees for the head angles, coefficients for the
+    expression units) added to the asked values: angles within +-15 degrees of what was asked, units within their
+    bounds ``lo``/``hi`` (per unit of ``EXPRESSION_NAMES``)."""
+    out = dict(current)
+    expression = dict(current.get("expression") or {})
+    for name, delta in step.items():
+        want = asked[name]
+        if name in ANGLE_NAMES:
+            base = np.degrees(current[name]) if current.get(name) is not None else want
+            out[name] = float(np.radians(np.clip(base + delta, want - 15.0, want + 15.0)))
+        else:
+            i = EXPRESSION_NAMES.index(EXPRESSION_ALIASES.get(name, (name,))[0])
+            expression[name] = float(np.clip(expression.get(name, want) + delta, lo[i], hi[i]))
+    out["expression"] = expression
+    return out

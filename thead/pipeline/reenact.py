@@ -278,7 +278,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         image, _ = _source_frame(prep, 0)
         prepared = engine.prepare(image, prep.pre.crop_landmarks[0], prep.fit)
         result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
-                                              prep.fit, _parsed_edit(params), rounds=params.calibrate)
+                                              prep.fit, _parsed_edit(params), rounds=params.calibrate,
+                                              landmarks=prep.pre.crop_landmarks[0])
         info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds}
         frame_out = result.frames[0]
         if options.paste_back:
