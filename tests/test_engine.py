@@ -368,3 +368,26 @@ def test_letterbox_stays_and_a_rising_head_stretches_the_neck_not_the_bar(engine
     band = slice(top - 10, top - 2)
     assert np.abs(out[band] - framed[band].astype(float)).mean() < 12.0
     assert out[band].mean() > 0.85 * framed[band].astype(float).mean()
+
+
+def test_ground_a_moving_head_uncovers_keeps_the_wall_s_lines_in_place(engine, astro):
+    """A dark shelf line on the wall behind the astronaut at eye level, her head moved right by 12% and down by
+    6% of the crop: where her head was, the line runs on at its own height (the plate is filled along its rows
+    and dragged sideways only); dragged with the head's full flow it used to vanish there and show up lower."""
+    from thead.engines.mesh_engine import person_mask
+
+    crop, lm, fit = astro
+    person = person_mask(crop)
+    y = int(lm[33, 1])
+    shelf = crop.copy()
+    line = (40, 30, 20)
+    band = shelf[y:y + 4]
+    band[person[y:y + 4] < 0.2] = line
+    target = TargetParams.from_fit(fit)
+    target.pose[:, 3] += round(0.12 * S)
+    target.pose[:, 4] += round(0.06 * S)
+    out = engine.render(engine.prepare(shelf, lm, fit), target)[0].astype(float)
+    x0 = int(np.argmax(person[y] > 0.5))  # her hair's left edge on the line's row in the source
+    uncovered = slice(x0, x0 + round(0.06 * S))
+    assert np.abs(out[y:y + 4, uncovered] - line).mean() < 20.0
+    assert out[y + 6:y + 30, uncovered].mean(axis=2).min() > 150.0  # no line further down

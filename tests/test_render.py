@@ -410,3 +410,24 @@ def test_letterbox_bars_are_found_grown_filled_and_masked():
     hair = np.full((20, 20, 3), 120, np.uint8)
     hair[:3, :15] = 5
     assert letterbox_bars(hair) == (0, 0, 0, 0)
+
+
+def test_fill_holes_along_rows_carries_a_horizontal_line_through_the_hole():
+    """A wall with a dark shelf line, a person-shaped hole over its middle: filled along the rows the line runs on
+    through the hole at full strength; the 2-D push-pull fill only spreads a faint smudge of it."""
+    from thead.render.masks import fill_holes
+
+    image = torch.full((1, 3, 64, 96), 0.8)
+    image[:, :, 30:33] = 0.1  # the shelf line, rows 30-32
+    known = torch.ones(1, 1, 64, 96)
+    known[:, :, 10:, 30:66] = 0.0  # the hole, 36 pixels wide, from row 10 down
+    rows = fill_holes(image, known, along_rows=True)
+    plain = fill_holes(image, known)
+    assert (rows[:, :, 30:33, 30:66] - 0.1).abs().max() < 0.02  # the line crosses the hole
+    assert (rows[:, :, 40:, 30:66] - 0.8).abs().max() < 0.02  # the wall below it stays wall
+    assert (plain[:, :, 31, 48] - 0.1).abs().min() > 0.3  # the 2-D fill loses the line in the middle
+    assert torch.equal(rows * known, image * known)  # known pixels untouched
+    # A row with nothing known (the hole's full width) falls back to the 2-D fill instead of staying empty.
+    known[:, :, 50:52] = 0.0
+    filled = fill_holes(image, known, along_rows=True)
+    assert torch.isfinite(filled).all() and (filled[:, :, 50:52] - 0.8).abs().max() < 0.05

@@ -55,7 +55,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-4"
+ENGINE_VERSION = "mesh-5"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -461,11 +461,12 @@ class MeshEngine:
             return None, None
         # A crisper matte: fewer half-person pixels whose background share has to come from the plate's guess.
         mask = torch.maximum(smoothstep((mask - MATTE_RANGE[0]) / (MATTE_RANGE[1] - MATTE_RANGE[0])), face)
-        # Background plate: the source wherever the matte is 0 (a margin of PLATE_MARGIN off the person), the
-        # smooth fill elsewhere. The compositing subtracts (1 - matte) * plate from the warped source, so the
-        # plate must equal the source wherever the matte says "background".
+        # Background plate: the source wherever the matte is 0 (a margin of PLATE_MARGIN off the person), a
+        # smooth fill along each row elsewhere (the wall's horizontal lines run on through the person's place).
+        # The compositing subtracts (1 - matte) * plate from the warped source, so the plate must equal the source
+        # wherever the matte says "background".
         known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(PLATE_MARGIN * H))))
-        plate = fill_holes(canvas, known)
+        plate = fill_holes(canvas, known, along_rows=True)
         if pad:
             # Past the crop's edge nobody knows where the person ends: the matte (not the plate's hole) fades out
             # over EDGE_FADE of the crop side, so hair cut by the crop's top edge ends softly when the head moves
@@ -551,11 +552,12 @@ class MeshEngine:
             # by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
             # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
             head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
-            layers = torch.cat([source.person, source.background_share, source.background, head], 1)
+            layers = torch.cat([source.person, source.background_share, head], 1)
             both = warp_image(layers, out.grid)
-            head_t = both[:, 7:8] * (1.0 - mesh_mask)
+            head_t = both[:, 4:5] * (1.0 - mesh_mask)
             alpha = mesh_mask + head_t * both[:, :1]
             colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], both[:, 1:4])
+            size = tuple(image.shape[-2:])
             body = still.body_layer
             if body is not None:
                 # The body stays, but where the head rises away from it the neck stretches up after it (the head's
@@ -564,16 +566,19 @@ class MeshEngine:
                 follow = self.neck_follow or 0.0
                 pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight)
                 pull = torch.cat([follow * pull[:, :1], pull[:, 1:].clamp(min=0.0)], 1)
-                body = warp_image(body, flow_to_grid(pull, tuple(body.shape[-2:])))
+                body = warp_image(body, flow_to_grid(pull, size))
             # Background: still, except where the head uncovers ground the source never showed (the source's head,
-            # now neither head nor body): there it is dragged along by the head's flow (stretched background), not
-            # the plate's smooth fill, which would show as a blurred halo.
+            # now neither head nor body): there the plate (filled along its rows, so a shelf or a horizon runs on
+            # behind the head) is dragged sideways with the head, bringing the real wall beside the old head in
+            # rather than the plate's smooth fill, and never up or down across the plate's horizontal lines.
             cover = alpha if body is None else alpha + (1.0 - alpha) * body[:, 3:]
             band = max(1, int(round(BACKGROUND_BAND * image.shape[-2])))
             head_s = still.person if still.head_weight is None else still.person * still.head_weight
             uncovered = ((head_s - cover) > 0.05).to(image.dtype)
             near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
-            background = still.background + near * (both[:, 4:7] - still.background)
+            sideways = torch.cat([out.flow[:, :1], torch.zeros_like(out.flow[:, 1:])], 1)
+            dragged = warp_image(source.background, flow_to_grid(sideways, size))
+            background = still.background + near * (dragged - still.background)
             if body is not None:
                 background = body[:, :3] + (1.0 - body[:, 3:]) * background
             image = colour + (1.0 - alpha) * background

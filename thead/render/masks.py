@@ -63,19 +63,27 @@ def inner_ramp(mask: torch.Tensor) -> torch.Tensor:
     return blur3(erode(mask, 2), 2).clamp(0.0, 1.0) * mask
 
 
-def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8) -> torch.Tensor:
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8, along_rows: bool = False) -> torch.Tensor:
     """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
-    the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up)."""
+    the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up).
+
+    along_rows: fill each row from the known pixels of its own row (a pyramid that halves the width only), so
+    horizontal structure beside the hole (a shelf, a table edge, a horizon) runs on through it; rows with nothing
+    known are filled in 2-D."""
+    kernel = (1, 2) if along_rows else 2
     pyramid = [(image * known, known)]
-    for _ in range(levels):
+    for _ in range(levels if not along_rows else 64):
         v, w = pyramid[-1]
-        if min(v.shape[-2:]) < 2:
+        if (v.shape[-1] if along_rows else min(v.shape[-2:])) < 2:
             break
-        pyramid.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+        pyramid.append((F.avg_pool2d(v, kernel, ceil_mode=True), F.avg_pool2d(w, kernel, ceil_mode=True)))
     v, w = pyramid[-1]
     filled = v / w.clamp(min=1e-6)
     for v, w in reversed(pyramid[:-1]):
         up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
         a = w.clamp(0.0, 1.0)
         filled = a * (v / w.clamp(min=1e-6)) + (1.0 - a) * up
+    if along_rows:
+        has_known = (known.amax(dim=-1, keepdim=True) > 0).to(image.dtype)  # [B, 1, H, 1]
+        filled = has_known * filled + (1.0 - has_known) * fill_holes(image, known, levels)
     return known * image + (1.0 - known) * filled
