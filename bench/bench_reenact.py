@@ -44,6 +44,8 @@ class Clip:
     landmarks: np.ndarray  # [T, 478, 3] crop pixels (tracked)
     valid: np.ndarray  # [T]
     fps: float
+    original: np.ndarray | None = None  # the first original frame [H, W, 3]
+    transform: np.ndarray | None = None  # its crop transform [2, 3]
 
 
 @dataclass
@@ -51,11 +53,24 @@ class Photo:
     name: str
     crop: np.ndarray
     landmarks: np.ndarray
+    original: np.ndarray | None = None
+    transform: np.ndarray | None = None
+
+
+def prepare(engine, crop: np.ndarray, landmarks: np.ndarray, fit, original: np.ndarray | None,
+            transform: np.ndarray | None):
+    """``engine.prepare`` with the crop's surroundings cut from the original picture, as ``thead reenact`` and
+    ``thead edit`` do."""
+    from thead.face.crop import crop_frame
+
+    size = crop.shape[0]
+    surroundings = None if original is None else crop_frame(original, transform, size, engine.canvas_pad(size))
+    return engine.prepare(crop, landmarks, fit, surroundings=surroundings)
 
 
 def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
     """Preprocess (vox crop, 256) every video and photo of the shared media (cached in ``work``)."""
-    from thead.io import read_frames, read_image
+    from thead.io import iter_frames, read_frames, read_image
     from thead.pipeline.batch import InputItem
     from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
 
@@ -65,8 +80,9 @@ def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
         pre = load_preprocess(work / path.stem / "preprocess")
         frames = read_frames(pre.crop_path)
         n = min(len(frames), len(pre.crop_landmarks))
+        first = next(iter(iter_frames(path)))
         clips.append(Clip(path.stem, frames[:n], pre.crop_landmarks[:n], pre.valid[:n],
-                          float(pre.meta.get("fps") or 25.0)))
+                          float(pre.meta.get("fps") or 25.0), first, pre.transforms[0]))
     for path in sorted(p for p in (data / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
         try:
             preprocess_item(InputItem(path, path.stem), work, PreprocessParams(size=SIZE))
@@ -74,7 +90,8 @@ def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
             print(f"  skipping {path.name}: {err}")
             continue
         pre = load_preprocess(work / path.stem / "preprocess")
-        photos.append(Photo(path.stem, read_image(pre.crop_path), pre.crop_landmarks[0]))
+        photos.append(Photo(path.stem, read_image(pre.crop_path), pre.crop_landmarks[0], read_image(path),
+                            pre.transforms[0]))
     return clips, photos
 
 
@@ -140,7 +157,7 @@ def self_reenactment(clips: list[Clip], engine, landmarker, out_dir: Path, strid
         t0 = time.perf_counter()
         driver = fit_sequence(clip.landmarks, clip.valid, SIZE, fps=clip.fps)
         src_fit = fit_image(clip.landmarks[0], SIZE)
-        prepared = engine.prepare(clip.frames[0], clip.landmarks[0], src_fit)
+        prepared = prepare(engine, clip.frames[0], clip.landmarks[0], src_fit, clip.original, clip.transform)
         idx = np.arange(1, len(clip.frames), stride)
         targets = transfer_motion(src_fit, driver)[idx]
         real = clip.frames[idx]
@@ -192,7 +209,7 @@ def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path
     rows_out, closer = [], 0
     for photo in photos:
         fit = fit_image(photo.landmarks, SIZE)
-        prepared = engine.prepare(photo.crop, photo.landmarks, fit)
+        prepared = prepare(engine, photo.crop, photo.landmarks, fit, photo.original, photo.transform)
         src_emb = embedder.embed(photo.crop[None])
         sheet_rows = []
         for clip in clips:
@@ -233,7 +250,7 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
     rows, sheet_rows = [], []
     for photo in photos:
         fit = fit_image(photo.landmarks, SIZE)
-        prepared = engine.prepare(photo.crop, photo.landmarks, fit)
+        prepared = prepare(engine, photo.crop, photo.landmarks, fit, photo.original, photo.transform)
         # The same closed loop thead edit runs on photos (render, measure, correct; thead.engines.calibrate).
         outs = [calibrated_edit(lambda t: engine.render(prepared, t), lambda r: r[0], fit, kw,
                                 landmarks=photo.landmarks)[0][0]
@@ -304,7 +321,8 @@ def speed(clips: list[Clip], threads: int, frames: int = 64) -> dict:
         for dev in devices:
             for name, tgt, symmetry, frame, fit in cases:
                 engine = MeshEngine(dev, batch_size=16, symmetry=symmetry)
-                prepared = engine.prepare(clip.frames[frame], clip.landmarks[frame], fit)
+                prepared = prepare(engine, clip.frames[frame], clip.landmarks[frame], fit,
+                                   clip.original if frame == 0 else None, clip.transform)
                 engine.render(prepared, tgt[:16])  # warm-up
                 best = float("inf")
                 for _ in range(3):

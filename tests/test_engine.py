@@ -391,3 +391,34 @@ def test_ground_a_moving_head_uncovers_keeps_the_wall_s_lines_in_place(engine, a
     uncovered = slice(x0, x0 + round(0.06 * S))
     assert np.abs(out[y:y + 4, uncovered] - line).mean() < 20.0
     assert out[y + 6:y + 30, uncovered].mean(axis=2).min() > 150.0  # no line further down
+
+
+def test_surroundings_bring_in_the_hair_the_crop_cut(engine, landmarker, astronaut):
+    """A tight crop whose top edge cuts the astronaut's hair, her head moved down by 10% of it: with the picture
+    around the crop (``surroundings``) the band above her moved head shows the hair that was above the crop, moved
+    down with her; without it the crop's mirror image fades out there. Bad surroundings get a clear error."""
+    from thead.face.crop import crop_frame
+
+    face = landmarker.find_faces(astronaut)[0]
+    (x0, y0), (x1, y1) = face[:, :2].min(0), face[:, :2].max(0)
+    side = 1.25 * (y1 - y0)  # forehead to chin plus a quarter: the crown of her hair falls outside
+    s = S / side
+    a = np.array([[s, 0.0, S / 2 - s * (x0 + x1) / 2], [0.0, s, S / 2 - s * ((y0 + y1) / 2 - 0.02 * side)]])
+    crop = crop_frame(astronaut, a, S)
+    lm = landmarker.find_faces(crop)[0]
+    fit = fit_image(lm, S)
+    pad = engine.canvas_pad(S)
+    around = crop_frame(astronaut, a, S, margin=pad)
+    shift = round(0.1 * S)
+    target = TargetParams.from_fit(fit)
+    target.pose[:, 4] += shift
+    out = engine.render(engine.prepare(crop, lm, fit, surroundings=around), target)[0].astype(float)
+    mirrored = engine.render(engine.prepare(crop, lm, fit), target)[0].astype(float)
+    cx = int(lm[:, 0].mean())
+    cols = slice(cx - S // 10, cx + S // 10)  # across the crown
+    above = around[pad - shift + 2:pad - 2, pad + cols.start:pad + cols.stop].astype(float)  # hair above the crop
+    assert above.mean() < 150  # (it is hair: dark, not the light wall)
+    err = np.abs(out[2:shift - 2, cols] - above).mean()
+    assert err < 25.0 and err < 0.5 * np.abs(mirrored[2:shift - 2, cols] - above).mean()
+    with pytest.raises(ValueError, match="surroundings must be"):
+        engine.prepare(crop, lm, fit, surroundings=around[1:])

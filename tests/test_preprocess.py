@@ -284,3 +284,20 @@ def test_weights_command_lists_manifest(tmp_path, monkeypatch):
     res = runner.invoke(app, ["weights", "--json"])
     rows = {r["name"]: r for r in map(json.loads, res.stdout.strip().splitlines())}
     assert rows["s3fd"]["present"] and not rows["fan-2d-68"]["present"]
+
+
+def test_crop_frame_with_a_margin_keeps_the_picture_around_the_crop(astronaut):
+    """margin m: the same crop at [m:m+S] of a (S + 2m) square, the picture (not a mirror of the crop) around it."""
+    from thead.face.crop import crop_frame
+
+    a = np.array([[0.6, 0.1, -40.0], [-0.1, 0.6, 10.0]])  # scaled, turned a little, shifted
+    crop = crop_frame(astronaut, a, 128)
+    wide = crop_frame(astronaut, a, 128, margin=16)
+    assert wide.shape == (160, 160, 3)
+    diff = np.abs(wide[16:144, 16:144].astype(int) - crop)  # (OpenCV's fixed-point bilinear: a few levels)
+    assert diff.mean() < 0.5 and diff.max() <= 8
+    # Above the crop lies the picture the crop cut off: the same as a crop shifted up by 16 pixels.
+    up = a.copy()
+    up[1, 2] += 16
+    diff = np.abs(wide[:16, 16:144].astype(int) - crop_frame(astronaut, up, 128)[:16])
+    assert diff.mean() < 0.5 and diff.max() <= 8

@@ -55,7 +55,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-5"
+ENGINE_VERSION = "mesh-6"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -87,6 +87,8 @@ MIRROR_NECK = (0.95, 1.25)
 # edges (not the bottom) the person matte fades out over EDGE_FADE of the crop side.
 BACKGROUND_BAND = 0.01
 EDGE_FADE = 0.015
+# With the crop's real surroundings, their person mask blends into the crop's own over this fraction of the side.
+SURROUND_BLEND = 0.1
 
 
 @dataclass
@@ -366,11 +368,19 @@ class MeshEngine:
 
     # ------------------------------------------------------------------------------------------- source
     @torch.no_grad()
+    def canvas_pad(self, size: int) -> int:
+        """Pixels of border around an S-pixel crop in the render canvas (``pad_fraction`` of S)."""
+        return int(round(self.pad_fraction * size))
+
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
-                frame: int = 0, person: np.ndarray | None = None) -> PreparedSource:
+                frame: int = 0, person: np.ndarray | None = None,
+                surroundings: np.ndarray | None = None) -> PreparedSource:
         """source_image uint8 [S, S, 3] (the crop), source_landmarks [478, 3] crop pixels (as detected),
         source_fit: its fit (T = 1, or frame ``frame`` of a video fit). person: optional soft person mask [S, S]
-        in [0, 1] (default: MediaPipe selfie segmentation when ``background="still"``)."""
+        in [0, 1] (default: MediaPipe selfie segmentation when ``background="still"``). surroundings: optional
+        uint8 [S + 2 p, S + 2 p, 3], p = ``canvas_pad(S)``: the crop with the picture around it (``crop_frame``
+        with ``margin=p``); hair and background the crop cut off then come in from the picture when the head
+        moves, instead of from a mirror image of the crop (ignored for a letterboxed crop)."""
         img = np.asarray(source_image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] != img.shape[1]:
             raise ValueError(f"source_image must be a square uint8 crop [S, S, 3], got {img.dtype} {img.shape}")
@@ -400,9 +410,21 @@ class MeshEngine:
         exact = geo.unproject(lm_t, pose, depth) - model_pts  # [1, 478, 3]
         fix = exact[0] - torch.as_tensor(params.residual[0], device=dev)
         size = int(img.shape[0])
-        pad = int(round(self.pad_fraction * size))
+        pad = self.canvas_pad(size)
+        if surroundings is not None:
+            surroundings = np.asarray(surroundings)
+            if surroundings.shape != (size + 2 * pad, size + 2 * pad, 3) or surroundings.dtype != np.uint8:
+                raise ValueError(f"surroundings must be uint8 [{size + 2 * pad}, {size + 2 * pad}, 3] (the crop with "
+                                 f"{pad} pixels around it), got {surroundings.dtype} {surroundings.shape}")
+            if framed is not None:
+                surroundings = None  # the bars frame the picture: what lies past them is not the scene
+            else:
+                surroundings = surroundings.copy()
+                surroundings[pad:pad + size, pad:pad + size] = img  # the crop itself is the source, to the level
         image = frames_to_tensor(img, dev)
-        if pad:
+        if surroundings is not None:
+            image = frames_to_tensor(surroundings, dev)
+        elif pad:
             # Mirrored, not replicated: where the head moves away from a crop edge that cut the hair, the
             # uncovered band then shows plausible hair texture instead of streaks of the edge row.
             image = F.pad(image, (pad, pad, pad, pad), mode="reflect")
@@ -414,7 +436,7 @@ class MeshEngine:
             head_src = geo.transform_points(head[None], pose, depth) + shift
         mask = background = None
         if self.background == "still":
-            mask, background = self._still_background(img, image, lm_t + shift, pad, person)
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings)
         weight = None
         if self.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1])
@@ -441,9 +463,11 @@ class MeshEngine:
                                     head_weight=flip(prepared.head_weight), visibility=None, mirrored=None)
 
     def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
-                          person: np.ndarray | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                          person: np.ndarray | None, surroundings: np.ndarray | None = None
+                          ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
-        segmentation misses the face (then the dense flow moves the background as in ``background="warp"``)."""
+        segmentation misses the face (then the dense flow moves the background as in ``background="warp"``).
+        surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop."""
         from thead.render.masks import triangle_set_masks
         from thead.render.mesh_topology import closed_mesh_triangles
 
@@ -451,8 +475,19 @@ class MeshEngine:
         m = person_mask(crop) if person is None else np.asarray(person, np.float32)
         if m.shape != crop.shape[:2]:
             raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
+        whole = surroundings is not None and pad > 0
+        if whole:
+            # The picture around the crop is segmented too; the crop's own, finer mask takes over inside the crop
+            # over a band of SURROUND_BLEND of its side (no seam where the two segmentations differ).
+            around = person_mask(surroundings)
+            S = crop.shape[0]
+            edge = np.minimum(np.arange(S) + 0.5, S - 0.5 - np.arange(S))  # pixels from the crop's edge
+            w = np.clip(np.minimum(edge[:, None], edge[None, :]) / max(SURROUND_BLEND * S, 1.0), 0.0, 1.0)
+            inner = around[pad:pad + S, pad:pad + S]
+            around[pad:pad + S, pad:pad + S] = w * m + (1.0 - w) * inner
+            m = around
         mask = torch.as_tensor(m, device=dev)[None, None]
-        if pad:
+        if pad and not whole:
             mask = F.pad(mask, (pad, pad, pad, pad), mode="reflect")  # as the canvas: the plate's hole fits it
         H, W = canvas.shape[-2:]
         face = triangle_set_masks(vertices, [closed_mesh_triangles()], H, W)
@@ -467,7 +502,7 @@ class MeshEngine:
         # wherever the matte says "background".
         known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(PLATE_MARGIN * H))))
         plate = fill_holes(canvas, known, along_rows=True)
-        if pad:
+        if pad and not whole:
             # Past the crop's edge nobody knows where the person ends: the matte (not the plate's hole) fades out
             # over EDGE_FADE of the crop side, so hair cut by the crop's top edge ends softly when the head moves
             # down, instead of being stretched out of the mirrored border.

@@ -160,11 +160,15 @@ def crop_transforms(protocol: str, landmarks: np.ndarray, valid: np.ndarray, siz
     raise ValueError(f"unknown crop protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
 
 
-def crop_frame(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
+def crop_frame(frame: np.ndarray, transform: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
     """Apply one crop transform (2, 3) to an RGB uint8 frame -> (size, size, 3). Strong downscaling is
     pre-filtered (area resize) so crops of large frames do not alias; outside the frame the picture is
-    mirrored (as the FFHQ recipe pads), which reads better than smeared edge pixels."""
-    a = transform.astype(np.float64)
+    mirrored (as the FFHQ recipe pads), which reads better than smeared edge pixels.
+
+    margin: pixels of the picture kept around the crop on each side: the output is (size + 2 margin) square,
+    the crop at [margin:margin + size] in both directions (what the renderer needs when a head moves in)."""
+    a = transform.astype(np.float64).copy()
+    a[:, 2] += margin
     scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
     if scale < 0.5:
         factor = 0.5 / scale
@@ -175,4 +179,5 @@ def crop_frame(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarra
         a[:, 0] *= sx
         a[:, 1] *= sy
         frame = small
-    return cv2.warpAffine(frame, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    side = size + 2 * margin
+    return cv2.warpAffine(frame, a, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)

@@ -132,6 +132,26 @@ def _original_frame(prep: Prepared, frame: int) -> np.ndarray:
     raise InputError(src, f"could not read frame {frame}")
 
 
+def _prepare_source(engine, prep: Prepared, image: np.ndarray, frame: int, warnings: list[str] | None = None,
+                    original: np.ndarray | None = None):
+    """``engine.prepare`` the crop ``image`` (frame ``frame`` of ``prep``) with its surroundings cut from the
+    original picture (``original``, read when None), so hair and background beyond the crop come in from the
+    picture when the head moves; without the original (moved or unreadable) the crop's mirror image stands in,
+    and ``warnings`` says so."""
+    from thead.face.crop import crop_frame
+
+    size = int(image.shape[0])
+    surroundings = None
+    try:
+        if original is None:
+            original = _original_frame(prep, frame)
+        surroundings = crop_frame(original, prep.pre.transforms[frame], size, engine.canvas_pad(size))
+    except (InputError, OSError, ValueError) as err:
+        if warnings is not None:
+            warnings.append(f"original picture not readable ({err}): the crop's border is mirrored")
+    return engine.prepare(image, prep.pre.crop_landmarks[frame], prep.fit, frame=frame, surroundings=surroundings)
+
+
 def _output_key(*parts: object) -> str:
     blob = json.dumps([p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in parts])
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
@@ -217,11 +237,12 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
     if held.size:
         warnings.append(f"driver face lost in {held.size} frame(s) (first {held[0]}): last pose held")
     engine = _engine(options)
-    prepared = engine.prepare(image, src.pre.crop_landmarks[frame], src.fit, frame=frame)
+    original = _original_frame(src, frame) if options.paste_back else None
+    prepared = _prepare_source(engine, src, image, frame, warnings, original)
     total = len(targets)
     use_mouth = params.mouth == "driver" and not still
     if options.paste_back:
-        paster = _Paster(_original_frame(src, frame), src.pre.transforms[frame], engine.device)
+        paster = _Paster(original, src.pre.transforms[frame], engine.device)
     if still:
         result = engine.render_full(prepared, targets)
         frame_out = result.frames[0] if not options.paste_back else paster(result.frames, result.changed)[0]
@@ -269,21 +290,22 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         edited = _fit_with(prep.fit, edit_params(prep.fit, **_parsed_edit(params)), frame)
         targets = orbit_params(edited, params.orbit_frames, (-params.orbit_yaw, params.orbit_yaw),
                                (-params.orbit_pitch, params.orbit_pitch), frame=0)
-        prepared = engine.prepare(image, prep.pre.crop_landmarks[frame], prep.fit, frame=frame)
+        prepared = _prepare_source(engine, prep, image, frame, warnings)
         batches = engine.render_frames(prepared, targets)
         _write_frames(out, batches, 25.0, options.crf, None, progress, len(targets))
     elif not is_video:
         from thead.engines.calibrate import calibrated_edit
 
         image, _ = _source_frame(prep, 0)
-        prepared = engine.prepare(image, prep.pre.crop_landmarks[0], prep.fit)
+        original = _original_frame(prep, 0) if options.paste_back else None
+        prepared = _prepare_source(engine, prep, image, 0, warnings, original)
         result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
                                               prep.fit, _parsed_edit(params), rounds=params.calibrate,
                                               landmarks=prep.pre.crop_landmarks[0])
         info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds}
         frame_out = result.frames[0]
         if options.paste_back:
-            frame_out = _Paster(_original_frame(prep, 0), prep.pre.transforms[0], engine.device)(
+            frame_out = _Paster(original, prep.pre.transforms[0], engine.device)(
                 result.frames, result.changed)[0]
         write_image(out, frame_out)
     else:
@@ -310,15 +332,18 @@ def _fit_with(fit: FitResult, targets, frame: int) -> FitResult:
 def _edit_video_batches(engine, prep: Prepared, targets, options: RenderOptions) -> Iterator[np.ndarray]:
     """Each frame of a video rendered as its own source at its edited targets (batch per frame group)."""
     frames = iter_frames(prep.pre.crop_path)
-    originals = iter_frames(Path(prep.pre.meta["source"])) if options.paste_back else None
+    originals = iter_frames(Path(prep.pre.meta["source"]))
     for t, image in enumerate(frames):
         if t >= len(targets):
             break
-        original = next(originals) if originals is not None else None
+        original = next(originals, None)
         if not prep.pre.valid[t]:
             out = image[None]  # no face in this frame: left as it is
         else:
-            prepared = engine.prepare(image, prep.pre.crop_landmarks[t], prep.fit, frame=t)
+            if original is None:
+                prepared = engine.prepare(image, prep.pre.crop_landmarks[t], prep.fit, frame=t)
+            else:
+                prepared = _prepare_source(engine, prep, image, t, original=original)
             result = engine.render_full(prepared, targets[t:t + 1])
             out = result.frames
             if options.paste_back and original is not None:
