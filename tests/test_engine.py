@@ -422,3 +422,31 @@ def test_surroundings_bring_in_the_hair_the_crop_cut(engine, landmarker, astrona
     assert err < 25.0 and err < 0.5 * np.abs(mirrored[2:shift - 2, cols] - above).mean()
     with pytest.raises(ValueError, match="surroundings must be"):
         engine.prepare(crop, lm, fit, surroundings=around[1:])
+
+
+def test_neck_bends_after_a_head_moved_far_sideways(engine, astro):
+    """Her head moved right by 15% of the crop: the top of her neck goes along (beyond NECK_SLACK), so no still
+    neck is left showing beside the moved jaw, while her shoulders stay."""
+    from thead.engines.mesh_engine import NECK_SLACK
+
+    crop, lm, fit = astro
+    prepared = engine.prepare(crop, lm, fit)
+    row = int(lm[152, 1] + 0.06 * S)  # on the neck, below the chin
+    cx = int(lm[152, 0])
+    skin = crop[row, cx].astype(float)
+
+    def neck_centre(image: np.ndarray) -> float:
+        cols = np.arange(cx - S // 5, cx + S // 3)
+        near = np.abs(image[row, cols].astype(float) - skin).max(axis=1) < 25
+        return float(cols[near].mean())
+
+    def moved(dx: int) -> np.ndarray:
+        target = TargetParams.from_fit(fit)
+        target.pose[:, 3] += dx
+        return engine.render(prepared, target)[0]
+
+    far = round(0.15 * S)
+    out = moved(far)
+    assert neck_centre(out) - neck_centre(crop) > far - NECK_SLACK * S  # (a still neck: 21 pixels)
+    # The shoulders stay: the bend fades down the neck.
+    assert np.abs(out[round(0.92 * S):].astype(float) - crop[round(0.92 * S):]).mean() < 3.0

@@ -15,12 +15,13 @@ needed (``bench/bench_reenact.py``):
 * head over body over background: the person (MediaPipe selfie segmentation, shipped in the mediapipe wheel)
   is split by a head weight (``neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by
   the head's flow, and a body layer (neck and shoulders) that stays but for its neck stretching up after a
-  rising head, both over a still copy of the background (premultiplied layers; identity targets still give the
-  source back). A head that drops or turns slides over its own neck and collar instead of dragging the wall
-  beside the jaw down over the shoulders; ground the head uncovers shows the background dragged along by the
-  head's flow;
-* padded canvas: the render runs on the crop plus a mirrored border, so the dense flow's taper to zero at the
-  canvas edge never squeezes the crop's own border;
+  rising head and bending after a head that moved far sideways, both over a still copy of the background
+  (premultiplied layers; identity targets still give the source back). A head that drops or turns slides over
+  its own neck and collar instead of dragging the wall beside the jaw down over the shoulders; ground the head
+  uncovers shows the background plate (filled along its rows) dragged sideways with the head;
+* padded canvas: the render runs on the crop plus a border, the source's own picture around the crop when
+  given (``surroundings``), else the crop's mirror image, so the dense flow's taper to zero at the canvas edge
+  never squeezes the crop's own border and hair the crop cut off comes in with a moving head;
 * symmetry fill: where the target shows a side of the head the source turned away, the render of the source's
   mirror image (flipped about the face, landmarks relabelled by the model's mirror map) is blended in, with a
   per-vertex share from how squarely source and target see the surface, carried over the head beyond the mesh.
@@ -55,7 +56,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-6"
+ENGINE_VERSION = "mesh-7"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -72,6 +73,8 @@ HEAD_ELLIPSE = (0.16, 0.8, 0.88)
 HEAD_ELLIPSE_FADE_FROM = (0.32, 0.64)
 NECK_FADE = 0.56
 NECK_FOLLOW = 0.0
+# Sideways head motion (fraction of the crop side) the neck absorbs by bending before it goes along.
+NECK_SLACK = 0.05
 # Person matte: the segmentation's soft mask mapped through a smoothstep over MATTE_RANGE (crisper edges); the
 # background plate keeps the source up to PLATE_MARGIN (fraction of the canvas side) off the matte.
 MATTE_RANGE = (0.25, 0.75)
@@ -336,8 +339,8 @@ class MeshEngine:
     device: "cpu", "cuda" or None (CUDA when available). batch_size: frames per torch call.
     head_proxy: skull points around the face turn with the head and move the hair and head outline with it.
     neck_follow: share of the head's motion the shoulders take (below ``neck_weight``'s fade; the body layer's
-    neck stretches up after a rising head from there; None: no head/body split, the dense flow moves them like
-    render_head does). pad_fraction: the render
+    neck stretches up after a rising head from there, and bends after sideways motion beyond ``NECK_SLACK``;
+    None: no head/body split, the dense flow moves them like render_head does). pad_fraction: the render
     canvas is the crop plus this fraction of its side on each edge (border mirrored), so that the dense flow's taper to
     zero at the canvas border never squeezes the crop's own border rows. falloff: the dense flow reaches zero this
     many face sizes away from the driving points. background: "still" (default): the person (head, hair,
@@ -600,7 +603,12 @@ class MeshEngine:
                 # top of the neck showing through its own soft lower edge, and a dropping one still slides over.
                 follow = self.neck_follow or 0.0
                 pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight)
-                pull = torch.cat([follow * pull[:, :1], pull[:, 1:].clamp(min=0.0)], 1)
+                # Sideways it bends: the neck takes the head's sideways motion beyond NECK_SLACK of the crop side
+                # (no still neck left showing beside a jaw that moved far), none of a small sway.
+                slack = NECK_SLACK * still.size
+                px = pull[:, :1]
+                px = follow * px + (1.0 - follow) * torch.sign(px) * (px.abs() - slack).clamp(min=0.0)
+                pull = torch.cat([px, pull[:, 1:].clamp(min=0.0)], 1)
                 body = warp_image(body, flow_to_grid(pull, size))
             # Background: still, except where the head uncovers ground the source never showed (the source's head,
             # now neither head nor body): there the plate (filled along its rows, so a shelf or a horizon runs on
