@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,12 +68,14 @@ def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8, along_
     """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
     the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up).
 
-    along_rows: fill each row from the known pixels of its own row (a pyramid that halves the width only), so
-    horizontal structure beside the hole (a shelf, a table edge, a horizon) runs on through it; rows with nothing
-    known are filled in 2-D."""
+    along_rows: fill each row from the known pixels of its own row (a pyramid that halves the width only, down
+    to one pixel; ``levels`` is then ignored), so horizontal structure beside the hole (a shelf, a table edge, a
+    horizon) runs on through it; rows with nothing known are filled in 2-D."""
     kernel = (1, 2) if along_rows else 2
+    if along_rows:
+        levels = max(1, math.ceil(math.log2(max(image.shape[-1], 2))))  # down to one pixel per row
     pyramid = [(image * known, known)]
-    for _ in range(levels if not along_rows else 64):
+    for _ in range(levels):
         v, w = pyramid[-1]
         if (v.shape[-1] if along_rows else min(v.shape[-2:])) < 2:
             break
