@@ -301,3 +301,19 @@ def test_crop_frame_with_a_margin_keeps_the_picture_around_the_crop(astronaut):
     up[1, 2] += 16
     diff = np.abs(wide[:16, 16:144].astype(int) - crop_frame(astronaut, up, 128)[:16])
     assert diff.mean() < 0.5 and diff.max() <= 8
+
+
+def test_picture_mask_marks_where_a_crop_runs_past_the_frame():
+    """A crop whose top 20 rows (and 16-pixel margin) lie above a 100x100 frame: 0 there, 1 on the picture; the
+    engine's fade of the person past it is 1 on (and below) the picture, 0 a few pixels past its edge."""
+    from thead.engines.mesh_engine import past_picture_fade
+    from thead.face.crop import picture_mask
+
+    a = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 20.0]])  # frame (x, y) -> crop (x, y + 20)
+    m = picture_mask((100, 100, 3), a, 64, margin=16)
+    assert m.shape == (96, 96)
+    assert (m[:35] == 0).all() and (m[37:, 17:95] == 1).all()  # crop row r <-> canvas row r + 16
+    assert (m[:, :15] == 0).all()  # left of the frame's left edge (crop x < 0)
+    fade = past_picture_fade(m, 6.0)[0, 0].numpy()
+    assert (fade[40:, 20:90] == 1).all() and (fade[:28] < 1e-6).all()
+    assert 0.0 < fade[33, 50] < 1.0  # soft over the 6 pixels

@@ -56,7 +56,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 # Part of every output's cache key: bump it when a change to the engine changes what it renders, so outputs made
 # by an older engine are redone rather than skipped as current.
-ENGINE_VERSION = "mesh-7"
+ENGINE_VERSION = "mesh-8"
 MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
 # Head proxy: points on the skull around the face that turn rigidly with the head and drive the dense flow of the
 # hair and head outline (the face mesh alone drags them too little, so a turned head looked turned less than it
@@ -262,6 +262,20 @@ def outside_fade(size: int, pad: int, fraction: float, device: torch.device | st
     return (ramp_y.view(-1, 1) * ramp.view(1, -1)).view(1, 1, size + 2 * pad, size + 2 * pad)
 
 
+def past_picture_fade(picture: np.ndarray, pixels: float) -> torch.Tensor:
+    """[1, 1, H, W]: 1 where ``picture`` [H, W] (1: the picture, 0: its mirror image past the edge) is >= 0.5 and
+    below such pixels (the body goes on below the picture), falling smoothly to 0 ``pixels`` past its top and
+    sides: nobody knows where the person ends out there."""
+    import cv2
+
+    inside = np.maximum.accumulate(np.asarray(picture) >= 0.5, axis=0)
+    if inside.all():
+        return torch.ones(1, 1, *inside.shape)
+    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip(dist / max(pixels, 1e-6), 0.0, 1.0)
+    return torch.as_tensor(1.0 - t * t * (3.0 - 2.0 * t), dtype=torch.float32)[None, None]
+
+
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Grey dilation of [B, C, H, W] by a (2 * pixels + 1) square."""
     return F.max_pool2d(mask, 2 * pixels + 1, 1, pixels) if pixels > 0 else mask
@@ -377,13 +391,16 @@ class MeshEngine:
 
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
                 frame: int = 0, person: np.ndarray | None = None,
-                surroundings: np.ndarray | None = None) -> PreparedSource:
+                surroundings: np.ndarray | None = None, picture: np.ndarray | None = None) -> PreparedSource:
         """source_image uint8 [S, S, 3] (the crop), source_landmarks [478, 3] crop pixels (as detected),
         source_fit: its fit (T = 1, or frame ``frame`` of a video fit). person: optional soft person mask [S, S]
         in [0, 1] (default: MediaPipe selfie segmentation when ``background="still"``). surroundings: optional
         uint8 [S + 2 p, S + 2 p, 3], p = ``canvas_pad(S)``: the crop with the picture around it (``crop_frame``
         with ``margin=p``); hair and background the crop cut off then come in from the picture when the head
-        moves, instead of from a mirror image of the crop (ignored for a letterboxed crop)."""
+        moves, instead of from a mirror image of the crop (ignored for a letterboxed crop). picture: optional
+        float [S + 2 p, S + 2 p] in [0, 1], where the surroundings show the picture (1) rather than its mirror
+        image past the picture's edge (0; ``picture_mask``): the person fades out past the picture's top and
+        sides there, as past the crop's edge without surroundings."""
         img = np.asarray(source_image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] != img.shape[1]:
             raise ValueError(f"source_image must be a square uint8 crop [S, S, 3], got {img.dtype} {img.shape}")
@@ -439,7 +456,8 @@ class MeshEngine:
             head_src = geo.transform_points(head[None], pose, depth) + shift
         mask = background = None
         if self.background == "still":
-            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings)
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings,
+                                                      None if surroundings is None else picture)
         weight = None
         if self.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1])
@@ -466,8 +484,8 @@ class MeshEngine:
                                     head_weight=flip(prepared.head_weight), visibility=None, mirrored=None)
 
     def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
-                          person: np.ndarray | None, surroundings: np.ndarray | None = None
-                          ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                          person: np.ndarray | None, surroundings: np.ndarray | None = None,
+                          picture: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
         segmentation misses the face (then the dense flow moves the background as in ``background="warp"``).
         surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop."""
@@ -505,6 +523,8 @@ class MeshEngine:
         # wherever the matte says "background".
         known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(PLATE_MARGIN * H))))
         plate = fill_holes(canvas, known, along_rows=True)
+        if whole and picture is not None:
+            mask = mask * past_picture_fade(picture, EDGE_FADE * crop.shape[0]).to(dev)
         if pad and not whole:
             # Past the crop's edge nobody knows where the person ends: the matte (not the plate's hole) fades out
             # over EDGE_FADE of the crop side, so hair cut by the crop's top edge ends softly when the head moves

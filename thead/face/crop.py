@@ -181,3 +181,14 @@ def crop_frame(frame: np.ndarray, transform: np.ndarray, size: int, margin: int 
         frame = small
     side = size + 2 * margin
     return cv2.warpAffine(frame, a, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def picture_mask(frame_shape: tuple[int, ...], transform: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
+    """float32 [size + 2 margin] square: 1 where ``crop_frame(frame, transform, size, margin)`` samples inside
+    the frame (shape (H, W, ...)), 0 where it shows the frame's mirror image past its edge, soft in between."""
+    h, w = frame_shape[:2]
+    a = transform.astype(np.float64).copy()
+    a[:, 2] += margin
+    side = size + 2 * margin
+    return cv2.warpAffine(np.ones((h, w), np.float32), a, (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

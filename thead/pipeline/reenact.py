@@ -138,18 +138,21 @@ def _prepare_source(engine, prep: Prepared, image: np.ndarray, frame: int, warni
     original picture (``original``, read when None), so hair and background beyond the crop come in from the
     picture when the head moves; without the original (moved or unreadable) the crop's mirror image stands in,
     and ``warnings`` says so."""
-    from thead.face.crop import crop_frame
+    from thead.face.crop import crop_frame, picture_mask
 
     size = int(image.shape[0])
-    surroundings = None
+    surroundings = picture = None
     try:
         if original is None:
             original = _original_frame(prep, frame)
-        surroundings = crop_frame(original, prep.pre.transforms[frame], size, engine.canvas_pad(size))
+        pad = engine.canvas_pad(size)
+        surroundings = crop_frame(original, prep.pre.transforms[frame], size, pad)
+        picture = picture_mask(original.shape, prep.pre.transforms[frame], size, pad)
     except (InputError, OSError, ValueError) as err:
         if warnings is not None:
             warnings.append(f"original picture not readable ({err}): the crop's border is mirrored")
-    return engine.prepare(image, prep.pre.crop_landmarks[frame], prep.fit, frame=frame, surroundings=surroundings)
+    return engine.prepare(image, prep.pre.crop_landmarks[frame], prep.fit, frame=frame, surroundings=surroundings,
+                          picture=picture)
 
 
 def _output_key(*parts: object) -> str:
