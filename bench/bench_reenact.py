@@ -61,13 +61,12 @@ def prepare(engine, crop: np.ndarray, landmarks: np.ndarray, fit, original: np.n
             transform: np.ndarray | None):
     """``engine.prepare`` with the crop's surroundings cut from the original picture, as ``thead reenact`` and
     ``thead edit`` do."""
-    from thead.face.crop import crop_frame, picture_mask
+    from thead.face.crop import crop_surroundings
 
     if original is None:
         return engine.prepare(crop, landmarks, fit)
-    size, pad = crop.shape[0], engine.canvas_pad(crop.shape[0])
-    return engine.prepare(crop, landmarks, fit, surroundings=crop_frame(original, transform, size, pad),
-                          picture=picture_mask(original.shape, transform, size, pad))
+    surroundings, picture = crop_surroundings(original, transform, crop.shape[0], engine.canvas_pad(crop.shape[0]))
+    return engine.prepare(crop, landmarks, fit, surroundings=surroundings, picture=picture)
 
 
 def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:

@@ -78,15 +78,16 @@ def calibrated_edit(
 
     render: targets -> a render result; frame_of: render result -> uint8 crop [S, S, 3] to measure.
     edit: keyword arguments of ``edit_params`` (angles in radians). Asked angles (and 0 for ``frontalize``)
-    and asked expression values are measured on the output; each round adds (asked - measured) to the values
-    handed to ``edit_params`` (angles limited to +-15 degrees of correction, units kept in their bounds); a
+    and asked expression values are measured on the output; each round moves the values handed to
+    ``edit_params`` by (asked - measured), divided by the output's slope once two rounds are read (angles
+    limited to +-15 degrees of correction, units kept in their bounds); a
     correction whose render the landmarker cannot read is halved and rendered again (up to ``MAX_STEP_BACKS``
     times, not counted as rounds). landmarks: the source's landmarks [N, 3] (crop pixels), where the landmarker
     looks for the edited face when its detector misses it (then around the last face read). Returns the render
     with the smallest error and the measurement.
     """
     asked: dict[str, float] = {}
-    for k, name in enumerate(ANGLE_NAMES):
+    for name in ANGLE_NAMES:
         if edit.get(name) is not None:
             asked[name] = float(np.degrees(edit[name]))
         elif edit.get("frontalize"):
@@ -98,6 +99,7 @@ def calibrated_edit(
     if not asked:
         return result, measurement
     lo, hi = expression_bounds()
+    tolerance = {k: angle_tolerance if k in ANGLE_NAMES else unit_tolerance for k in asked}
     best, best_score = result, np.inf
     step: dict[str, float] = {}  # the correction last made (degrees / units); half of it is undone if it loses the face
     r = lost = 0
@@ -119,13 +121,12 @@ def calibrated_edit(
         # Error in tolerances, plus CORRECTION_COST of a tolerance per tolerance of correction: a round that
         # reads barely closer after a large correction (a photo that will not turn further) is not worth its
         # stretched face.
-        score = sum((abs(measured[k] - v) + CORRECTION_COST * abs(_handed(current, k, v) - v))
-                    / (angle_tolerance if k in ANGLE_NAMES else unit_tolerance) for k, v in asked.items())
+        score = sum((abs(measured[k] - v) + CORRECTION_COST * abs(_handed(current, k, v) - v)) / tolerance[k]
+                    for k, v in asked.items())
         if score < best_score:
             best, best_score = result, score
             measurement.measured, measurement.rounds = measured, r
-        if r == rounds or all(abs(measured[k] - v) <= (angle_tolerance if k in ANGLE_NAMES else unit_tolerance)
-                              for k, v in asked.items()):
+        if r == rounds or all(abs(measured[k] - v) <= tolerance[k] for k, v in asked.items()):
             break
         r += 1
         # Secant steps: the output answers the handed value with a slope of its own (a photo's turned landmarks
@@ -161,11 +162,11 @@ def _corrected(current: Mapping[str, Any], step: Mapping[str, float], asked: Map
     expression = dict(current.get("expression") or {})
     for name, delta in step.items():
         want = asked[name]
+        value = _handed(current, name, want) + delta
         if name in ANGLE_NAMES:
-            base = np.degrees(current[name]) if current.get(name) is not None else want
-            out[name] = float(np.radians(np.clip(base + delta, want - 15.0, want + 15.0)))
+            out[name] = float(np.radians(np.clip(value, want - 15.0, want + 15.0)))
         else:
             i = EXPRESSION_NAMES.index(EXPRESSION_ALIASES.get(name, (name,))[0])
-            expression[name] = float(np.clip(expression.get(name, want) + delta, lo[i], hi[i]))
+            expression[name] = float(np.clip(value, lo[i], hi[i]))
     out["expression"] = expression
     return out

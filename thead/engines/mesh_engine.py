@@ -51,6 +51,7 @@ from thead.render.dense_flow import smoothstep
 from thead.render.layers import SourceFace, over
 from thead.render.masks import blur3, fill_holes
 from thead.render.mesh_warp import flow_to_grid, pixel_centres, warp_image
+from thead.render.paste_back import warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
 
@@ -219,16 +220,6 @@ def mouth_map(target_vertices: torch.Tensor, driver_vertices: torch.Tensor) -> t
     return torch.cat([sim[:, :, :2] @ pre[:, :, :2], (sim[:, :, :2] @ pre[:, :, 2:]) + sim[:, :, 2:]], -1)
 
 
-def warp_affine(images: torch.Tensor, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """images [B, C, Hs, Ws] sampled at ``maps`` [B, 2, 3] (output pixel -> image pixel) -> [B, C, H, W]."""
-    hs, ws = images.shape[-2:]
-    pix = pixel_centres(height, width, images.device, images.dtype).view(1, 2, -1)
-    pos = maps[:, :, :2].to(images.dtype) @ pix + maps[:, :, 2:].to(images.dtype)
-    grid = pos * torch.tensor([2.0 / ws, 2.0 / hs], device=images.device, dtype=images.dtype).view(1, 2, 1) - 1.0
-    grid = grid.transpose(1, 2).reshape(-1, height, width, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 def person_mask(image: np.ndarray) -> np.ndarray:
     """Soft person mask float32 [H, W] in [0, 1] of an RGB uint8 image (MediaPipe selfie segmentation, whose
     model ships inside the mediapipe wheel)."""
@@ -272,8 +263,7 @@ def past_picture_fade(picture: np.ndarray, pixels: float) -> torch.Tensor:
     if inside.all():
         return torch.ones(1, 1, *inside.shape)
     dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
-    t = np.clip(dist / max(pixels, 1e-6), 0.0, 1.0)
-    return torch.as_tensor(1.0 - t * t * (3.0 - 2.0 * t), dtype=torch.float32)[None, None]
+    return 1.0 - smoothstep(torch.as_tensor(dist / max(pixels, 1e-6), dtype=torch.float32))[None, None]
 
 
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -384,11 +374,11 @@ class MeshEngine:
         self.mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=self.device)  # [478]
 
     # ------------------------------------------------------------------------------------------- source
-    @torch.no_grad()
     def canvas_pad(self, size: int) -> int:
         """Pixels of border around an S-pixel crop in the render canvas (``pad_fraction`` of S)."""
         return int(round(self.pad_fraction * size))
 
+    @torch.no_grad()
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
                 frame: int = 0, person: np.ndarray | None = None,
                 surroundings: np.ndarray | None = None, picture: np.ndarray | None = None) -> PreparedSource:
@@ -441,10 +431,8 @@ class MeshEngine:
             else:
                 surroundings = surroundings.copy()
                 surroundings[pad:pad + size, pad:pad + size] = img  # the crop itself is the source, to the level
-        image = frames_to_tensor(img, dev)
-        if surroundings is not None:
-            image = frames_to_tensor(surroundings, dev)
-        elif pad:
+        image = frames_to_tensor(img if surroundings is None else surroundings, dev)
+        if surroundings is None and pad:
             # Mirrored, not replicated: where the head moves away from a crop edge that cut the hair, the
             # uncovered band then shows plausible hair texture instead of streaks of the edge row.
             image = F.pad(image, (pad, pad, pad, pad), mode="reflect")
@@ -456,8 +444,7 @@ class MeshEngine:
             head_src = geo.transform_points(head[None], pose, depth) + shift
         mask = background = None
         if self.background == "still":
-            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings,
-                                                      None if surroundings is None else picture)
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture)
         weight = None
         if self.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1])
@@ -488,7 +475,8 @@ class MeshEngine:
                           picture: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
         segmentation misses the face (then the dense flow moves the background as in ``background="warp"``).
-        surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop."""
+        surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop;
+        picture: where it shows the picture rather than its mirror image (used only with surroundings)."""
         from thead.render.masks import triangle_set_masks
         from thead.render.mesh_topology import closed_mesh_triangles
 
@@ -606,8 +594,8 @@ class MeshEngine:
         moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
         if layered:
             # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
-            # but for its neck stretching up after a rising head); the head (the person times the head weight, moved
-            # by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
+            # but for its neck stretching and bending after the head); the head (the person times the head weight,
+            # moved by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
             # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
             head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
             layers = torch.cat([source.person, source.background_share, head], 1)

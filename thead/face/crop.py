@@ -192,3 +192,11 @@ def picture_mask(frame_shape: tuple[int, ...], transform: np.ndarray, size: int,
     side = size + 2 * margin
     return cv2.warpAffine(np.ones((h, w), np.float32), a, (side, side), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def crop_surroundings(frame: np.ndarray, transform: np.ndarray, size: int, margin: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(``crop_frame(frame, transform, size, margin)``, ``picture_mask(frame.shape, transform, size, margin)``):
+    the crop with the picture around it, and where that is the picture rather than its mirror image past the
+    frame's edge, as ``MeshEngine.prepare`` takes them (``surroundings``, ``picture``)."""
+    return crop_frame(frame, transform, size, margin), picture_mask(frame.shape, transform, size, margin)

@@ -138,16 +138,14 @@ def _prepare_source(engine, prep: Prepared, image: np.ndarray, frame: int, warni
     original picture (``original``, read when None), so hair and background beyond the crop come in from the
     picture when the head moves; without the original (moved or unreadable) the crop's mirror image stands in,
     and ``warnings`` says so."""
-    from thead.face.crop import crop_frame, picture_mask
+    from thead.face.crop import crop_surroundings
 
     size = int(image.shape[0])
     surroundings = picture = None
     try:
         if original is None:
             original = _original_frame(prep, frame)
-        pad = engine.canvas_pad(size)
-        surroundings = crop_frame(original, prep.pre.transforms[frame], size, pad)
-        picture = picture_mask(original.shape, prep.pre.transforms[frame], size, pad)
+        surroundings, picture = crop_surroundings(original, prep.pre.transforms[frame], size, engine.canvas_pad(size))
     except (InputError, OSError, ValueError) as err:
         if warnings is not None:
             warnings.append(f"original picture not readable ({err}): the crop's border is mirrored")

@@ -30,19 +30,23 @@ def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
     return torch.cat([inv, -(inv @ matrix[..., 2:])], dim=-1)
 
 
-def crop_with_affine(frames: torch.Tensor, to_crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample frames [B, C, H, W] into crops [B, C, h, w] by affines ``to_crop`` [B, 2, 3] (frame -> crop pixels).
+def warp_affine(images: torch.Tensor, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """images [B, C, Hs, Ws] sampled at ``maps`` [B, 2, 3] (output pixel -> image pixel) -> [B, C, H, W].
 
     Bilinear, border-replicated. For strong downscaling pre-blur or area-resize first (no antialiasing here).
     """
-    h, w = size
-    B, _, H, W = frames.shape
-    back = invert_affine(to_crop.to(frames.dtype))  # crop -> frame
-    pix = pixel_centres(h, w, frames.device, frames.dtype).view(1, 2, -1)
-    pos = back[:, :, :2] @ pix + back[:, :, 2:]  # [B, 2, h*w] frame pixels
-    grid = pos * torch.tensor([2.0 / W, 2.0 / H], device=frames.device, dtype=frames.dtype).view(1, 2, 1) - 1.0
-    return F.grid_sample(frames, grid.transpose(1, 2).reshape(B, h, w, 2), mode="bilinear",
-                         padding_mode="border", align_corners=False)
+    hs, ws = images.shape[-2:]
+    pix = pixel_centres(height, width, images.device, images.dtype).view(1, 2, -1)
+    pos = maps[:, :, :2].to(images.dtype) @ pix + maps[:, :, 2:].to(images.dtype)
+    grid = pos * torch.tensor([2.0 / ws, 2.0 / hs], device=images.device, dtype=images.dtype).view(1, 2, 1) - 1.0
+    grid = grid.transpose(1, 2).reshape(-1, height, width, 2)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_with_affine(frames: torch.Tensor, to_crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample frames [B, C, H, W] into crops [B, C, h, w] by affines ``to_crop`` [B, 2, 3] (frame -> crop pixels),
+    with :func:`warp_affine` at their inverses."""
+    return warp_affine(frames, invert_affine(to_crop.to(frames.dtype)), *size)
 
 
 def paste_back(
