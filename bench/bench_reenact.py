@@ -135,12 +135,10 @@ def sheet(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
-    import cv2
+    """Contact-sheet label (thead.pipeline.evaluate.label at a small size)."""
+    from thead.pipeline.evaluate import label as write_label
 
-    out = img.copy()
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 2, cv2.LINE_AA)
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
+    return write_label(img, text, scale=0.4, origin=(4, 14))
 
 
 # ------------------------------------------------------------------------------------------------ sections

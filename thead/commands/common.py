@@ -20,6 +20,11 @@ SymmetryOption = Annotated[bool, typer.Option(
     "--symmetry/--no-symmetry",
     help="Fill the side of the head the source turned away from its mirror image (off: stretch what the source "
     "shows).")]
+# Options of the commands that render outputs (reenact, edit).
+RenderSizeOption = Annotated[int, typer.Option(help="Crop size (256 or 512) of faces preprocessed here.")]
+OutputCrfOption = Annotated[int, typer.Option(help="H.264 quality of the output videos.")]
+ForceOutputsOption = Annotated[bool, typer.Option("--force", help="Redo outputs that are current.")]
+JsonOutputsOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout.")]
 
 
 def stderr_console() -> Console:

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import DeviceOption, SymmetryOption, finish, run_batch
+from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
+                                  RenderSizeOption, SymmetryOption, finish, run_batch)
 from thead.pipeline.batch import collect_inputs
 from thead.pipeline.fit import FitParams
 from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
@@ -53,11 +54,11 @@ def edit(
                                   "result reads as asked (0 = render the asked values as they are)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     symmetry: SymmetryOption = True,
-    size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
-    crf: int = typer.Option(18, help="H.264 quality of output videos."),
+    size: RenderSizeOption = 256,
+    crf: OutputCrfOption = 18,
     device: DeviceOption = None,
-    force: bool = typer.Option(False, "--force", help="Redo outputs that are current."),
-    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per output on stdout."),
+    force: ForceOutputsOption = False,
+    json_lines: JsonOutputsOption = False,
 ) -> None:
     """Edit head pose, expression and gaze: OUTPUT/<item>_edit.png (photos) or _edit.mp4 (videos, every frame,
     timing and audio kept), or _orbit.mp4 with --orbit."""

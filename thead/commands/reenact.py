@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from thead.commands.common import DeviceOption, SymmetryOption, finish, run_batch, stderr_console
+from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
+                                  RenderSizeOption, SymmetryOption, finish, run_batch, stderr_console)
 from thead.errors import InputError
 from thead.pipeline.batch import InputItem, collect_inputs, merge_item_groups
 from thead.pipeline.fit import FitParams
@@ -45,12 +46,12 @@ def reenact(
     mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
     symmetry: SymmetryOption = True,
-    size: int = typer.Option(256, help="Crop size (256 or 512) of faces preprocessed here."),
-    crf: int = typer.Option(18, help="H.264 quality of the output videos."),
+    size: RenderSizeOption = 256,
+    crf: OutputCrfOption = 18,
     device: DeviceOption = None,
     batch_size: int = typer.Option(16, help="Frames rendered per batch."),
-    force: bool = typer.Option(False, "--force", help="Redo outputs that are current."),
-    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per output on stdout."),
+    force: ForceOutputsOption = False,
+    json_lines: JsonOutputsOption = False,
 ) -> None:
     """Make each source face perform each driver's motion (every source x every driver, or --pairs).
 

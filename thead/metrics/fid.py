@@ -21,7 +21,7 @@ from torch import nn
 
 from thead.errors import MissingWeightsError
 from thead.metrics._inputs import FrameInput, as_nchw
-from thead.metrics.lpips import load_checked_state
+from thead.metrics.lpips import load_safetensors_into
 from thead.metrics.result import MetricResult, missing_weights_reason
 
 WEIGHTS_NAME = "fid-inception"
@@ -185,11 +185,7 @@ class InceptionV3FID(nn.Module):
     @classmethod
     def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> "InceptionV3FID":
         """Build and load a safetensors file with torchvision/pytorch-fid key names (``fc.*`` ignored)."""
-        from safetensors.torch import load_file
-
-        model = cls()
-        load_checked_state(model, load_file(str(path)), Path(path))
-        return model.to(device).eval()
+        return load_safetensors_into(cls(), path, device)
 
 
 def load_inception(device: torch.device | str = "cpu", path: str | Path | None = None) -> InceptionV3FID:

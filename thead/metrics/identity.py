@@ -272,21 +272,24 @@ class ArcFaceOnnxEmbedder:
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of ``(N, D)`` and ``(N, D)`` (or ``(1, D)``, broadcast) arrays; NaN rows stay NaN."""
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    if len(a) != len(b) and len(b) != 1 and len(a) != 1:
-        raise ValueError(f"cosine_similarity: {len(a)} vs {len(b)} rows; align them or pass one reference row")
+    a, b = _paired_rows(a, b, "cosine_similarity")
     with np.errstate(invalid="ignore", divide="ignore"):
         return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def embedding_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise Euclidean distance of raw embeddings (``(1, D)`` broadcasts); for dlib, < 0.6 = same person."""
+    a, b = _paired_rows(a, b, "embedding_distance")
+    return np.linalg.norm(a - b, axis=1)
+
+
+def _paired_rows(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``a``, ``b`` as float64 ``(N, D)`` arrays whose rows pair up (equal counts, or one side a single row)."""
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
     if len(a) != len(b) and len(b) != 1 and len(a) != 1:
-        raise ValueError(f"embedding_distance: {len(a)} vs {len(b)} rows")
-    return np.linalg.norm(a - b, axis=1)
+        raise ValueError(f"{what}: {len(a)} vs {len(b)} rows; align them or pass one reference row")
+    return a, b
 
 
 _DEFAULT_EMBEDDER: DlibFaceEmbedder | None = None

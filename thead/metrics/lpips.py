@@ -80,11 +80,15 @@ class LPIPSAlex(nn.Module):
     @classmethod
     def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> "LPIPSAlex":
         """Build the module and load a safetensors file (keys above; extra keys such as ``classifier.*`` ignored)."""
-        from safetensors.torch import load_file
+        return load_safetensors_into(cls(), path, device)
 
-        model = cls()
-        load_checked_state(model, load_file(str(path)), Path(path))
-        return model.to(device).eval()
+
+def load_safetensors_into(model: nn.Module, path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """``model`` with the safetensors file ``path`` loaded (``load_checked_state``), on ``device``, in eval mode."""
+    from safetensors.torch import load_file
+
+    load_checked_state(model, load_file(str(path)), Path(path))
+    return model.to(device).eval()
 
 
 def load_checked_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -312,15 +312,18 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
     return report
 
 
+def label(image: np.ndarray, text: str, scale: float = 0.5, origin: tuple[int, int] = (6, 18)) -> np.ndarray:
+    """A copy of a uint8 image [H, W, 3] with ``text`` written at ``origin`` (x, y of the baseline's start, pixels;
+    black on a white outline), the font ``scale`` times OpenCV's simplex size."""
+    out = image.copy()
+    for colour, thickness in (((255, 255, 255), 2), ((0, 0, 0), 1)):
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return out
+
+
 def write_grid(path: Path, source: np.ndarray, driver: np.ndarray, generated: np.ndarray, fps: float) -> None:
     """A video of labelled columns source | driver | generated, each (size, size)."""
     from thead.io import VideoWriter
-
-    def label(img: np.ndarray, text: str) -> np.ndarray:
-        img = img.copy()
-        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2, cv2.LINE_AA)
-        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        return img
 
     src = label(source, "source")
     with VideoWriter(path, fps) as writer:
