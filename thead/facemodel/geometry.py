@@ -67,12 +67,6 @@ def direction_to_angles(direction: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.atan2(d[..., 0], -d[..., 2]), torch.asin((-d[..., 1]).clamp(-1.0, 1.0))], -1)
 
 
-def angles_to_direction(angles: torch.Tensor) -> torch.Tensor:
-    """Unit look directions [..., 3] of (yaw, pitch) radians [..., 2]; ``euler_to_matrix`` applied to (0, 0, -1)."""
-    yaw, pitch = angles.unbind(-1)
-    return torch.stack([torch.sin(yaw) * torch.cos(pitch), -torch.sin(pitch), -torch.cos(yaw) * torch.cos(pitch)], -1)
-
-
 def transform_points(vertices: torch.Tensor, pose: torch.Tensor, depth_offset: torch.Tensor | None = None
                      ) -> torch.Tensor:
     """Posed points [B, N, 3] in pixels (x, y, depth) of model points [B, N, 3] under pose [B, 6]."""

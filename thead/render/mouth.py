@@ -161,14 +161,6 @@ def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
     return out
 
 
-def mouth_opening_ratio(vertices: torch.Tensor) -> torch.Tensor:
-    """[B] largest inner-lip opening divided by the mouth width (0 = closed, ~0.5 = wide open)."""
-    frame = mouth_frame(vertices)
-    u = torch.linspace(-0.8, 0.8, 17, device=vertices.device).expand(vertices.shape[0], -1)
-    opening = interp1d(u, frame.lower_u, frame.lower_v) - interp1d(u, frame.upper_u, frame.upper_v)
-    return opening.amax(dim=1).clamp(min=0.0) / (2.0 * frame.half_width)
-
-
 @torch.no_grad()
 def source_teeth_colour(src_image: torch.Tensor, src_vertices: torch.Tensor) -> torch.Tensor:
     """[Bs, 3] teeth colour of the source: the brightest quarter of its mouth opening where that is clearly
