@@ -355,3 +355,43 @@ def test_known_identity_is_kept(clip):
     assert np.abs(fit.expression - clip["expression"][:40]).mean() < 0.05
     with pytest.raises(InputError, match="identity"):
         fit_sequence(clip["landmarks"][:5], None, SIZE, device="cpu", identity=np.zeros((68, 3)))
+
+
+# ----------------------------------------------------------------------------------------------- spec cache
+def _small_pca(seed: int):
+    """A PCA model on the 478 mesh points (thead's frame, cm), random bases: cheap to make and to spec."""
+    from thead.facemodel import PCAFaceModel
+
+    rng = np.random.default_rng(seed)
+    mean = load_face_model().mean_shape.astype(np.float64) + rng.normal(0.0, 0.1, (478, 3))
+    ids = np.arange(478)
+    return PCAFaceModel(mean, rng.normal(0.0, 0.1, (478, 3, 4)), rng.normal(0.0, 0.1, (478, 3, 3)), ids, ids,
+                        landmark_scheme="mediapipe478", frame="y_down")
+
+
+def test_spec_cache_never_gives_a_model_another_model_s_spec(monkeypatch):
+    """Specs were cached by id(model): a model that got a freed model's id was fitted with the freed model's spec.
+    Every object gets the same id() here, which makes that reuse certain."""
+    from thead.fitting import fit
+
+    monkeypatch.setattr(fit, "id", lambda obj: 1, raising=False)
+    cpu = torch.device("cpu")
+    a, b = _small_pca(0), _small_pca(1)
+    spec_a, spec_b = fit.fitting_spec(a, cpu), fit.fitting_spec(b, cpu)
+    assert spec_b is not spec_a
+    assert torch.equal(spec_b.mean, torch.as_tensor(b.mean_shape))
+    assert fit.fitting_spec(a, cpu) is spec_a  # still cached per model
+
+
+def test_spec_cache_lets_go_of_freed_models():
+    import gc
+    import weakref
+
+    from thead.fitting import fit
+
+    model = _small_pca(2)
+    fit.fitting_spec(model, torch.device("cpu"))
+    alive, before = weakref.ref(model), len(fit._SPEC_CACHE)
+    del model
+    gc.collect()
+    assert alive() is None and len(fit._SPEC_CACHE) == before - 1

@@ -170,6 +170,8 @@ class FanLandmarker:
             ) from exc
         import torch
 
+        from thead.device import default_device
+
         # face-alignment looks for its files in <torch hub>/checkpoints; point it at a folder that links ours.
         link_dir = Path(os.environ.get("THEAD_CACHE", Path.home() / ".cache" / "thead")) / "hub"
         (link_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -178,9 +180,8 @@ class FanLandmarker:
             if not dst.exists():
                 dst.symlink_to(src.resolve())
         torch.hub.set_dir(str(link_dir))
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device,
-                                                face_detector="sfd")
+        self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D,
+                                                device=str(default_device(device)), face_detector="sfd")
 
     def track(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
         faces = self.find_faces(frame)

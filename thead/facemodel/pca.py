@@ -29,8 +29,10 @@ import torch
 from thead.errors import InputError
 from thead.face import topology as topo
 from thead.facemodel import geometry as geo
+from thead.facemodel.spec import FittingSpec, make_fitting_spec
 
 SCHEMES = ("ibug68", "mediapipe478")
+NOISE_FRACTION = 0.02  # landmark noise scale of the Gaussian priors, a fraction of the model's RMS landmark radius
 
 
 class PCAFaceModel:
@@ -131,10 +133,21 @@ class PCAFaceModel:
         """Pixels [B, N, 3] of vertices under pose [B, 6] (see ``thead.facemodel.geometry``)."""
         return geo.project(vertices, pose, depth_offset)
 
-    def fitting_spec(self, device: torch.device) -> Any:
-        """The solver's view (see ``thead.fitting.fit.FittingSpec``): Gaussian priors, unbounded expressions."""
-        from thead.fitting.fit import NOISE_FRACTION, _make_spec
+    def fitting_spec(self, device: torch.device) -> FittingSpec:
+        """The solver's view of this model: Gaussian priors, unbounded expressions.
 
+        Parameters
+        ----------
+        device : torch.device
+            Where the spec's tensors live.
+
+        Returns
+        -------
+        FittingSpec
+            The landmark vertices' mean and expression fields, the identity map of a Gaussian identity prior
+            (``id_std``, else unit) under landmark noise ``NOISE_FRACTION`` of the model's RMS radius, and
+            expression ridges from ``exp_std``.
+        """
         lv = self.landmark_vertices
         mean = self.mean_shape[lv].astype(np.float64)
         fields = np.moveaxis(self.exp_basis[lv].astype(np.float64), 2, 0)  # [E, L, 3]
@@ -149,8 +162,9 @@ class PCAFaceModel:
                     else 1.0 / np.maximum(self.exp_std, 1e-12) ** 2)
         system = (basis * np.repeat(weight, 3)) @ basis.T + noise2 * np.diag(id_prec)
         id_map = np.linalg.solve(system, basis)  # coefficients = id_map @ (weighted residual sum)
-        return _make_spec(self.input_landmarks, mean, fields, self.expression_lower, self.expression_upper,
-                          noise2 * exp_prec, np.zeros(self.num_expressions), id_map, basis, None, weight, ref, device)
+        return make_fitting_spec(self.input_landmarks, mean, fields, self.expression_lower, self.expression_upper,
+                                 noise2 * exp_prec, np.zeros(self.num_expressions), id_map, basis, None, weight, ref,
+                                 device)
 
 
 def load_pca_model(path: str | Path) -> PCAFaceModel:

@@ -26,16 +26,19 @@ the residual gets a plain Whittaker pass. Frames without landmarks are filled by
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from thead.device import default_device
 from thead.errors import InputError
 from thead.face import topology as topo
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import EYE_CORNERS, EYEBALL_RADIUS_CM, IRIS, FaceModel, gaze_angles, load_face_model
+from thead.facemodel.spec import FittingSpec, make_fitting_spec
 from thead.fitting.result import FitResult
 from thead.fitting.smoothing import adaptive_smooth, cutoff_to_lambda, interpolate_gaps, whittaker_smooth
 
@@ -61,27 +64,7 @@ EXPRESSION_L1 = 0.02  # linear cost per unit coefficient, times the field's squa
 BASELINE_FRAMES = 25.0
 BASELINE_QUANTILE = 0.1
 HUBER_FRACTION = 0.05  # Huber threshold as a fraction of the model's RMS landmark radius
-NOISE_FRACTION = 0.02  # landmark noise scale (PCA priors), same reference
 EXPRESSION_RIDGE = 0.01  # cm^2 ridge on expression coefficients (scaled by the model size)
-
-
-@dataclass
-class FittingSpec:
-    """What the solver needs of a model, restricted to the fitted landmarks (L of them). Tensors on one device."""
-
-    obs_index: torch.Tensor  # [L] indices into the 478 input landmarks
-    mean: torch.Tensor  # [L, 3]
-    fields: torch.Tensor  # [E, L, 3]
-    field_gram: torch.Tensor  # [L, E*E]
-    lower: torch.Tensor  # [E]
-    upper: torch.Tensor  # [E]
-    ridge: torch.Tensor  # [E]
-    l1: torch.Tensor  # [E] linear cost of positive coefficients
-    id_map: torch.Tensor  # [K, L*3]: identity coefficients from the weighted residual sum
-    id_basis: torch.Tensor | None  # [K, L*3] (None: coefficients are per-point offsets)
-    baseline_quantile: torch.Tensor | None  # [E] quantile of each unit taken as the clip's resting value
-    point_weight: torch.Tensor  # [L]
-    ref_len: float
 
 
 def _similarity_tangents(points: np.ndarray) -> np.ndarray:
@@ -118,44 +101,39 @@ def _mesh_spec(model: FaceModel, device: torch.device) -> FittingSpec:
     ref = float(np.sqrt(((mean - mean.mean(0)) ** 2).sum(1).mean()))
     l1 = np.where(lo >= 0, EXPRESSION_L1, 0.0) * (fields ** 2).sum((1, 2))
     quantile = np.full(len(lo), BASELINE_QUANTILE)
-    return _make_spec(np.arange(n), mean, fields, lo, hi, np.full(len(lo), EXPRESSION_RIDGE), l1, id_map, None,
-                      quantile, weight, ref, device)
+    return make_fitting_spec(np.arange(n), mean, fields, lo, hi, np.full(len(lo), EXPRESSION_RIDGE), l1, id_map,
+                             None, quantile, weight, ref, device)
 
 
-def _make_spec(obs_index: np.ndarray, mean: np.ndarray, fields: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               ridge: np.ndarray, l1: np.ndarray, id_map: np.ndarray, id_basis: np.ndarray | None,
-               baseline_quantile: np.ndarray | None, weight: np.ndarray, ref: float,
-               device: torch.device) -> FittingSpec:
-    f32 = dict(dtype=torch.float32, device=device)
-    e, l = fields.shape[:2]
-    gram = np.einsum("elk,flk->lef", fields, fields).reshape(l, e * e)
-    return FittingSpec(
-        obs_index=torch.as_tensor(obs_index, dtype=torch.long, device=device),
-        mean=torch.as_tensor(mean, **f32), fields=torch.as_tensor(fields, **f32),
-        field_gram=torch.as_tensor(gram, **f32), lower=torch.as_tensor(lo, **f32), upper=torch.as_tensor(hi, **f32),
-        ridge=torch.as_tensor(ridge, **f32), l1=torch.as_tensor(l1, **f32), id_map=torch.as_tensor(id_map, **f32),
-        id_basis=None if id_basis is None else torch.as_tensor(id_basis, **f32),
-        baseline_quantile=None if baseline_quantile is None else torch.as_tensor(baseline_quantile, **f32),
-        point_weight=torch.as_tensor(weight, **f32), ref_len=ref)
-
-
-_SPEC_CACHE: dict[tuple[int, str], FittingSpec] = {}
+# Specs per model object and device. Weakly keyed: a spec goes when its model does, and a new model that happens to
+# get a freed model's id() never sees the old model's spec.
+_SPEC_CACHE: weakref.WeakKeyDictionary[Any, dict[str, FittingSpec]] = weakref.WeakKeyDictionary()
 
 
 def fitting_spec(model: Any, device: torch.device) -> FittingSpec:
-    """The solver's view of ``model`` on ``device`` (cached per model object and device)."""
-    key = (id(model), str(device))
-    if key not in _SPEC_CACHE:
-        if isinstance(model, FaceModel):
-            _SPEC_CACHE[key] = _mesh_spec(model, device)
-        else:
-            _SPEC_CACHE[key] = model.fitting_spec(device)
-    return _SPEC_CACHE[key]
+    """The solver's view of ``model`` on ``device``, cached per model object and device.
 
+    Parameters
+    ----------
+    model : FaceModel or a model with a ``fitting_spec(device)`` method (``PCAFaceModel``)
+        The model to fit.
+    device : torch.device
+        Where the spec's tensors live.
 
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    Returns
+    -------
+    FittingSpec
+        Built once per (model, device) while the model lives (a model that cannot be weakly referenced is not
+        cached).
+    """
+    try:
+        per_device = _SPEC_CACHE.setdefault(model, {})
+    except TypeError:  # not weakly referenceable: build it every time rather than key it by a reusable id()
+        per_device = {}
+    key = str(device)
+    if key not in per_device:
+        per_device[key] = _mesh_spec(model, device) if isinstance(model, FaceModel) else model.fitting_spec(device)
+    return per_device[key]
 
 
 # ------------------------------------------------------------------------------------------------ solver steps
@@ -353,7 +331,7 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
     Raises ``InputError`` for malformed input (wrong shape, NaN in valid frames, no valid frame, normalised
     coordinates).
     """
-    dev = torch.device(device) if device is not None else default_device()
+    dev = default_device(device)
     if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
         return _fit_sequence(landmarks, valid, image_size, smooth, dev, fps, model, identity, iterations, robust)
     previous = torch.get_num_threads()
