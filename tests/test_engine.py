@@ -291,6 +291,49 @@ def test_batches_and_streaming_agree(prepared, astro):
     assert one.shape == (5, S, S, 3) and one.dtype == np.uint8
 
 
+# ----------------------------------------------------------------------------------------------- settings
+# One changed value per setting: every field but batch_size must change the digest (a new field needs a line here).
+CHANGED_SETTINGS = {
+    "symmetry": False, "head_proxy": False, "pad_fraction": 0.1, "falloff": 0.7, "background": "warp",
+    "neck_follow": None, "head_proxy_centre": (0.0, -1.5), "head_proxy_rings": ((1.2, 3.0),),
+    "head_proxy_max_y": 2.5, "head_ellipse": (0.16, 0.8, 0.9), "head_ellipse_fade_from": (0.3, 0.64),
+    "neck_fade": 0.5, "neck_slack": 0.06, "matte_range": (0.2, 0.75), "plate_margin": 0.01,
+    "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
+    "edge_fade": 0.02, "surround_blend": 0.2,
+}
+
+
+def test_mesh_config_digest_names_what_is_rendered():
+    from dataclasses import fields
+
+    from thead.engines.mesh import ENGINE_VERSION, MeshConfig
+    from thead.engines.mesh_engine import ENGINE_VERSION as old_path
+
+    base = MeshConfig()
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == old_path == "mesh-9-aef486eced89"
+    assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
+    assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size"}
+    digests = {MeshConfig(**{name: value}).digest() for name, value in CHANGED_SETTINGS.items()}
+    assert len(digests) == len(CHANGED_SETTINGS) and base.digest() not in digests
+    assert MeshConfig(falloff=1, matte_range=[0.25, 0.75]).digest() == MeshConfig(falloff=1.0).digest()
+    with pytest.raises(ValueError, match="background must be"):
+        MeshConfig(background="blur")
+    with pytest.raises(ValueError, match="matte_range"):
+        MeshConfig(matte_range=(0.75, 0.25))
+
+
+def test_engine_settings_come_from_its_config():
+    from thead.engines.mesh import MeshConfig
+
+    engine = MeshEngine("cpu", batch_size=3, symmetry=False)
+    assert engine.config == MeshConfig(batch_size=3, symmetry=False) and engine.key == engine.config.digest()
+    custom = MeshEngine("cpu", config=MeshConfig(background="warp"), falloff=0.7)
+    assert custom.config == MeshConfig(background="warp", falloff=0.7) and custom.key != engine.key
+    assert MeshEngine("cpu").config == MeshConfig()
+    with pytest.raises(TypeError):
+        MeshEngine("cpu", no_such_setting=1)
+
+
 # ----------------------------------------------------------------------------------------------- real photos
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["s5.jpg", "s11.jpg"])
@@ -374,7 +417,7 @@ def test_ground_a_moving_head_uncovers_keeps_the_wall_s_lines_in_place(engine, a
     """A dark shelf line on the wall behind the astronaut at eye level, her head moved right by 12% and down by
     6% of the crop: where her head was, the line runs on at its own height (the plate is filled along its rows
     and dragged sideways only); dragged with the head's full flow it used to vanish there and show up lower."""
-    from thead.engines.mesh_engine import person_mask
+    from thead.face.segment import person_mask
 
     crop, lm, fit = astro
     person = person_mask(crop)
@@ -425,9 +468,9 @@ def test_surroundings_bring_in_the_hair_the_crop_cut(engine, landmarker, astrona
 
 
 def test_neck_bends_after_a_head_moved_far_sideways(engine, astro):
-    """Her head moved right by 15% of the crop: the top of her neck goes along (beyond NECK_SLACK), so no still
+    """Her head moved right by 15% of the crop: the top of her neck goes along (beyond ``neck_slack``), so no still
     neck is left showing beside the moved jaw, while her shoulders stay."""
-    from thead.engines.mesh_engine import NECK_SLACK
+    slack = engine.config.neck_slack
 
     crop, lm, fit = astro
     prepared = engine.prepare(crop, lm, fit)
@@ -447,6 +490,6 @@ def test_neck_bends_after_a_head_moved_far_sideways(engine, astro):
 
     far = round(0.15 * S)
     out = moved(far)
-    assert neck_centre(out) - neck_centre(crop) > far - NECK_SLACK * S  # (a still neck: 21 pixels)
+    assert neck_centre(out) - neck_centre(crop) > far - slack * S  # (a still neck: 21 pixels)
     # The shoulders stay: the bend fades down the neck.
     assert np.abs(out[round(0.92 * S):].astype(float) - crop[round(0.92 * S):]).mean() < 3.0

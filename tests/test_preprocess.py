@@ -306,7 +306,7 @@ def test_crop_frame_with_a_margin_keeps_the_picture_around_the_crop(astronaut):
 def test_picture_mask_marks_where_a_crop_runs_past_the_frame():
     """A crop whose top 20 rows (and 16-pixel margin) lie above a 100x100 frame: 0 there, 1 on the picture; the
     engine's fade of the person past it is 1 on (and below) the picture, 0 a few pixels past its edge."""
-    from thead.engines.mesh_engine import past_picture_fade
+    from thead.render.compose import past_picture_fade
     from thead.face.crop import picture_mask
 
     a = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 20.0]])  # frame (x, y) -> crop (x, y + 20)

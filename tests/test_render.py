@@ -431,3 +431,18 @@ def test_fill_holes_along_rows_carries_a_horizontal_line_through_the_hole():
     known[:, :, 50:52] = 0.0
     filled = fill_holes(image, known, along_rows=True)
     assert torch.isfinite(filled).all() and (filled[:, :, 50:52] - 0.8).abs().max() < 0.05
+
+
+def test_similarity_2d_recovers_a_known_similarity():
+    from thead.render.mouth import similarity_2d
+
+    rng = np.random.default_rng(3)
+    src = torch.as_tensor(rng.uniform(0, 100, (2, 20, 2)), dtype=torch.float32)
+    angle, scale, shift = 0.3, 1.4, torch.tensor([5.0, -7.0])
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    lin = torch.tensor([[c, -s], [s, c]], dtype=torch.float32)
+    dst = src @ lin.T + shift
+    a = similarity_2d(src, dst)
+    assert a.shape == (2, 2, 3)
+    assert torch.allclose(a[:, :, :2], lin.expand(2, 2, 2), atol=1e-4)
+    assert torch.allclose(a[:, :, 2], shift.expand(2, 2), atol=1e-2)

@@ -10,7 +10,7 @@
     frames = engine.render(prepared, transfer_motion(source_fit, driver_fit))
 """
 
-from thead.engines.mesh_engine import EngineOutput, MeshEngine, PreparedSource
+from thead.engines.mesh import EngineOutput, MeshConfig, MeshEngine, PreparedSource
 from thead.engines.motion import (
     EXPRESSION_ALIASES,
     TargetParams,
@@ -19,5 +19,5 @@ from thead.engines.motion import (
     transfer_motion,
 )
 
-__all__ = ["EXPRESSION_ALIASES", "EngineOutput", "MeshEngine", "PreparedSource", "TargetParams", "edit_params",
-           "orbit_params", "transfer_motion"]
+__all__ = ["EXPRESSION_ALIASES", "EngineOutput", "MeshConfig", "MeshEngine", "PreparedSource", "TargetParams",
+           "edit_params", "orbit_params", "transfer_motion"]

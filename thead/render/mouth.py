@@ -233,3 +233,76 @@ def mouth_layer(
     a_piece = ((s_half - dv) * scale + 1.0).clamp(0.0, 1.0)
     rgb = synth + a_piece.unsqueeze(1) * (piece - synth)
     return rgb.to(dst_vertices.dtype if dst_vertices.dtype.is_floating_point else rgb.dtype), alpha
+
+
+# ------------------------------------------------------------------------------------ the driver's mouth, aligned
+MOUTH_CORNERS_INNER = (int(LIPS_INNER[0]), int(LIPS_INNER[10]))  # 78 (subject's right), 308 (left)
+
+
+def similarity_2d(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Batched least-squares 2-D similarity (rotation, uniform scale, shift) taking ``src`` onto ``dst``.
+
+    Parameters
+    ----------
+    src, dst : torch.Tensor
+        [B, N, 2] corresponding points (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 2, 3] maps A with dst ~ A @ [src; 1].
+    """
+    ms, md = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    a, b = src - ms, dst - md
+    var = (a * a).sum((1, 2)).clamp(min=1e-9)
+    c = ((a * b).sum((1, 2))) / var  # s cos
+    s = ((a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]).sum(1)) / var  # s sin
+    lin = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # [B, 2, 2]
+    t = md[:, 0] - (lin @ ms[:, 0, :, None])[..., 0]
+    return torch.cat([lin, t[..., None]], -1)
+
+
+def mouth_map(target_vertices: torch.Tensor, driver_vertices: torch.Tensor) -> torch.Tensor:
+    """Affine maps from target pixels to driver pixels that carry the driver's mouth opening onto the target's.
+
+    A similarity on the inner-lip contour (position, size, tilt), then a stretch across the mouth (along the
+    target's corner-line normal, about the target mouth centre) by the ratio of the two openings, limited to
+    [0.6, 1.6] (none for a target opening under 1 pixel), so the driver's teeth and tongue fill the target opening.
+
+    Parameters
+    ----------
+    target_vertices : torch.Tensor
+        [B, 478, >=2] target face meshes (pixels).
+    driver_vertices : torch.Tensor
+        [B, 478, >=2] the driver's face meshes (pixels of the driver's crop).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 2, 3] affine maps, target pixel -> driver pixel (for ``warp_affine`` of the driver's crop).
+    """
+    lips_t = target_vertices[:, LIPS_INNER, :2].float()
+    lips_d = driver_vertices[:, LIPS_INNER, :2].float()
+    sim = similarity_2d(lips_t, lips_d)  # target -> driver
+    r, l = MOUTH_CORNERS_INNER
+
+    def opening_and_normal(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xy = v[..., :2].float()
+        axis = xy[:, l] - xy[:, r]
+        axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        normal = torch.stack([-axis[:, 1], axis[:, 0]], 1)
+        rel = xy[:, LIPS_INNER] - xy[:, LIPS_INNER].mean(1, keepdim=True)
+        across = (rel * normal[:, None]).sum(-1)
+        return across.amax(1) - across.amin(1), normal, xy[:, LIPS_INNER].mean(1)
+
+    open_t, normal_t, centre_t = opening_and_normal(target_vertices)
+    open_d, _, _ = opening_and_normal(driver_vertices)
+    sim_scale = sim[:, :, :2].det().abs().sqrt()
+    # Stretch k along the target normal: 1 + (k - 1) n n^T, about the target mouth centre.
+    k = (open_d / (open_t * sim_scale).clamp(min=1e-3)).clamp(0.6, 1.6)
+    k = torch.where(open_t > 1.0, k, torch.ones_like(k))
+    nn_t = normal_t[:, :, None] * normal_t[:, None, :]
+    stretch = torch.eye(2, device=k.device).expand_as(nn_t) + (k - 1.0).view(-1, 1, 1) * nn_t
+    shift = centre_t - (stretch @ centre_t[..., None])[..., 0]
+    pre = torch.cat([stretch, shift[..., None]], -1)  # target -> stretched target
+    return torch.cat([sim[:, :, :2] @ pre[:, :, :2], (sim[:, :, :2] @ pre[:, :, 2:]) + sim[:, :, 2:]], -1)

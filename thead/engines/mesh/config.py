@@ -1,0 +1,150 @@
+"""The mesh engine's settings: one frozen ``MeshConfig``, whose ``digest()`` is part of every output's cache key.
+
+Lengths in the face's own frame are in eyes-to-chin distances (``HEAD_ELLIPSE``-style tuples), model-frame
+lengths in centimetres, image lengths as fractions of the crop or canvas side, as each field says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+
+# Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
+# an older engine are redone rather than skipped as current (settings changes are in the digest already).
+CODE_REVISION = 9
+BACKGROUNDS = ("still", "warp")
+
+
+def _pair(value: object) -> tuple[float, ...]:
+    return tuple(float(v) for v in value)  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Settings of :class:`thead.engines.mesh.MeshEngine` (what it renders, and how many frames per torch call).
+
+    Attributes
+    ----------
+    batch_size : int
+        Frames per torch call (values below 1 count as 1). Not part of ``digest()``: renders are the same for
+        every batch size.
+    symmetry : bool
+        Where a target shows what the source hid or saw edge-on (a cheek, ear and hair turned away), blend in the
+        render of the source's mirror image (``thead.render.symmetry``).
+    head_proxy : bool
+        Skull points around the face turn with the head and move the hair and head outline with it.
+    pad_fraction : float
+        The render canvas is the crop plus this fraction of its side on each edge (negative counts as 0), so the
+        dense flow's taper to zero at the canvas border never squeezes the crop's own border rows.
+    falloff : float
+        The dense flow reaches zero this many face sizes away from the driving points.
+    background : str
+        "still": the person (head, hair, body; segmented in the source) moves over a still copy of the
+        background whose uncovered parts are filled from the surroundings; "warp": the dense flow moves everything
+        near the head.
+    neck_follow : float or None
+        Share of the head's motion the shoulders take (below ``neck_weight``'s fade; with a person mask the body
+        layer's neck stretches up after a rising head from there, and bends after sideways motion beyond
+        ``neck_slack``). None: no head/body split, the dense flow moves them as ``render_head`` does.
+    head_proxy_centre : (float, float)
+        Head proxy: the upper face-oval points (above ``head_proxy_max_y``, i.e. not the jaw) are moved outwards in
+        x, y about this model-frame point (cm) ...
+    head_proxy_rings : tuple of (float, float)
+        ... once per ring, by (x-y scale, extra depth in cm).
+    head_proxy_max_y : float
+        Model-frame y (cm, down positive) below which face-oval points (the jaw) are left out of the proxy.
+    head_ellipse : (float, float, float)
+        The head ellipse in the face's own frame (``head_ellipse_coords``): centre v, half width, half height, in
+        eyes-to-chin distances, v from the eyes towards the chin.
+    head_ellipse_fade_from : (float, float)
+        The gate (v from, v to) below which neck and shoulders are told apart from the head (``below_head``).
+    neck_fade : float
+        Below the gate, the head weight falls from 1 on the head ellipse to 0 this many ellipse radii outside it.
+    neck_slack : float
+        Sideways head motion (fraction of the crop side) the neck absorbs by bending before it goes along.
+    matte_range : (float, float)
+        The segmentation's soft person mask is mapped through a smoothstep over this range (crisper edges).
+    plate_margin : float
+        The background plate keeps the source up to this fraction of the canvas side off the matte.
+    min_mirror_share : float
+        The mirror image is rendered only for frames whose largest symmetry share exceeds this.
+    mirror_region : (float, float)
+        The symmetry fill acts on the head: its share fades from 1 to 0 between these head-ellipse radii ...
+    mirror_neck : (float, float)
+        ... and below the gate (neck and clothes, which are not mirrored) between these radii.
+    background_band : float
+        Ground the moved head uncovers, and this fraction of the canvas side around it, shows the background
+        dragged sideways with the head; elsewhere the background stands still.
+    edge_fade : float
+        Past the crop's edges (not the bottom), or past the picture's, the person matte fades out over this
+        fraction of the crop side.
+    surround_blend : float
+        With the crop's real surroundings, their person mask blends into the crop's own over this fraction of the
+        crop side.
+    """
+
+    batch_size: int = field(default=16, metadata={"digest": False})
+    symmetry: bool = True
+    head_proxy: bool = True
+    pad_fraction: float = 0.125
+    falloff: float = 0.6
+    background: str = "still"
+    neck_follow: float | None = 0.0
+    head_proxy_centre: tuple[float, float] = (0.0, -1.0)
+    head_proxy_rings: tuple[tuple[float, float], ...] = ((1.2, 3.0), (1.45, 6.0))
+    head_proxy_max_y: float = 2.0
+    head_ellipse: tuple[float, float, float] = (0.16, 0.8, 0.88)
+    head_ellipse_fade_from: tuple[float, float] = (0.32, 0.64)
+    neck_fade: float = 0.56
+    neck_slack: float = 0.05
+    matte_range: tuple[float, float] = (0.25, 0.75)
+    plate_margin: float = 0.005
+    min_mirror_share: float = 0.02
+    mirror_region: tuple[float, float] = (1.5, 2.0)
+    mirror_neck: tuple[float, float] = (0.95, 1.25)
+    background_band: float = 0.01
+    edge_fade: float = 0.015
+    surround_blend: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be 'still' or 'warp', got '{self.background}'")
+        given = {
+            "batch_size": max(1, int(self.batch_size)), "symmetry": bool(self.symmetry),
+            "head_proxy": bool(self.head_proxy), "pad_fraction": max(0.0, float(self.pad_fraction)),
+            "neck_follow": None if self.neck_follow is None else float(self.neck_follow),
+            "head_proxy_rings": tuple(_pair(r) for r in self.head_proxy_rings),
+        }
+        for f in fields(self):
+            if f.name in given:
+                value = given[f.name]
+            elif isinstance(f.default, tuple):
+                value = _pair(getattr(self, f.name))
+            elif isinstance(f.default, float):
+                value = float(getattr(self, f.name))
+            else:
+                continue
+            object.__setattr__(self, f.name, value)
+        for name in ("matte_range", "mirror_region", "mirror_neck", "head_ellipse_fade_from"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name} must be an increasing pair, got {(lo, hi)}")
+
+    def digest(self) -> str:
+        """A stable name of what this configuration renders: part of every output's cache key.
+
+        Returns
+        -------
+        str
+            ``"mesh-<CODE_REVISION>-<12 hex digits>"``: a hash of ``CODE_REVISION`` and every field but
+            ``batch_size``. Equal settings give equal digests across runs, machines and Python versions.
+        """
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("digest", True)}
+        blob = json.dumps([CODE_REVISION, settings], sort_keys=True)
+        return f"mesh-{CODE_REVISION}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
+
+
+DEFAULT_CONFIG = MeshConfig()
+
+__all__ = ["BACKGROUNDS", "CODE_REVISION", "DEFAULT_CONFIG", "MeshConfig"]

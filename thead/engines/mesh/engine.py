@@ -1,0 +1,596 @@
+"""The default, weight-free engine: the source face as a textured 3-D mesh, posed and rendered per frame.
+
+``prepare`` takes the source crop, its detected 478 landmarks and its face-model fit. The texture coordinates are
+the detected landmarks themselves (exact), and the source's residual is re-derived from them, so the model
+reproduces the detected landmarks exactly: rendering the source's own parameters gives the source back.
+
+``render`` builds, for each target, the source's face mesh with the target's pose, expression, residual and gaze
+(``FaceModel.posed`` with the SOURCE identity) and renders it with the stages of :func:`thead.render.render_head`
+(z-buffered mesh warp inside the face, dense warp around it, iris layer for gaze, closing lids, inner-mouth
+layer: synthesised cavity and teeth, or the driver's mouth), with four additions that real clips showed were
+needed (``bench/bench_reenact.py``):
+
+* head proxy: points on the skull around the face turn rigidly with the head and drive the dense flow too, so
+  hair and head outline follow a turn (the face mesh alone dragged them too little);
+* head over body over background: the person (``thead.face.segment.person_mask``) is split by a head weight
+  (``regions.neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by
+  the head's flow, and a body layer (neck and shoulders) that stays but for its neck stretching up after a
+  rising head and bending after a head that moved far sideways, both over a still copy of the background
+  (premultiplied layers, ``thead.render.compose``; identity targets still give the source back). A head that drops or turns slides over
+  its own neck and collar instead of dragging the wall beside the jaw down over the shoulders; ground the head
+  uncovers shows the background plate (filled along its rows) dragged sideways with the head;
+* padded canvas: the render runs on the crop plus a border, the source's own picture around the crop when
+  given (``surroundings``), else the crop's mirror image, so the dense flow's taper to zero at the canvas edge
+  never squeezes the crop's own border and hair the crop cut off comes in with a moving head;
+* symmetry fill: where the target shows a side of the head the source turned away, the render of the source's
+  mirror image (flipped about the face, landmarks relabelled by the model's mirror map) is blended in, with a
+  per-vertex share from how squarely source and target see the surface, carried over the head beyond the mesh.
+
+Everything is batched in torch (CPU or CUDA); the only Python loop is over batches of ``batch_size`` frames.
+The settings are a :class:`MeshConfig` (``config.py``); ``MeshEngine.key`` names them in output cache keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from thead.device import default_device
+from thead.engines.mesh.config import MeshConfig
+from thead.engines.mesh.regions import head_proxy_points, mirror_index, mirror_region, neck_weight
+from thead.engines.motion import TargetParams
+from thead.face.segment import person_mask
+from thead.facemodel import geometry as geo
+from thead.facemodel.model import FaceModel, load_face_model
+from thead.fitting.result import FitResult
+from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
+from thead.render.compose import body_layer, dilate, outside_fade, past_picture_fade, premultiplied
+from thead.render.dense_flow import smoothstep
+from thead.render.head_render import weighted_flow
+from thead.render.images import bar_mask, fill_bars, letterbox_bars
+from thead.render.layers import SourceFace, over
+from thead.render.masks import blur3, fill_holes, triangle_set_masks
+from thead.render.mesh_topology import closed_mesh_triangles
+from thead.render.mesh_warp import flow_to_grid, warp_image
+from thead.render.mouth import mouth_map
+from thead.render.paste_back import warp_affine
+from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
+                                   mirror_weights, mirrored_source, relight_mirror)
+
+
+@dataclass
+class PreparedSource:
+    """A source face ready to render (prepare once, render any number of targets).
+
+    face: the renderer's prepared source (padded image, texture mesh, eye textures) on ``device``.
+    landmarks [478, 3] float32: the detected source landmarks (crop pixels; the texture coordinates).
+    identity [478, 3] cm: the source's neutral shape. residual [478, 3] cm: the residual that makes the model
+    reproduce ``landmarks`` exactly under the source's own parameters; ``residual_fix`` = that minus the fit's
+    residual, added to every target's residual (targets carry the fit's residual plus their changes).
+    params: the source's own parameters (1 frame). size: crop side in pixels. pad: pixels of mirrored border
+    around the crop in the render canvas (``face`` lives on the padded canvas).
+    head_points [K, 3] cm: head-proxy points (model frame); head_source [1, K, 3]: where they are in the source
+    (canvas pixels).
+    person [1, 1, H, W] in [0, 1]: the source's person (head, hair, body) mask on the canvas, and background
+    [1, 3, H, W]: the source with the person filled in from the surroundings; with them the background stays
+    still and sharp while the person moves (None: the dense flow moves the background near the head too).
+    head_weight [1, 1, H, W]: how much of each source pixel belongs to the head (``neck_weight``: 1 on the head,
+    fading to 0 down the neck; None: all of it). With a person mask the head part of the person
+    moves with the head and the rest (the body layer) stays; without one, the dense flow is weighted by it.
+    visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
+    the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
+    bars [1, 1, S, S]: 1 on black bars framing the crop (``letterbox_bars``), framed [1, 3, S, S]: the source crop
+    with them, put back over the output (None: no bars; ``face`` and the masks see the bars filled).
+    """
+
+    face: SourceFace
+    landmarks: np.ndarray
+    identity: torch.Tensor
+    residual: torch.Tensor
+    residual_fix: torch.Tensor
+    params: TargetParams
+    size: int
+    device: torch.device
+    pad: int = 0
+    head_points: torch.Tensor | None = None
+    head_source: torch.Tensor | None = None
+    person: torch.Tensor | None = None
+    background: torch.Tensor | None = None
+    head_weight: torch.Tensor | None = None
+    visibility: torch.Tensor | None = None
+    mirrored: PreparedSource | None = None
+    bars: torch.Tensor | None = None
+    framed: torch.Tensor | None = None
+
+    @property
+    def background_share(self) -> torch.Tensor | None:
+        """[1, 3, H, W]: the background's part of the source image, (1 - person) * background."""
+        return None if self.person is None else (1.0 - self.person) * self.background
+
+    @cached_property
+    def body_layer(self) -> torch.Tensor | None:
+        """[1, 4, H, W]: the body (neck, shoulders) as a premultiplied layer (colour, alpha) under the head layer
+        (:func:`thead.render.compose.body_layer` of the source image, person mask and ``head_weight``). None
+        without a person mask or head weight. Computed once per prepared source."""
+        if self.person is None or self.head_weight is None:
+            return None
+        return body_layer(self.face.image, self.person, self.head_weight, self.background_share)
+
+
+@dataclass
+class EngineOutput:
+    """frames uint8 [B, S, S, 3]; changed float32 [B, S, S] in [0, 1]: what the render changed (face and
+    anything that moved; the ``crop_mask`` for :func:`thead.render.paste_back`); vertices float32 [B, 478, 3]:
+    the target meshes (crop pixels, depth)."""
+
+    frames: np.ndarray
+    changed: np.ndarray
+    vertices: np.ndarray
+
+
+class MeshEngine:
+    """Weight-free reenactment / editing: ``prepare`` a source once, ``render`` target parameters in batches.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        "cpu", "cuda", ... or None (CUDA when available; ``thead.device.default_device``).
+    batch_size : int or None
+        Frames per torch call; None keeps ``config.batch_size``.
+    model : FaceModel or None
+        The face model (default: the packaged 478-point model).
+    config : MeshConfig or None
+        The settings (default: ``MeshConfig()``).
+    **settings
+        Any ``MeshConfig`` field by name (``symmetry=False``, ``background="warp"``, ...), overriding ``config``'s.
+
+    Attributes
+    ----------
+    config : MeshConfig
+        The settings in use; ``key`` (its ``digest()``) names what this engine renders in output cache keys.
+    device : torch.device
+        Where it computes.
+    """
+
+    name = "mesh"
+
+    def __init__(self, device: str | torch.device | None = None, batch_size: int | None = None,
+                 model: FaceModel | None = None, *, config: MeshConfig | None = None, **settings: Any) -> None:
+        config = MeshConfig() if config is None else config
+        if batch_size is not None:
+            settings["batch_size"] = batch_size
+        self.config = replace(config, **settings) if settings else config
+        self.device = default_device(device)
+        self.model = load_face_model() if model is None else model
+        self.mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=self.device)  # [478]
+
+    @property
+    def key(self) -> str:
+        """What this engine renders, for output cache keys: ``config.digest()`` (batch size and device aside)."""
+        return self.config.digest()
+
+    # ------------------------------------------------------------------------------------------- source
+    def canvas_pad(self, size: int) -> int:
+        """Pixels of border around a crop in the render canvas.
+
+        Parameters
+        ----------
+        size : int
+            S, the crop's side in pixels.
+
+        Returns
+        -------
+        int
+            ``round(config.pad_fraction * S)``.
+        """
+        return int(round(self.config.pad_fraction * size))
+
+    @torch.no_grad()
+    def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
+                frame: int = 0, person: np.ndarray | None = None,
+                surroundings: np.ndarray | None = None, picture: np.ndarray | None = None) -> PreparedSource:
+        """Prepare a source face once for any number of renders.
+
+        Parameters
+        ----------
+        source_image : np.ndarray
+            uint8 [S, S, 3] RGB: the source crop.
+        source_landmarks : np.ndarray
+            [478, 3] its detected landmarks (crop pixels, as detected; the texture coordinates).
+        source_fit : FitResult
+            Its fit (T = 1, or a video fit whose frame ``frame`` is the source).
+        frame : int
+            Which frame of ``source_fit`` the crop is.
+        person : np.ndarray or None
+            float [S, S] in [0, 1]: a soft person mask of the crop (default: ``thead.face.segment.person_mask``
+            when ``config.background == "still"``).
+        surroundings : np.ndarray or None
+            uint8 [S + 2 p, S + 2 p, 3], p = ``canvas_pad(S)``: the crop with the picture around it
+            (``crop_frame`` with ``margin=p``); hair and background the crop cut off then come in from the picture
+            when the head moves, instead of from a mirror image of the crop (ignored for a letterboxed crop).
+        picture : np.ndarray or None
+            float [S + 2 p, S + 2 p] in [0, 1]: where ``surroundings`` show the picture (1) rather than its mirror
+            image past the picture's edge (0; ``picture_mask``): the person fades out past the picture's top and
+            sides there, as past the crop's edge without surroundings.
+
+        Returns
+        -------
+        PreparedSource
+            The source on the engine's device, ready for ``render``.
+
+        Raises
+        ------
+        ValueError
+            For a crop, landmarks, fit, person mask or surroundings of the wrong kind or shape.
+        """
+        cfg = self.config
+        img = np.asarray(source_image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] != img.shape[1]:
+            raise ValueError(f"source_image must be a square uint8 crop [S, S, 3], got {img.dtype} {img.shape}")
+        lm = np.asarray(source_landmarks, np.float32)
+        if lm.shape != (478, 3) or not np.isfinite(lm).all():
+            raise ValueError(f"source_landmarks must be finite [478, 3], got {lm.shape}")
+        if not isinstance(source_fit, FitResult) or source_fit.identity.shape != (478, 3):
+            raise ValueError("source_fit must be a FitResult of the 478-point model")
+        params = TargetParams.from_fit(source_fit, frame)
+        dev = self.device
+        bars = letterbox_bars(img)
+        bar_alpha = framed = None
+        if any(bars):
+            # Black bars framing the picture (a letterboxed video) are not part of the scene: the render sees the
+            # picture's edge repeated into them (a neck stretching up reads neck, not black) and the bars are put
+            # back over every output frame.
+            bar_alpha = torch.as_tensor(bar_mask(img.shape[:2], bars), device=dev)[None, None]
+            framed = frames_to_tensor(img, dev)
+            img = fill_bars(img, bars)
+        identity = torch.as_tensor(source_fit.identity, dtype=torch.float32, device=dev)
+        pose = torch.as_tensor(params.pose, device=dev)
+        depth = torch.as_tensor(params.depth_offset, device=dev)
+        lm_t = torch.as_tensor(lm, device=dev)[None]
+        # Residual that makes the model hit the detected landmarks exactly (model frame, cm).
+        model_pts = self.model.shape(identity, torch.as_tensor(params.expression, device=dev), None,
+                                     torch.as_tensor(params.gaze, device=dev))
+        exact = geo.unproject(lm_t, pose, depth) - model_pts  # [1, 478, 3]
+        fix = exact[0] - torch.as_tensor(params.residual[0], device=dev)
+        size = int(img.shape[0])
+        pad = self.canvas_pad(size)
+        if surroundings is not None:
+            surroundings = np.asarray(surroundings)
+            if surroundings.shape != (size + 2 * pad, size + 2 * pad, 3) or surroundings.dtype != np.uint8:
+                raise ValueError(f"surroundings must be uint8 [{size + 2 * pad}, {size + 2 * pad}, 3] (the crop with "
+                                 f"{pad} pixels around it), got {surroundings.dtype} {surroundings.shape}")
+            if framed is not None:
+                surroundings = None  # the bars frame the picture: what lies past them is not the scene
+            else:
+                surroundings = surroundings.copy()
+                surroundings[pad:pad + size, pad:pad + size] = img  # the crop itself is the source, to the level
+        image = frames_to_tensor(img if surroundings is None else surroundings, dev)
+        if surroundings is None and pad:
+            # Mirrored, not replicated: where the head moves away from a crop edge that cut the hair, the
+            # uncovered band then shows plausible hair texture instead of streaks of the edge row.
+            image = F.pad(image, (pad, pad, pad, pad), mode="reflect")
+        shift = torch.tensor([pad, pad, 0.0], device=dev)
+        face = prepare_source(image, lm_t + shift)
+        head = head_src = None
+        if cfg.head_proxy:
+            head = head_proxy_points(identity, cfg)
+            head_src = geo.transform_points(head[None], pose, depth) + shift
+        mask = background = None
+        if cfg.background == "still":
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture)
+        weight = None
+        if cfg.neck_follow is not None:
+            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], cfg)
+        prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
+                                  params=params, size=size, device=dev, pad=pad, head_points=head,
+                                  head_source=head_src, person=mask, background=background,
+                                  head_weight=weight, bars=bar_alpha, framed=framed)
+        if cfg.symmetry:
+            self._prepare_mirror(prepared, image, lm_t + shift)
+        return prepared
+
+    def _prepare_mirror(self, prepared: PreparedSource, canvas: torch.Tensor, vertices: torch.Tensor) -> None:
+        """Add the source's visibility and its mirror image (``symmetry``) to ``prepared``. canvas [1, 3, H, W],
+        vertices [1, 478, 3] canvas pixels with depth."""
+        prepared.visibility = mesh_visibility(vertices)
+        image, flipped, k = mirrored_source(canvas, vertices, self.mirror)
+        image = relight_mirror(canvas, vertices, self.mirror, prepared.visibility, image, flipped)
+        flip = lambda x: None if x is None else flip_columns(x, k)  # noqa: E731
+        head_src = None
+        if prepared.head_points is not None:
+            head_src = flip_points(prepared.head_source, k)[:, mirror_index(prepared.head_points)]
+        prepared.mirrored = replace(prepared, face=prepare_source(image, flipped), head_source=head_src,
+                                    person=flip(prepared.person), background=flip(prepared.background),
+                                    head_weight=flip(prepared.head_weight), visibility=None, mirrored=None)
+
+    def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
+                          person: np.ndarray | None, surroundings: np.ndarray | None = None,
+                          picture: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
+        segmentation misses the face (then the dense flow moves the background as in ``background="warp"``).
+        surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop;
+        picture: where it shows the picture rather than its mirror image (used only with surroundings)."""
+        cfg = self.config
+        dev = canvas.device
+        m = person_mask(crop) if person is None else np.asarray(person, np.float32)
+        if m.shape != crop.shape[:2]:
+            raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
+        whole = surroundings is not None and pad > 0
+        if whole:
+            # The picture around the crop is segmented too; the crop's own, finer mask takes over inside the crop
+            # over a band of ``surround_blend`` of its side (no seam where the two segmentations differ).
+            around = person_mask(surroundings)
+            S = crop.shape[0]
+            edge = np.minimum(np.arange(S) + 0.5, S - 0.5 - np.arange(S))  # pixels from the crop's edge
+            w = np.clip(np.minimum(edge[:, None], edge[None, :]) / max(cfg.surround_blend * S, 1.0), 0.0, 1.0)
+            inner = around[pad:pad + S, pad:pad + S]
+            around[pad:pad + S, pad:pad + S] = w * m + (1.0 - w) * inner
+            m = around
+        mask = torch.as_tensor(m, device=dev)[None, None]
+        if pad and not whole:
+            mask = F.pad(mask, (pad, pad, pad, pad), mode="reflect")  # as the canvas: the plate's hole fits it
+        H, W = canvas.shape[-2:]
+        face = triangle_set_masks(vertices, [closed_mesh_triangles()], H, W)
+        covered = float((mask * face).sum() / face.sum().clamp(min=1.0))
+        if covered < 0.8:
+            return None, None
+        # A crisper matte: fewer half-person pixels whose background share has to come from the plate's guess.
+        lo, hi = cfg.matte_range
+        mask = torch.maximum(smoothstep((mask - lo) / (hi - lo)), face)
+        # Background plate: the source wherever the matte is 0 (a margin of ``plate_margin`` off the person), a
+        # smooth fill along each row elsewhere (the wall's horizontal lines run on through the person's place).
+        # The compositing subtracts (1 - matte) * plate from the warped source, so the plate must equal the source
+        # wherever the matte says "background".
+        known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(cfg.plate_margin * H))))
+        plate = fill_holes(canvas, known, along_rows=True)
+        if whole and picture is not None:
+            mask = mask * past_picture_fade(picture, cfg.edge_fade * crop.shape[0]).to(dev)
+        if pad and not whole:
+            # Past the crop's edge nobody knows where the person ends: the matte (not the plate's hole) fades out
+            # over ``edge_fade`` of the crop side, so hair cut by the crop's top edge ends softly when the head moves
+            # down, instead of being stretched out of the mirrored border.
+            mask = mask * outside_fade(crop.shape[0], pad, cfg.edge_fade, dev)
+        return mask, plate
+
+    # ------------------------------------------------------------------------------------------- targets
+    @torch.no_grad()
+    def target_vertices(self, prepared: PreparedSource, targets: TargetParams) -> torch.Tensor:
+        """The source's face mesh at each target.
+
+        Parameters
+        ----------
+        prepared : PreparedSource
+            The source (its identity and residual fix are used).
+        targets : TargetParams
+            B targets (pose, expression, residual, gaze, depth offset).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 [B, 478, 3] on the engine's device: crop pixels x, y and depth.
+        """
+        dev = prepared.device
+        t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=dev)  # noqa: E731
+        residual = t(targets.residual) + prepared.residual_fix
+        return self.model.posed(t(targets.pose), prepared.identity, t(targets.expression), residual,
+                                t(targets.gaze), t(targets.depth_offset))
+
+    @torch.no_grad()
+    def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
+                      mouth_landmarks: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images [B, 3, S, S], changed [B, 1, S, S], target vertices [B, 478, 3] crop pixels)."""
+        dev, pad, size = prepared.device, prepared.pad, prepared.size
+        dst = self.target_vertices(prepared, targets)
+        B = dst.shape[0]
+        mouth_image = None
+        if mouth_frames is not None:
+            drv = frames_to_tensor(np.asarray(mouth_frames), dev)
+            drv_v = torch.as_tensor(np.asarray(mouth_landmarks, np.float32), device=dev)
+            mouth_image = warp_affine(drv, mouth_map(dst, drv_v), size, size)
+            if pad:
+                mouth_image = F.pad(mouth_image, (pad, pad, pad, pad), mode="replicate")
+        shift = torch.tensor([pad, pad, 0.0], device=dev)
+        dst_canvas = dst + shift
+        dst_head = None
+        if prepared.head_points is not None:
+            pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
+            depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
+            dst_head = (geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
+        image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image)
+        if prepared.mirrored is not None:
+            weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
+            side, profile = fill_profile(dst_canvas, weights)
+            # Frames that use the mirror image.
+            need = torch.nonzero(profile[:, -1] > self.config.min_mirror_share).squeeze(1)
+            if need.numel():
+                H, W = image.shape[-2:]
+                dst_n = dst_canvas[need]
+                share = (fill_weight_map(dst_n, weights[need], H, W, (side[need], profile[need]))
+                         * mirror_region(dst_n, H, W, self.config))
+                image_m, changed_m = self._render_source(
+                    prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
+                    None if mouth_image is None else mouth_image[need])
+                image = image.index_copy(0, need, over(image[need], image_m, share))
+                changed = changed.index_copy(0, need, torch.maximum(changed[need], changed_m * share))
+        crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
+        image, changed = image[crop], changed[crop]
+        if prepared.bars is not None:
+            image = image + prepared.bars * (prepared.framed - image)
+            changed = changed * (1.0 - prepared.bars)
+        return image, changed, dst
+
+    def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
+                       dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
+        pixels) over ``still``'s body and background: (image [B, 3, H, W], changed [B, 1, H, W]) on the canvas.
+        dst_head [B, K, 2]: where the head points go (None: no head proxy)."""
+        cfg = self.config
+        B = dst.shape[0]
+        extra = None
+        if source.head_source is not None and dst_head is not None:
+            extra = (source.head_source[..., :2].expand(B, -1, -1), dst_head)
+        layered = source.person is not None and still.person is not None
+        weight = None
+        if not layered and source.head_weight is not None and cfg.neck_follow is not None:
+            weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
+        out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
+                          extra_points=extra, source_weight=weight)
+        mesh_mask = out.mesh.mask
+        image = out.image
+        moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
+        if layered:
+            # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
+            # but for its neck stretching and bending after the head); the head (the person times the head weight,
+            # moved by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
+            # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
+            head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
+            layers = torch.cat([source.person, source.background_share, head], 1)
+            both = warp_image(layers, out.grid)
+            head_t = both[:, 4:5] * (1.0 - mesh_mask)
+            alpha = mesh_mask + head_t * both[:, :1]
+            colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], both[:, 1:4])
+            size = tuple(image.shape[-2:])
+            body = still.body_layer
+            if body is not None:
+                # The body stays, but where the head rises away from it the neck stretches up after it (the head's
+                # flow fading down the neck, its upward part only): a rising head never leaves its collar and the
+                # top of the neck showing through its own soft lower edge, and a dropping one still slides over.
+                follow = cfg.neck_follow or 0.0
+                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight)
+                # Sideways it bends: the neck takes the head's sideways motion beyond ``neck_slack`` of the crop side
+                # (no still neck left showing beside a jaw that moved far), none of a small sway.
+                slack = cfg.neck_slack * still.size
+                px = pull[:, :1]
+                px = follow * px + (1.0 - follow) * torch.sign(px) * (px.abs() - slack).clamp(min=0.0)
+                pull = torch.cat([px, pull[:, 1:].clamp(min=0.0)], 1)
+                body = warp_image(body, flow_to_grid(pull, size))
+            # Background: still, except where the head uncovers ground the source never showed (the source's head,
+            # now neither head nor body): there the plate (filled along its rows, so a shelf or a horizon runs on
+            # behind the head) is dragged sideways with the head, bringing the real wall beside the old head in
+            # rather than the plate's smooth fill, and never up or down across the plate's horizontal lines.
+            cover = alpha if body is None else alpha + (1.0 - alpha) * body[:, 3:]
+            band = max(1, int(round(cfg.background_band * image.shape[-2])))
+            head_s = still.person if still.head_weight is None else still.person * still.head_weight
+            uncovered = ((head_s - cover) > 0.05).to(image.dtype)
+            near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
+            sideways = torch.cat([out.flow[:, :1], torch.zeros_like(out.flow[:, 1:])], 1)
+            dragged = warp_image(source.background, flow_to_grid(sideways, size))
+            background = still.background + near * (dragged - still.background)
+            if body is not None:
+                background = body[:, :3] + (1.0 - body[:, 3:]) * background
+            image = colour + (1.0 - alpha) * background
+            moved = moved * torch.maximum(cover, still.person)
+        changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
+        return image, changed
+
+    def _batches(self, n: int) -> Iterator[slice]:
+        step = self.config.batch_size
+        for start in range(0, n, step):
+            yield slice(start, min(start + step, n))
+
+    @staticmethod
+    def _check_mouth(targets: TargetParams, mouth_frames: np.ndarray | None,
+                     mouth_landmarks: np.ndarray | None, size: int) -> None:
+        if mouth_frames is None:
+            return
+        if mouth_landmarks is None:
+            raise ValueError("mouth_frames need mouth_landmarks (the driver crop's landmarks)")
+        if len(mouth_frames) != len(targets) or len(mouth_landmarks) != len(targets):
+            raise ValueError(f"{len(targets)} targets but {len(mouth_frames)} mouth frames and "
+                             f"{len(mouth_landmarks)} mouth landmark sets")
+        if tuple(np.shape(mouth_frames)[1:]) != (size, size, 3):
+            raise ValueError(f"mouth_frames must be [B, {size}, {size}, 3] like the source crop")
+
+    def render(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None = None,
+               mouth_landmarks: np.ndarray | None = None) -> np.ndarray:
+        """The source at each target.
+
+        Parameters
+        ----------
+        prepared : PreparedSource
+            The source (``prepare``).
+        targets : TargetParams
+            B targets.
+        mouth_frames : np.ndarray or None
+            uint8 [B, S, S, 3]: the driver's crops, whose inner mouth (teeth, tongue) is carried into the target
+            mouth (``thead.render.mouth.mouth_map``); default: the source's interior riding with the lips plus a
+            synthesised cavity and teeth.
+        mouth_landmarks : np.ndarray or None
+            [B, 478, 3]: the driver crops' landmarks (crop pixels); needed with ``mouth_frames``.
+
+        Returns
+        -------
+        np.ndarray
+            uint8 [B, S, S, 3] RGB frames.
+        """
+        return self.render_full(prepared, targets, mouth_frames, mouth_landmarks).frames
+
+    def render_full(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None = None,
+                    mouth_landmarks: np.ndarray | None = None) -> EngineOutput:
+        """``render`` plus the changed-region masks and target meshes (for pasting back into full frames).
+
+        Parameters
+        ----------
+        prepared, targets, mouth_frames, mouth_landmarks
+            As for ``render``.
+
+        Returns
+        -------
+        EngineOutput
+            frames uint8 [B, S, S, 3], changed float32 [B, S, S] in [0, 1], vertices float32 [B, 478, 3].
+        """
+        self._check_mouth(targets, mouth_frames, mouth_landmarks, prepared.size)
+        frames, changed, verts = [], [], []
+        for sl in self._batches(len(targets)):
+            img, ch, dst = self._render_batch(prepared, targets[sl], None if mouth_frames is None else
+                                              mouth_frames[sl], None if mouth_landmarks is None else
+                                              mouth_landmarks[sl])
+            frames.append(tensor_to_frames(img))
+            changed.append(ch[:, 0].float().cpu().numpy())
+            verts.append(dst.float().cpu().numpy())
+        s = prepared.size
+        if not frames:
+            return EngineOutput(np.zeros((0, s, s, 3), np.uint8), np.zeros((0, s, s), np.float32),
+                                np.zeros((0, 478, 3), np.float32))
+        return EngineOutput(np.concatenate(frames), np.concatenate(changed), np.concatenate(verts))
+
+    def render_frames(self, prepared: PreparedSource, targets: TargetParams,
+                      mouth: Iterable[tuple[np.ndarray, np.ndarray]] | None = None) -> Iterator[np.ndarray]:
+        """``render`` streamed batch by batch, for long target sequences.
+
+        Parameters
+        ----------
+        prepared : PreparedSource
+            The source (``prepare``).
+        targets : TargetParams
+            The targets.
+        mouth : iterable of (np.ndarray, np.ndarray) or None
+            Per target frame, (the driver's crop uint8 [S, S, 3], its landmarks [478, 3] crop pixels), read lazily
+            batch by batch (e.g. ``zip(iter_frames(crop.mp4), crop_landmarks)``); None: the source's own mouth.
+
+        Yields
+        ------
+        np.ndarray
+            uint8 [b, S, S, 3] RGB frames, b <= ``config.batch_size``, in target order.
+        """
+        mouth_iter = None if mouth is None else iter(mouth)
+        for sl in self._batches(len(targets)):
+            batch = targets[sl]
+            m_frames = m_lm = None
+            if mouth_iter is not None:
+                pairs = [next(mouth_iter) for _ in range(len(batch))]
+                m_frames = np.stack([p[0] for p in pairs])
+                m_lm = np.stack([np.asarray(p[1], np.float32) for p in pairs])
+                self._check_mouth(batch, m_frames, m_lm, prepared.size)
+            img, _, _ = self._render_batch(prepared, batch, m_frames, m_lm)
+            yield tensor_to_frames(img)
+
+
+__all__ = ["EngineOutput", "MeshEngine", "PreparedSource"]

@@ -1,0 +1,147 @@
+"""Layer compositing for a moving person over a still background: premultiplied layers and the mattes' edges.
+
+A picture I is read as a person layer (alpha P, premultiplied colour X) over a background B: I = X + (1 - P) B.
+With a guess of B (a background plate) the person's colour is recovered as X = I - (1 - P) B
+(:func:`premultiplied`); the person splits further into a head layer (weight h) over a body layer
+(:func:`body_layer`) such that head over body over background gives I back exactly. The fades say where a matte
+ends where nobody knows: past the crop's edge (:func:`outside_fade`) or past the picture's edge
+(:func:`past_picture_fade`). Images are float [B, C, H, W] in [0, 1]; pixel centres at i + 0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from thead.render.dense_flow import smoothstep
+
+
+def premultiplied(image: torch.Tensor, alpha: torch.Tensor, background_share: torch.Tensor) -> torch.Tensor:
+    """The foreground's premultiplied colour in an image that is a foreground over a background.
+
+    ``image - background_share``, limited to [0, alpha] per channel. The limit matters where the background guess
+    is poor (a smooth fill behind a soft outline): there the difference goes negative or past alpha and would show
+    as dark or bright lines once the outline moves over something else.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B, 3, H, W] in [0, 1], ``alpha`` of a foreground over a background.
+    alpha : torch.Tensor
+        [B, 1, H, W] in [0, 1]: the foreground's coverage.
+    background_share : torch.Tensor
+        [B, 3, H, W]: ``(1 - alpha) * background``, the background's part of ``image``.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W]: the foreground's premultiplied colour.
+    """
+    return torch.minimum((image - background_share).clamp(min=0.0), alpha)
+
+
+def body_layer(image: torch.Tensor, person: torch.Tensor, head_weight: torch.Tensor,
+               background_share: torch.Tensor) -> torch.Tensor:
+    """The body (neck, shoulders) as a premultiplied layer that lies under the head layer.
+
+    With P the person mask, h the head weight and X the person's premultiplied colour (:func:`premultiplied`),
+    the head layer is (h X, h P); the body layer under it has alpha P (1 - h) / (1 - P h) and colour
+    X (1 - h) / (1 - P h), so that head over body over the background gives ``image`` back exactly. It is opaque
+    wherever the person is and h < 1: the neck runs up under the head, so a head that moves up or down never
+    opens a gap.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B, 3, H, W] in [0, 1]: the picture.
+    person : torch.Tensor
+        [B, 1, H, W] in [0, 1]: the person mask P.
+    head_weight : torch.Tensor
+        [B, 1, H, W] in [0, 1]: how much of each pixel belongs to the head, h.
+    background_share : torch.Tensor
+        [B, 3, H, W]: ``(1 - P) * background``.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 4, H, W]: premultiplied colour (3 channels) and alpha.
+    """
+    share = (1.0 - head_weight) / (1.0 - person * head_weight).clamp(min=1e-6)
+    return torch.cat([premultiplied(image, person, background_share) * share, person * share], 1)
+
+
+def outside_fade(size: int, pad: int, fraction: float, device: torch.device | str | None = None) -> torch.Tensor:
+    """A matte's fade past the crop's edge, on the crop's padded canvas (the bottom edge excepted: the body goes
+    on below).
+
+    Parameters
+    ----------
+    size : int
+        S, the crop's side in pixels.
+    pad : int
+        Pixels of border around the crop in the canvas.
+    fraction : float
+        How far past the edge the fade reaches 0, as a fraction of S.
+    device : torch.device, str or None
+        Where the result goes.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 [1, 1, S + 2 pad, S + 2 pad]: 1 on the crop and below it, falling smoothly to 0 at ``fraction`` * S
+        pixels past its top and sides.
+    """
+    c = torch.arange(size + 2 * pad, device=device, dtype=torch.float32) + 0.5
+    out = (pad - c).clamp(min=0.0) + (c - pad - size).clamp(min=0.0)  # pixels outside along one axis
+    ramp = 1.0 - smoothstep(out / max(fraction * size, 1e-6))
+    below = c > pad + size
+    ramp_y = torch.where(below, torch.ones_like(ramp), ramp)
+    return (ramp_y.view(-1, 1) * ramp.view(1, -1)).view(1, 1, size + 2 * pad, size + 2 * pad)
+
+
+def past_picture_fade(picture: np.ndarray, pixels: float) -> torch.Tensor:
+    """A matte's fade past the picture's edge: nobody knows where the person ends out there.
+
+    Parameters
+    ----------
+    picture : np.ndarray
+        [H, W] in [0, 1]: 1 where a canvas shows the picture, 0 where it shows its mirror image past the picture's
+        edge (``thead.face.crop.picture_mask``).
+    pixels : float
+        How far past the edge the fade reaches 0 (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 [1, 1, H, W]: 1 where ``picture`` >= 0.5 and below such pixels (the body goes on below the
+        picture), falling smoothly to 0 ``pixels`` past the picture's top and sides.
+    """
+    import cv2
+
+    inside = np.maximum.accumulate(np.asarray(picture) >= 0.5, axis=0)
+    if inside.all():
+        return torch.ones(1, 1, *inside.shape)
+    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+    return 1.0 - smoothstep(torch.as_tensor(dist / max(pixels, 1e-6), dtype=torch.float32))[None, None]
+
+
+def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grey dilation by a square.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        [B, C, H, W].
+    pixels : int
+        Half side of the square: its side is 2 * pixels + 1 (0 or less: ``mask`` unchanged).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, C, H, W]: the largest value within the square around each pixel.
+    """
+    return F.max_pool2d(mask, 2 * pixels + 1, 1, pixels) if pixels > 0 else mask
+
+
+__all__ = ["body_layer", "dilate", "outside_fade", "past_picture_fade", "premultiplied"]
