@@ -37,7 +37,7 @@ def shared_videos(data: Path | None) -> list[Path]:
 
 def video_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe landmarks [T, 478, 3] and valid [T] of a video, cached by file size and mtime."""
-    from thead.facemodel.build_data import detect_landmarks
+    from thead.face.landmarks import detect_landmarks
     from thead.io import read_frames
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "thead" / "bench_landmarks"

@@ -248,7 +248,7 @@ def _iod(landmarks: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def real(shared_data, astronaut) -> dict:
     """MediaPipe landmarks of the shared photos and two videos (computed once per test run)."""
-    from thead.facemodel.build_data import detect_landmarks
+    from thead.face.landmarks import detect_landmarks
     from thead.io import probe_video, read_frames, read_image
 
     out = {}

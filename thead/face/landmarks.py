@@ -11,6 +11,7 @@ depth in the same pixel scale (smaller = nearer the camera; 0 near the head cent
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from thead.errors import MissingWeightsError
 from thead.face.geometry import box_iou, landmark_box
+from thead.face.topology import NUM_POINTS
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -207,6 +209,46 @@ class FanLandmarker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def detect_landmarks(frames: Iterable[np.ndarray], static: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's 478-point face mesh on whole frames (one face per frame; no region search, no detector).
+
+    Parameters
+    ----------
+    frames : iterable of np.ndarray
+        RGB uint8 [H, W, 3] frames.
+    static : bool
+        True: every frame on its own (photos); False: tracked across consecutive frames of one clip.
+
+    Returns
+    -------
+    landmarks : np.ndarray
+        float32 [T, 478, 3] in pixels (x right, y down, z = relative depth x frame width; NaN where no face was
+        found).
+    valid : np.ndarray
+        bool [T]: a face was found.
+    """
+    _silence_absl()
+    import mediapipe as mp
+
+    out: list[np.ndarray] = []
+    valid: list[bool] = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, refine_landmarks=True, max_num_faces=1,
+                                         min_detection_confidence=0.5) as mesh:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            res = mesh.process(np.ascontiguousarray(frame[..., :3]))
+            if res.multi_face_landmarks:
+                pts = res.multi_face_landmarks[0].landmark
+                out.append(np.array([[p.x * w, p.y * h, p.z * w] for p in pts], np.float32))
+                valid.append(True)
+            else:
+                out.append(np.full((NUM_POINTS, 3), np.nan, np.float32))
+                valid.append(False)
+    if not out:
+        return np.zeros((0, NUM_POINTS, 3), np.float32), np.zeros(0, bool)
+    return np.stack(out), np.array(valid)
 
 
 def make_landmarker(backend: str = "mediapipe") -> Landmarker:

@@ -1,8 +1,8 @@
 """3D face model on the 478-point MediaPipe face-mesh topology.
 
-``load_face_model()`` gives the packaged model (mean shape in ``data/mean_face.npz``, made by ``build_data``):
-identity = a subject's neutral shape [478, 3] (cm), named expression units [E, 478, 3], gaze [4] (degrees) and a
-scaled-orthographic camera (``geometry``). ``PCAFaceModel`` reads a user-supplied PCA morphable model (.npz).
+``load_face_model()`` gives the packaged model (mean shape in ``data/mean_face.npz``, made by
+``tools/build_mean_face.py``): identity = a subject's neutral shape [478, 3] (cm), named expression units
+[E, 478, 3], gaze [4] (degrees) and a scaled-orthographic camera (``geometry``). ``PCAFaceModel`` reads a user-supplied PCA morphable model (.npz).
 """
 
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds

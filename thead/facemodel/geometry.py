@@ -2,7 +2,7 @@
 
 Frames. Image: x right, y down (pixels), z = depth (pixels, smaller = nearer the camera). Model: the same axes for a
 frontal, upright face: X to the subject's left (image right), Y down (towards the chin), Z away from the camera
-(into the head); units are centimetres (see ``thead.facemodel.build_data``).
+(into the head); units are centimetres (see ``tools/build_mean_face.py``).
 
 Camera: scaled orthographic (weak perspective)::
 

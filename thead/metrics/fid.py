@@ -4,7 +4,7 @@ Features: the 2048-D pool3 output of the FID Inception-v3 (the 2015-12-05 Tensor
 pytorch-fid: torchvision's Inception3 layout with the FID-specific pooling of blocks 5b-5d, 6b-6e, 7b, 7c).
 Frames are resized to 299x299 (bilinear) and scaled to [-1, 1], as pytorch-fid does.
 Weights load from the safetensors file of manifest entry ``fid-inception`` (convert pytorch-fid's public
-``pt_inception-2015-12-05-6726825d.pth`` with ``python -m thead.metrics.convert fid ...``); without it,
+``pt_inception-2015-12-05-6726825d.pth`` with ``python tools/convert_weights.py fid ...``); without it,
 ``fid()`` returns an unavailable ``MetricResult`` with the reason. FVD is not implemented (see ``fvd``).
 """
 

@@ -2,7 +2,7 @@
 
 The weights cannot ship with thead: they load from the safetensors file of manifest entry ``lpips-alex``
 (torchvision's ImageNet AlexNet convolutions merged with the LPIPS v0.1 linear layers; convert the two public
-checkpoints with ``python -m thead.metrics.convert lpips ...``). Without that file ``lpips()`` returns an
+checkpoints with ``python tools/convert_weights.py lpips ...``). Without that file ``lpips()`` returns an
 unavailable ``MetricResult`` saying what to get, never a number from random weights.
 
 State-dict keys follow the public checkpoints: ``features.{0,3,6,8,10}.{weight,bias}`` (torchvision AlexNet)
@@ -102,7 +102,7 @@ def load_checked_state(model: nn.Module, state: dict[str, torch.Tensor], path: P
         detail = (f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}" if missing
                   else f"wrong shapes {wrong[:3]}")
         raise MissingWeightsError(f"{path} is not a valid {type(model).__name__} weights file ({detail}); "
-                                  f"convert it again (python -m thead.metrics.convert --help)")
+                                  f"convert it again (python tools/convert_weights.py --help)")
     model.load_state_dict({k: state[k] for k in own}, strict=True)
 
 

@@ -1,6 +1,7 @@
 """Regenerate ``thead/facemodel/data/mean_face.npz``, the neutral mean shape of the 478-point face model.
 
-How the mean shape is made (run ``python -m thead.facemodel.build_data --data ../shared/data``):
+A maintenance script, not part of the package. How the mean shape is made (run
+``python tools/build_mean_face.py --data ../shared/data`` from the repository root):
 
 1. MediaPipe face mesh (``refine_landmarks=True``, 478 points) runs on frontal adult photos with a neutral
    face (``images/people_0.png s0.jpg``) and on every frame of the four driving videos
@@ -28,47 +29,21 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+import thead.facemodel
 from thead.face import topology as topo
+from thead.face.landmarks import detect_landmarks
 
 OUTER_EYE_DISTANCE_CM = 9.0
 NEUTRAL_IMAGES = ("people_0.png", "s0.jpg")
 NEUTRAL_VIDEOS = ("d0.mp4", "d3.mp4", "d12.mp4", "WDA_AlexandriaOcasioCortez_000.mp4")
-DATA_PATH = Path(__file__).resolve().parent / "data" / "mean_face.npz"
+DATA_PATH = Path(thead.facemodel.__file__).resolve().parent / "data" / "mean_face.npz"  # the packaged model's file
 # Points on the face's midline, used to seed the symmetry plane before the mirror map is known.
 MIDLINE = np.array([1, 2, 4, 5, 6, 8, 9, 10, 0, 11, 12, 13, 14, 15, 16, 17, 18, 151, 152, 164, 168, 175, 195,
                     197, 199, 200])
-
-
-def detect_landmarks(frames: Iterable[np.ndarray], static: bool) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe 478-point face mesh on RGB uint8 frames.
-
-    Returns landmarks float32 [T, 478, 3] in pixels (x right, y down, z = relative depth x frame width; NaN where
-    no face was found) and valid bool [T]. ``static=False`` tracks across consecutive frames of one clip.
-    """
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
-    out: list[np.ndarray] = []
-    valid: list[bool] = []
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, refine_landmarks=True, max_num_faces=1,
-                                         min_detection_confidence=0.5) as mesh:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            res = mesh.process(np.ascontiguousarray(frame[..., :3]))
-            if res.multi_face_landmarks:
-                pts = res.multi_face_landmarks[0].landmark
-                out.append(np.array([[p.x * w, p.y * h, p.z * w] for p in pts], np.float32))
-                valid.append(True)
-            else:
-                out.append(np.full((topo.NUM_POINTS, 3), np.nan, np.float32))
-                valid.append(False)
-    if not out:
-        return np.zeros((0, topo.NUM_POINTS, 3), np.float32), np.zeros(0, bool)
-    return np.stack(out), np.array(valid)
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
@@ -235,7 +210,7 @@ def build(data_dir: Path, out: Path = DATA_PATH, frames_per_video: int = 10) -> 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default = os.environ.get("THEAD_TEST_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    default = os.environ.get("THEAD_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--data", type=Path, default=Path(default), help="shared media folder (images/, videos/)")
     parser.add_argument("--out", type=Path, default=DATA_PATH)
     parser.add_argument("--frames-per-video", type=int, default=10)

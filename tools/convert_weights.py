@@ -1,7 +1,9 @@
 """Convert the public LPIPS / FID checkpoints to the safetensors files thead loads (needs only torch).
 
-    python -m thead.metrics.convert lpips alexnet-owt-7be5be79.pth alex.pth lpips_alex.safetensors
-    python -m thead.metrics.convert fid pt_inception-2015-12-05-6726825d.pth pt_inception-2015-12-05.safetensors
+A maintenance script, not part of the package; run it from the repository root::
+
+    python tools/convert_weights.py lpips alexnet-owt-7be5be79.pth alex.pth lpips_alex.safetensors
+    python tools/convert_weights.py fid pt_inception-2015-12-05-6726825d.pth pt_inception-2015-12-05.safetensors
 
 ``alexnet-owt-7be5be79.pth`` is torchvision's ImageNet AlexNet (https://download.pytorch.org/models/), ``alex.pth``
 the LPIPS v0.1 linear layers (github.com/richzhang/PerceptualSimilarity, lpips/weights/v0.1/alex.pth), and
@@ -42,7 +44,22 @@ def _save_checked(model: nn.Module, state: dict[str, torch.Tensor], out: str | P
 
 
 def convert_lpips(alexnet_pth: str | Path, lin_pth: str | Path, out: str | Path) -> Path:
-    """Merge torchvision AlexNet ``features.*`` and LPIPS ``lin*`` weights into one safetensors file."""
+    """Merge torchvision AlexNet ``features.*`` and LPIPS ``lin*`` weights into one safetensors file.
+
+    Parameters
+    ----------
+    alexnet_pth : str or Path
+        torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``).
+    lin_pth : str or Path
+        The LPIPS v0.1 linear layers (``alex.pth``).
+    out : str or Path
+        The safetensors file to write (its folder is made).
+
+    Returns
+    -------
+    Path
+        ``out``, checked to load into ``LPIPSAlex``.
+    """
     from thead.metrics.lpips import LPIPSAlex
 
     state = {k: v for k, v in _load_pth(alexnet_pth).items() if k.startswith("features.")}
@@ -51,14 +68,28 @@ def convert_lpips(alexnet_pth: str | Path, lin_pth: str | Path, out: str | Path)
 
 
 def convert_fid(inception_pth: str | Path, out: str | Path) -> Path:
-    """pytorch-fid's FID Inception checkpoint to safetensors (the classifier ``fc.*`` is dropped)."""
+    """pytorch-fid's FID Inception checkpoint to safetensors (the classifier ``fc.*`` is dropped).
+
+    Parameters
+    ----------
+    inception_pth : str or Path
+        pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``.
+    out : str or Path
+        The safetensors file to write (its folder is made).
+
+    Returns
+    -------
+    Path
+        ``out``, checked to load into ``InceptionV3FID``.
+    """
     from thead.metrics.fid import InceptionV3FID
 
     return _save_checked(InceptionV3FID(), _load_pth(inception_pth), out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m thead.metrics.convert", description=__doc__,
+    """Convert the checkpoints named on the command line (``--help`` lists them); returns 0."""
+    parser = argparse.ArgumentParser(prog="python tools/convert_weights.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
     p = sub.add_parser("lpips", help="AlexNet + LPIPS v0.1 linear layers -> lpips_alex.safetensors")
