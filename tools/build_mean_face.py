@@ -48,7 +48,20 @@ MIDLINE = np.array([1, 2, 4, 5, 6, 8, 9, 10, 0, 11, 12, 13, 14, 15, 16, 17, 18, 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
                    ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity dst ~ s * R @ src + t (Umeyama), src/dst [N, 3]. Returns (s, R [3,3], t [3])."""
+    """Least-squares 3-D similarity dst ~ s * R @ src + t (Umeyama).
+
+    Parameters
+    ----------
+    src, dst : np.ndarray
+        [N, 3] corresponding points.
+    weights : np.ndarray or None
+        [N] per-point weights (default: all 1).
+
+    Returns
+    -------
+    tuple of (float, np.ndarray, np.ndarray)
+        (s, R [3, 3] a rotation, t [3]).
+    """
     w = np.ones(len(src)) if weights is None else weights.astype(np.float64)
     w = w / w.sum()
     ms, md = w @ src, w @ dst
@@ -68,7 +81,20 @@ def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def generalised_procrustes(shapes: np.ndarray, iterations: int = 10) -> np.ndarray:
-    """Mean of shapes [K, 478, 3] after iterated similarity alignment; returned with unit RMS size."""
+    """Mean of shapes after iterated similarity alignment on their surface points.
+
+    Parameters
+    ----------
+    shapes : np.ndarray
+        [K, 478, 3] landmark sets.
+    iterations : int
+        Align-to-mean rounds.
+
+    Returns
+    -------
+    np.ndarray
+        [478, 3] the mean, centred on its surface points, with unit RMS size.
+    """
     ref = shapes[0] - shapes[0, :topo.NUM_SURFACE_POINTS].mean(0)
     for _ in range(iterations):
         aligned = np.stack([_align(s, ref) for s in shapes])
@@ -84,9 +110,20 @@ def _reflect(points: np.ndarray, normal: np.ndarray, origin: np.ndarray) -> np.n
 
 
 def mirror_map(shape: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left-right point correspondence of a roughly symmetric face [478, 3].
+    """Left-right point correspondence of a roughly symmetric face (Hungarian assignment of the reflected points).
 
-    Returns (mirror [478] int64, plane normal [3] pointing to the subject's left, plane origin [3]).
+    Parameters
+    ----------
+    shape : np.ndarray
+        [478, 3] a face.
+    iterations : int
+        Rounds of plane fit and matching.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        (mirror int64 [478]: each point's partner, plane normal [3] pointing to the subject's left, plane origin
+        [3]).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -111,9 +148,19 @@ def mirror_map(shape: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, np.n
 
 
 def symmetric_mean_shape(shape: np.ndarray, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror-symmetrised, canonically framed and scaled (cm) version of shape [478, 3]; also the mirror map.
+    """The mean shape mirror-symmetrised, in the model frame and scaled to centimetres.
 
-    ``faces`` (each [478, 3], image coordinates) give the viewing direction that defines pitch 0.
+    Parameters
+    ----------
+    shape : np.ndarray
+        [478, 3] the aligned mean of the faces.
+    faces : sequence of np.ndarray
+        Each [478, 3] in image coordinates: they give the viewing direction that defines pitch 0.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        (mean_shape float32 [478, 3] cm in the model frame, mirror int64 [478]).
     """
     perm, normal, origin = mirror_map(shape)
     if not np.array_equal(perm[perm], np.arange(len(perm))):
@@ -155,7 +202,25 @@ def _features(lm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def neutral_frames(lm: np.ndarray, valid: np.ndarray, reference: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` most neutral near-frontal frames of a clip (landmarks [T, 478, 3])."""
+    """The most neutral, near-frontal frames of a clip.
+
+    Parameters
+    ----------
+    lm : np.ndarray
+        [T, 478, 3] the clip's landmarks (pixels).
+    valid : np.ndarray
+        bool [T]: frames with a face.
+    reference : np.ndarray
+        [478, 3] a frontal reference face (``generalised_procrustes`` of the photos).
+    count : int
+        How many frames.
+
+    Returns
+    -------
+    np.ndarray
+        int [count]: frame indices, most neutral first (mouth closed, corners not raised, mouth not wide, eyes
+        open, near frontal).
+    """
     idx = np.flatnonzero(valid)
     n = topo.NUM_SURFACE_POINTS
     angles = []
@@ -172,7 +237,20 @@ def neutral_frames(lm: np.ndarray, valid: np.ndarray, reference: np.ndarray, cou
 
 
 def collect_faces(data_dir: Path, frames_per_video: int) -> tuple[list[np.ndarray], list[str]]:
-    """One landmark set [478, 3] per subject from the shared media folder."""
+    """One landmark set per subject from the shared media folder.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The shared media folder (``images/``, ``videos/``).
+    frames_per_video : int
+        Neutral frames averaged per video.
+
+    Returns
+    -------
+    tuple of (list of np.ndarray, list of str)
+        The faces (each [478, 3], pixels) and their sources' names.
+    """
     from thead.io import read_frames, read_image
 
     faces, names = [], []
@@ -195,7 +273,27 @@ def collect_faces(data_dir: Path, frames_per_video: int) -> tuple[list[np.ndarra
 
 
 def build(data_dir: Path, out: Path = DATA_PATH, frames_per_video: int = 10) -> Path:
-    """Detect, align, symmetrise and save the mean shape; returns the written path."""
+    """Detect, align, symmetrise and save the mean shape.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The shared media folder.
+    out : Path
+        The .npz to write (atomically).
+    frames_per_video : int
+        Neutral frames averaged per video.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    RuntimeError
+        When fewer than 3 faces are found.
+    """
     faces, names = collect_faces(data_dir, frames_per_video)
     if len(faces) < 3:
         raise RuntimeError(f"only {len(faces)} faces found under {data_dir}; need at least 3")
@@ -209,6 +307,7 @@ def build(data_dir: Path, out: Path = DATA_PATH, frames_per_video: int = 10) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Build the mean shape from the command line's options (``--help`` lists them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = os.environ.get("THEAD_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--data", type=Path, default=Path(default), help="shared media folder (images/, videos/)")

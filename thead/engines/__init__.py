@@ -1,8 +1,9 @@
 """Engines that render a source face at target parameters.
 
-``MeshEngine`` (default, weight-free): the source as a textured 3-D face mesh, posed per frame and rendered by
-``thead.render``. Target parameters come from ``motion``: ``transfer_motion`` (reenactment from a driver's fit),
-``edit_params`` (numeric pose / expression / gaze edits), ``orbit_params`` (free-view sweep).
+``MeshEngine`` (default, weight-free; settings in ``MeshConfig``, package ``mesh``): the source as a textured
+3-D face mesh, posed per frame and rendered by ``thead.render``. Target parameters come from ``motion``:
+``transfer_motion`` (reenactment from a driver's fit), ``edit_params`` (numeric pose / expression / gaze edits),
+``orbit_params`` (free-view sweep).
 
     engine = MeshEngine()
     source_fit = fit_image(src_landmarks)

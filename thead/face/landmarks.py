@@ -57,7 +57,20 @@ def _silence_absl() -> None:
 
 
 def square_roi(box: np.ndarray, enlarge: float) -> tuple[float, float, float]:
-    """Square (x0, y0, side) pixels centred on a box (x0, y0, x1, y1), side = enlarge * the larger box side."""
+    """A square region centred on a box.
+
+    Parameters
+    ----------
+    box : np.ndarray
+        [4]: (x0, y0, x1, y1) pixels.
+    enlarge : float
+        The square's side over the box's larger side.
+
+    Returns
+    -------
+    tuple of float
+        (x0, y0, side) pixels.
+    """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     side = enlarge * max(box[2] - box[0], box[3] - box[1], 1.0)
     return cx - side / 2, cy - side / 2, side
@@ -252,7 +265,23 @@ def detect_landmarks(frames: Iterable[np.ndarray], static: bool) -> tuple[np.nda
 
 
 def make_landmarker(backend: str = "mediapipe") -> Landmarker:
-    """A landmark backend by name: ``"mediapipe"`` (default) or ``"face-alignment"``."""
+    """A landmark backend by name.
+
+    Parameters
+    ----------
+    backend : str
+        ``"mediapipe"`` (default; 478 points) or ``"face-alignment"`` (68 points; needs its weights on disk).
+
+    Returns
+    -------
+    Landmarker
+        The backend (close it, or use it as a context manager).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
     if backend == "mediapipe":
         return MediaPipeLandmarker()
     if backend == "face-alignment":

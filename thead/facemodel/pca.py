@@ -104,9 +104,22 @@ class PCAFaceModel:
         return self.landmark_ids
 
     def shape(self, identity: Any = None, expression: Any = None, residual: Any = None) -> Any:
-        """Vertices [B, N, 3]: identity [K_id] or [B, K_id], expression [B, K_exp], residual [B, N, 3] or None.
+        """The model's shape: mean + identity and expression bases + residual.
 
-        numpy in, numpy out (else torch).
+        Parameters
+        ----------
+        identity : array-like or None
+            [K_id] or [B, K_id] identity coefficients (None: the mean identity).
+        expression : array-like or None
+            [K_exp] or [B, K_exp] expression coefficients (None: neutral).
+        residual : array-like or None
+            [N, 3] or [B, N, 3] per-vertex offsets (file units).
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor
+            [B, N, 3] vertices (model frame, file units); numpy when the first given input is numpy, else torch
+            on the inputs' device.
         """
         given = [x for x in (identity, expression, residual) if x is not None]
         is_numpy = bool(given) and not isinstance(given[0], torch.Tensor)
@@ -126,11 +139,37 @@ class PCAFaceModel:
         return out.cpu().numpy() if is_numpy else out
 
     def landmarks(self, vertices: Any) -> Any:
-        """The landmark vertices [B, L, 3] of vertices [B, N, 3]."""
+        """The landmark vertices among all vertices.
+
+        Parameters
+        ----------
+        vertices : np.ndarray or torch.Tensor
+            [..., N, 3] vertices.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor
+            [..., L, 3]: those at ``landmark_vertices``.
+        """
         return vertices[..., self.landmark_vertices, :]
 
     def project(self, vertices: Any, pose: Any, depth_offset: Any = None) -> Any:
-        """Pixels [B, N, 3] of vertices under pose [B, 6] (see ``thead.facemodel.geometry``)."""
+        """Vertices in the image under a pose (scaled orthographic camera of ``thead.facemodel.geometry``).
+
+        Parameters
+        ----------
+        vertices : np.ndarray or torch.Tensor
+            [B, N, 3] model-frame vertices (file units).
+        pose : np.ndarray or torch.Tensor
+            [B, 6]: yaw, pitch, roll (radians), tx, ty (pixels), scale (pixels per file unit).
+        depth_offset : np.ndarray, torch.Tensor or None
+            [B] pixels added to depth.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor
+            [B, N, 3] pixels (x right, y down, depth: smaller = nearer); numpy when ``vertices`` is numpy.
+        """
         return geo.project(vertices, pose, depth_offset)
 
     def fitting_spec(self, device: torch.device) -> FittingSpec:
@@ -168,7 +207,23 @@ class PCAFaceModel:
 
 
 def load_pca_model(path: str | Path) -> PCAFaceModel:
-    """Read a PCA morphable model .npz (format in this module's docstring)."""
+    """Read a PCA morphable model.
+
+    Parameters
+    ----------
+    path : str or Path
+        A .npz in the format of this module's docstring.
+
+    Returns
+    -------
+    PCAFaceModel
+        The model, named ``pca:<file name>``.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable, or lacks or misshapes an array.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "PCA model file not found")

@@ -141,7 +141,23 @@ def solve_box_qp(hess: torch.Tensor, grad_rhs: torch.Tensor, lower: torch.Tensor
                  x0: torch.Tensor | None = None, iterations: int = 6) -> torch.Tensor:
     """Batched ``argmin 0.5 x'Hx - g'x`` subject to ``lower <= x <= upper`` (projected Newton, active sets).
 
-    hess [B, E, E] (positive definite), grad_rhs g [B, E], bounds [E]; returns x [B, E].
+    Parameters
+    ----------
+    hess : torch.Tensor
+        [B, E, E] positive definite H.
+    grad_rhs : torch.Tensor
+        [B, E] g.
+    lower, upper : torch.Tensor
+        [E] bounds (may be infinite).
+    x0 : torch.Tensor or None
+        [B, E] a start (default: the unconstrained solution), projected into the bounds.
+    iterations : int
+        Most Newton steps (stops early once no coefficient moves by 1e-3).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, E] x within the bounds.
     """
     eye = torch.eye(hess.shape[-1], dtype=hess.dtype, device=hess.device).expand_as(hess)
     if x0 is None:
@@ -230,9 +246,26 @@ def _pose_expression_pass(spec: FittingSpec, obs: torch.Tensor, neutral: torch.T
 
 def solve_frames(spec: FittingSpec, obs: torch.Tensor, iterations: int = 8, robust: bool = True,
                  identity_coef: torch.Tensor | None = None) -> _Solution:
-    """Alternating pose / expression / identity solve for observations obs [T, L, 3] (all valid).
+    """Alternating pose / expression / identity solve (the block coordinate descent of the module docstring).
 
-    identity_coef [K]: a known identity (kept fixed); otherwise the identity is solved.
+    Parameters
+    ----------
+    spec : FittingSpec
+        The model's view for the solver (``fitting_spec``).
+    obs : torch.Tensor
+        [T, L, 3] observed landmarks (pixels), all valid, in ``spec.obs_index`` order.
+    iterations : int
+        Solver rounds.
+    robust : bool
+        Huber weights on the landmarks (else all weights 1).
+    identity_coef : torch.Tensor or None
+        [K] a known identity, kept fixed; None: the identity is solved.
+
+    Returns
+    -------
+    _Solution
+        Per frame scale [T], rotation [T, 3, 3], translation [T, 3] (pixels), expression [T, E] and landmark weights
+        [T, L]; the identity coefficients [K] and per-point offset [L, 3] (model units) shared by all frames.
     """
     t, l, _ = obs.shape
     e = spec.fields.shape[0]
@@ -318,18 +351,45 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
                  cpu_threads: int | None = 1) -> FitResult:
     """Fit the face model to a landmark sequence, all frames at once.
 
-    landmarks [T, 478, 3] (numpy or torch, pixels of a square crop: x right, y down, z = MediaPipe depth x crop
-    width) or [478, 3]; valid [T] bool (default: frames without NaN); image_size: crop side in pixels (recorded,
-    and used to sanity-check coordinates); smooth: False, True (strength 1) or a strength (>0, multiplies the
-    smoother's lambda); forced off for a single frame; fps: frame rate the smoothing cut-offs refer to;
-    model: ``FaceModel`` (default: the packaged 478-point model) or a ``PCAFaceModel``; identity: a known
-    identity to keep fixed (a neutral shape [478, 3] cm, e.g. ``FitResult.identity`` of a photo, or PCA identity
-    coefficients [K]) instead of solving it; iterations: solver rounds; robust: Huber weights on landmarks;
-    device: default CUDA when available; cpu_threads: torch intra-op threads while fitting on the CPU (restored
-    afterwards; None leaves torch's setting). One thread is the default: the solver runs many small operations,
-    and on a machine whose cores are shared with other work, more threads mostly wait for each other.
-    Raises ``InputError`` for malformed input (wrong shape, NaN in valid frames, no valid frame, normalised
-    coordinates).
+    Parameters
+    ----------
+    landmarks : array-like
+        [T, 478, 3] or [478, 3] (numpy or torch): pixels of a square crop (x right, y down, z = MediaPipe depth x
+        crop width).
+    valid : array-like or None
+        bool [T]: frames with a face (default: frames without NaN).
+    image_size : int
+        The crop's side in pixels (recorded, and used to sanity-check coordinates).
+    smooth : bool or float
+        False, True (strength 1) or a strength (> 0, multiplies the smoother's lambda); off for a single frame.
+    device : str, torch.device or None
+        Where to solve (``thead.device.default_device``: CUDA when available).
+    fps : float
+        Frame rate the smoothing cut-offs (Hz) refer to.
+    model : FaceModel, PCAFaceModel or None
+        The model (default: the packaged 478-point model).
+    identity : array-like or None
+        A known identity to keep fixed instead of solving it: a neutral shape [478, 3] cm (e.g.
+        ``FitResult.identity`` of a photo) or PCA identity coefficients [K].
+    iterations : int
+        Solver rounds.
+    robust : bool
+        Huber weights on the landmarks.
+    cpu_threads : int or None
+        torch intra-op threads while fitting on the CPU (restored afterwards; None leaves torch's setting). One
+        thread is the default: the solver runs many small operations, and on a machine whose cores are shared
+        with other work, more threads mostly wait for each other.
+
+    Returns
+    -------
+    FitResult
+        T frames of pose (radians, pixels), expression, gaze (degrees), residual (cm) and the identity; frames
+        without landmarks interpolated and flagged.
+
+    Raises
+    ------
+    InputError
+        For malformed input (wrong shape, NaN in valid frames, no valid frame, normalised coordinates).
     """
     dev = default_device(device)
     if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
@@ -432,7 +492,24 @@ def _fit_sequence(landmarks: Any, valid: Any, image_size: int, smooth: bool | fl
 
 def fit_image(landmarks: Any, image_size: int = 256, device: str | torch.device | None = None,
               model: Any = None) -> FitResult:
-    """``fit_sequence`` for one face [478, 3] (no smoothing); the result has T = 1."""
+    """``fit_sequence`` for one face (no smoothing).
+
+    Parameters
+    ----------
+    landmarks : array-like
+        [478, 3] (or [1, 478, 3]) pixels of a square crop.
+    image_size : int
+        The crop's side in pixels.
+    device : str, torch.device or None
+        Where to solve (default: CUDA when available).
+    model : FaceModel, PCAFaceModel or None
+        The model (default: the packaged 478-point model).
+
+    Returns
+    -------
+    FitResult
+        The fit, T = 1.
+    """
     return fit_sequence(np.asarray(landmarks)[None] if np.ndim(landmarks) == 2 else landmarks, None, image_size,
                         smooth=False, device=device, model=model)
 

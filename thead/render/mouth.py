@@ -12,6 +12,9 @@ The layer is built from two sources:
 * a synthesised interior (:func:`synthesize_mouth`) wherever the source has nothing to give: a dark red-brown
   cavity, darkest in the middle, with an upper-teeth band under the upper lip (and a faint lower band) whose
   height follows the opening. It is used alone when the source mouth is closed.
+
+A driver's mouth (its teeth and tongue) can fill the opening instead: :func:`mouth_map` gives the affine maps that
+carry the driver crop's mouth opening onto the target's.
 """
 
 from __future__ import annotations
@@ -54,7 +57,18 @@ class MouthFrame:
 
 
 def mouth_frame(vertices: torch.Tensor) -> MouthFrame:
-    """Mouth frame of face-mesh vertices [B, 478, >=2] (pixels)."""
+    """The mouth frame of face meshes (see the module docstring).
+
+    Parameters
+    ----------
+    vertices : torch.Tensor
+        [B, 478, >=2] face meshes (pixels).
+
+    Returns
+    -------
+    MouthFrame
+        Origin between the inner-lip corners, axes, half width (pixels) and the inner-lip curves as knots.
+    """
     xy = vertices[..., :2].float()
     right, left = xy[:, LIPS_INNER[0]], xy[:, LIPS_INNER[10]]
     origin = 0.5 * (right + left)
@@ -76,9 +90,21 @@ def mouth_frame(vertices: torch.Tensor) -> MouthFrame:
 
 
 def interp1d(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Batched piecewise-linear interpolation: xq [B, N] at sorted knots xp [B, K] with values fp [B, K].
+    """Batched piecewise-linear interpolation.
 
-    Values beyond the end knots are clamped to the end values.
+    Parameters
+    ----------
+    xq : torch.Tensor
+        [B, N] query positions.
+    xp : torch.Tensor
+        [B, K] sorted knots (K >= 2).
+    fp : torch.Tensor
+        [B, K] values at the knots.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, N] values at ``xq``; beyond the end knots, the end values.
     """
     K = xp.shape[1]
     i = torch.searchsorted(xp, xq.contiguous()).clamp(1, K - 1)
@@ -88,8 +114,23 @@ def interp1d(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tens
     return f0 + t * (f1 - f0)
 
 
-def mouth_coordinates(frame: MouthFrame, height: int, width: int):
-    """Per-pixel mouth coordinates, each [B, H, W]: u (normalised), v (pixels), v_up(u), v_lo(u) (pixels)."""
+def mouth_coordinates(frame: MouthFrame, height: int, width: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pixel's mouth coordinates.
+
+    Parameters
+    ----------
+    frame : MouthFrame
+        The mouth frames of B faces.
+    height, width : int
+        The image's size in pixels.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        (u, v, v_up, v_lo), each [B, H, W]: u along the corner line (normalised, corners at -1 and 1), v across it
+        (pixels, down positive), and the upper and lower inner-lip curves at u (pixels).
+    """
     B = frame.origin.shape[0]
     pix = pixel_centres(height, width, frame.origin.device).view(1, 2, -1) - frame.origin.view(B, 2, 1)
     u = (pix * frame.axis_u.view(B, 2, 1)).sum(1) / frame.half_width.view(B, 1)
@@ -101,7 +142,20 @@ def mouth_coordinates(frame: MouthFrame, height: int, width: int):
 
 
 def inner_mouth_mask(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Binary mask [B, 1, H, W] of the inner-lip polygon (the mouth opening)."""
+    """The mouth opening: the inner-lip polygon.
+
+    Parameters
+    ----------
+    vertices : torch.Tensor
+        [B, 478, >=2] face meshes (pixels).
+    height, width : int
+        The image's size in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 1, H, W] binary mask.
+    """
     return triangle_set_masks(vertices, [inner_mouth_triangles()], height, width)
 
 
@@ -112,13 +166,30 @@ def _colour(rgb: tuple[float, float, float], like: torch.Tensor) -> torch.Tensor
 def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
                      teeth: float | torch.Tensor = 1.0, frame: MouthFrame | None = None,
                      teeth_colour: torch.Tensor | None = None) -> torch.Tensor:
-    """A synthetic mouth interior [B, 3, H, W] for the target inner-lip polygon (valid inside it only).
+    """A synthetic mouth interior for the target inner-lip polygon (valid inside it only).
 
     Dark red-brown cavity (lighter at the lips, darkest in the middle and towards the back), an upper-teeth
     band hanging from the upper lip, ``min(0.6 * opening, TEETH_HEIGHT * half mouth width)`` tall (0.32 in a
     grin, 0.22 wide open), across the mouth in a grin but only across its front, darker towards the corners, in a
     wide-open one, with faint tooth gaps, and a fainter lower band; a hint of tongue low in a wide-open mouth.
-    ``teeth`` [B] or scalar in [0, 1] scales both bands; ``teeth_colour`` [B or 1, 3] (default off-white).
+
+    Parameters
+    ----------
+    dst_vertices : torch.Tensor
+        [B, 478, >=2] target face meshes (pixels).
+    height, width : int
+        The image's size in pixels.
+    teeth : float or torch.Tensor
+        Scalar or [B] in [0, 1]: scales both teeth bands.
+    frame : MouthFrame or None
+        ``mouth_frame(dst_vertices)`` if already computed.
+    teeth_colour : torch.Tensor or None
+        [B or 1, 3] RGB in [0, 1] (default: ``TEETH``, off-white).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W] RGB in [0, 1].
     """
     frame = mouth_frame(dst_vertices) if frame is None else frame
     u, v, v_up, v_lo = mouth_coordinates(frame, height, width)
@@ -163,8 +234,21 @@ def synthesize_mouth(dst_vertices: torch.Tensor, height: int, width: int,
 
 @torch.no_grad()
 def source_teeth_colour(src_image: torch.Tensor, src_vertices: torch.Tensor) -> torch.Tensor:
-    """[Bs, 3] teeth colour of the source: the brightest quarter of its mouth opening where that is clearly
-    teeth (luminance > 0.45, >= 6 pixels), else the default off-white."""
+    """The source's teeth colour: the brightest quarter of its mouth opening where that is clearly teeth.
+
+    Parameters
+    ----------
+    src_image : torch.Tensor
+        [Bs, 3, H, W] RGB in [0, 1].
+    src_vertices : torch.Tensor
+        [Bs, 478, >=2] its face meshes (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        [Bs, 3] RGB: the mean of those pixels (luminance > 0.45, at least 6 of them), limited to [0.55, 0.97];
+        else the default off-white ``TEETH``.
+    """
     B, _, H, W = src_image.shape
     region = inner_mouth_mask(src_vertices, H, W)
     lum = (src_image * torch.tensor([0.299, 0.587, 0.114], device=src_image.device).view(1, 3, 1, 1)).sum(1)
@@ -190,13 +274,33 @@ def mouth_layer(
     mouth_image: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inner-mouth layer at the target: (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+    """The inner-mouth layer at the target.
 
-    dst_vertices: [B, 478, >=2] target pixels. With ``mouth_image`` (e.g. the driver's mouth, already in the
-    target frame) that image fills the polygon. Otherwise the source's interior (``src_image`` [Bs, 3, Hs, Ws],
-    ``src_vertices`` [Bs, 478, >=2]) rides with the lips where it exists and the synthesised interior fills the
+    With ``mouth_image`` (e.g. the driver's mouth, already in the target frame) that image fills the polygon.
+    Otherwise the source's interior rides with the lips where it exists and the synthesised interior fills the
     rest (synthetic teeth continue below real ones when the jaw opens further than the source's).
-    alpha is the softened inner-lip polygon (``mask`` [B, 1, H, W] binary if precomputed).
+
+    Parameters
+    ----------
+    dst_vertices : torch.Tensor
+        [B, 478, >=2] target face meshes (pixels).
+    height, width : int
+        The image's size in pixels.
+    src_image : torch.Tensor or None
+        [Bs, 3, Hs, Ws] the source in [0, 1] (None: synthesised interior only).
+    src_vertices : torch.Tensor or None
+        [Bs, 478, >=2] its face meshes (pixels).
+    mouth_image : torch.Tensor or None
+        [B, 3, H, W] an inner-mouth image in the target frame.
+    mask : torch.Tensor or None
+        [B, 1, H, W] binary inner-lip polygon, if already computed (``inner_mouth_mask``).
+
+    Returns
+    -------
+    rgb : torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    alpha : torch.Tensor
+        [B, 1, H, W]: the softened inner-lip polygon.
     """
     B = dst_vertices.shape[0]
     if mask is None:

@@ -13,12 +13,12 @@ needed (``bench/bench_reenact.py``):
 * head proxy: points on the skull around the face turn rigidly with the head and drive the dense flow too, so
   hair and head outline follow a turn (the face mesh alone dragged them too little);
 * head over body over background: the person (``thead.face.segment.person_mask``) is split by a head weight
-  (``regions.neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by
-  the head's flow, and a body layer (neck and shoulders) that stays but for its neck stretching up after a
-  rising head and bending after a head that moved far sideways, both over a still copy of the background
-  (premultiplied layers, ``thead.render.compose``; identity targets still give the source back). A head that drops or turns slides over
-  its own neck and collar instead of dragging the wall beside the jaw down over the shoulders; ground the head
-  uncovers shows the background plate (filled along its rows) dragged sideways with the head;
+  (``regions.neck_weight``: 1 on the head, fading down the neck) into a head layer, moved by the head's flow,
+  and a body layer (neck and shoulders) that stays but for its neck stretching up after a rising head and
+  bending after a head that moved far sideways, both over a still copy of the background (premultiplied
+  layers, ``thead.render.compose``; identity targets still give the source back). A head that drops or turns
+  slides over its own neck and collar instead of dragging the wall beside the jaw down over the shoulders;
+  ground the head uncovers shows the background plate (filled along its rows) dragged sideways with the head;
 * padded canvas: the render runs on the crop plus a border, the source's own picture around the crop when
   given (``surroundings``), else the crop's mirror image, so the dense flow's taper to zero at the canvas edge
   never squeezes the crop's own border and hair the crop cut off comes in with a moving head;
