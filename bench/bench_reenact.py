@@ -110,14 +110,17 @@ def similarity_baseline(source: np.ndarray, src_lm: np.ndarray, lms: np.ndarray)
     """The source frame moved by the least-squares similarity from its landmarks to each frame's [N, 478, 3]."""
     import cv2
 
+    from thead.geometry import Affine2D
+
     out = []
-    a = np.ascontiguousarray(src_lm[:, :2] - 0.5, np.float32)  # OpenCV pixel centres are integers
+    a = np.ascontiguousarray(src_lm[:, :2], np.float32)
     for lm in lms:
-        b = np.ascontiguousarray(lm[:, :2] - 0.5, np.float32)
+        b = np.ascontiguousarray(lm[:, :2], np.float32)
+        # A similarity fitted to points in the package's convention is a map in that convention.
         m, _ = cv2.estimateAffinePartial2D(a, b, method=cv2.LMEDS)
-        if m is None:
-            m = np.eye(2, 3)
-        out.append(cv2.warpAffine(source, m, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        move = Affine2D.identity() if m is None else Affine2D(m)
+        out.append(cv2.warpAffine(source, move.to_opencv(), (SIZE, SIZE), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE))
     return np.stack(out)
 
 

@@ -45,9 +45,12 @@ def similarity(angle_deg: float, scale: float, tx: float, ty: float, centre: tup
 def moving_face_frames(image: np.ndarray, num: int = 30, size: int = 320) -> tuple[list[np.ndarray], np.ndarray]:
     """Frames of ``image`` (the astronaut) shrunk into a ``size`` frame and moved by known similarities.
 
-    Returns the frames and the transforms (num, 2, 3) mapping the first frame's pixels to each frame's.
+    Returns the frames and the transforms (num, 2, 3) mapping the first frame's pixels to each frame's (the
+    package's pixel convention; the frames are warped by OpenCV with their ``Affine2D.to_opencv`` twins).
     """
     import cv2
+
+    from thead.geometry import Affine2D
 
     base = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     frames, mats = [], []
@@ -57,7 +60,7 @@ def moving_face_frames(image: np.ndarray, num: int = 30, size: int = 320) -> tup
         m = similarity(angle_deg=8 * np.sin(2 * np.pi * a), scale=1 + 0.15 * a, tx=20 * a, ty=-10 * a, centre=centre)
         frames.append(cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT_101))
         mats.append(m)
-    return frames, np.stack(mats)
+    return frames, Affine2D.from_opencv(np.stack(mats)).matrix
 
 
 def write_video(path: Path, frames, fps: float = 25.0, audio: bool = False) -> Path:

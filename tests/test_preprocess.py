@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from thead.cache import read_meta
 from thead.cli import app
 from thead.face import topology as mp_idx
-from thead.face.crop import ffhq_transforms, transform_points
-from thead.face.geometry import box_iou, landmark_box
+from thead.face.crop import ffhq_transforms
+from thead.geometry import Affine2D, box_iou, landmark_box
 from thead.io import probe_video, read_frames, read_image, write_image
 from thead.pipeline.batch import InputItem, collect_inputs
 from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
@@ -28,10 +28,6 @@ from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preproc
 from conftest import moving_face_frames, write_video
 
 runner = CliRunner()
-
-
-def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts[..., :2] @ m[:, :2].T + m[:, 2]
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +43,9 @@ def test_landmarks_follow_known_motion(vox_result):
     pre, mats, _ = vox_result
     assert pre.detected.all() and pre.landmarks.shape == (30, 478, 3)
     # Landmarks of frame t equal frame 0's moved by the known similarity (up to detector noise).
-    first = pre.landmarks[0]
-    rel = np.linalg.inv(np.vstack([mats[0], [0, 0, 1]]))
-    errs = []
-    for t in range(len(mats)):
-        m = (np.vstack([mats[t], [0, 0, 1]]) @ rel)[:2]
-        errs.append(np.linalg.norm(_apply(m, first) - pre.landmarks[t, :, :2], axis=1).mean())
+    first = pre.landmarks[0, :, :2]
+    moves = Affine2D(mats) @ Affine2D(mats[0]).inverse  # frame 0 -> frame t
+    errs = np.linalg.norm(moves.apply(first) - pre.landmarks[:, :, :2], axis=-1).mean(axis=1)
     iod = np.linalg.norm(first[mp_idx.RIGHT_IRIS[0], :2] - first[mp_idx.LEFT_IRIS[0], :2])
     assert np.mean(errs) < 0.05 * iod, (np.mean(errs), iod)
 
@@ -63,7 +56,7 @@ def test_landmarks_land_on_the_face(vox_result, astronaut):
     for t in (0, 15, 29):
         grey = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY).astype(float)
         for iris in (mp_idx.RIGHT_IRIS[0], mp_idx.LEFT_IRIS[0]):
-            x, y = pre.landmarks[t, iris, :2].round().astype(int)
+            x, y = np.floor(pre.landmarks[t, iris, :2]).astype(int)  # the pixel holding the point
             assert grey[y - 1 : y + 2, x - 1 : x + 2].mean() < grey.mean() - 20
 
 
@@ -85,8 +78,7 @@ def test_vox_crop_is_one_still_box(vox_result):
     assert crops.shape == (30, 256, 256, 3)
     assert probe_video(pre.crop_path).has_audio
     # The stored landmarks agree with the stored transforms.
-    assert np.allclose(transform_points(pre.landmarks, pre.transforms)[..., :2], pre.crop_landmarks[..., :2],
-                       atol=1e-3)
+    assert np.allclose(Affine2D(pre.transforms).apply(pre.landmarks), pre.crop_landmarks, atol=1e-3)
 
 
 def test_ffhq_alignment_cancels_the_motion(tmp_path, moving_face_video):

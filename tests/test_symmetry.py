@@ -15,11 +15,23 @@ from thead.engines import MeshEngine, edit_params
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import load_face_model
 from thead.fitting import fit_image
-from thead.render.symmetry import (fill_weight_map, flip_columns, flip_points, mirror_column, mirror_weights,
-                                   mirrored_source, occluded_vertices, mesh_visibility, vertex_facing)
+from thead.render.symmetry import (cell_means_at, fill_weight_map, flip_columns, flip_points, mirror_column,
+                                   mirror_weights, mirrored_source, occluded_vertices, mesh_visibility, vertex_facing)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import S, crop_of, face_mask  # noqa: E402
+
+
+def test_cell_means_are_read_where_the_points_are():
+    """Regression (issue 11's pixel-convention audit): the relighting read its k-pixel cell means with a grid
+    scaled to the image size, while the cells (ceil_mode) cover ceil(W / k) * k pixels: a point at x = 80 of a
+    100 px image with k = 7 read the ramp at 84. On a linear ramp the cell means read back the ramp itself."""
+    H, W, k = 40, 100, 7
+    ramp = ((torch.arange(W, dtype=torch.float32) + 0.5) / W).expand(1, 1, H, W)  # value x / W at pixel centres
+    points = torch.tensor([[80.0, 20.0], [33.3, 11.0], [10.0, 30.5]])
+    colour, cover = cell_means_at(ramp, torch.ones(1, 1, H, W), k, points)
+    assert torch.allclose(colour[:, 0], points[:, 0] / W, atol=2e-3), colour[:, 0]
+    assert torch.allclose(cover, torch.ones(3))
 
 
 def posed_mean_face(yaw_deg: float, size: int = 256) -> torch.Tensor:

@@ -42,7 +42,7 @@ def _measure(frame: np.ndarray, names: list[str], hint: np.ndarray | None = None
     """Fit the largest face of a rendered crop: (the named quantities in degrees / coefficients, its landmarks
     [N, 3] pixels), or None. hint: landmarks of an earlier render of the same face; where the detector misses the
     face, the mesh looks for it around them (the landmarker's ``track``)."""
-    from thead.face.geometry import landmark_box
+    from thead.geometry import landmark_box
     from thead.face.landmarks import make_landmarker
 
     with make_landmarker() as lm:

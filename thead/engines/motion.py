@@ -36,12 +36,12 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from thead.engines.pose_corrective import load_pose_corrective
-from thead.facemodel import geometry as geo
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.fitting.result import FitResult
+from thead.geometry.rotation import (euler_to_matrix as _euler_to_matrix, matrix_to_euler as _matrix_to_euler,
+                                     rotation_power as _rotation_power)
 
 MODES = ("relative", "absolute")
 # Limits of the rendered head rotation (yaw, pitch, roll), degrees: beyond them a warped photo falls apart.
@@ -128,26 +128,6 @@ class TargetParams:
                    residual=np.asarray(fit.residual, np.float32)[sel].copy(),
                    gaze=np.asarray(fit.gaze, np.float32)[sel].copy(), held=np.zeros(len(pose), bool),
                    expression_names=tuple(fit.expression_names))
-
-
-# ------------------------------------------------------------------------------------------------ rotations
-def _euler_to_matrix(angles: np.ndarray) -> np.ndarray:
-    """[..., 3, 3] float64 rotations of (yaw, pitch, roll) radians [..., 3] (``thead.facemodel.geometry``)."""
-    return geo.euler_to_matrix(torch.as_tensor(np.asarray(angles, np.float64))).numpy()
-
-
-def _matrix_to_euler(rot: np.ndarray) -> np.ndarray:
-    return geo.matrix_to_euler(torch.as_tensor(np.asarray(rot, np.float64))).numpy()
-
-
-def _rotation_power(rot: np.ndarray, k: float) -> np.ndarray:
-    """rot^k [..., 3, 3]: the same axis, k times the angle (k = 1 returns rot)."""
-    if k == 1.0:
-        return rot
-    from scipy.spatial.transform import Rotation
-
-    flat = rot.reshape(-1, 3, 3)
-    return Rotation.from_rotvec(Rotation.from_matrix(flat).as_rotvec() * k).as_matrix().reshape(rot.shape)
 
 
 def _limit_angles(angles: np.ndarray) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Crop and align protocols. Every crop is an affine map from original-frame pixels to crop pixels, stored as a
-2x3 matrix ``A`` (``crop_xy = A[:, :2] @ xy + A[:, 2]``) so later stages can paste results back.
+2x3 matrix ``A`` (``crop_xy = A[:, :2] @ xy + A[:, 2]``, a :class:`thead.geometry.Affine2D`) so later stages can
+paste results back. Coordinates on both sides are continuous pixels (pixel i's centre at i + 0.5, as the
+landmarks are); the images are cut with OpenCV through ``Affine2D.to_opencv``, so a crop's pixels and the points
+mapped by the same matrix agree to a small fraction of a pixel whatever the crop's scale.
 
 ``vox``   One square, axis-aligned box per clip (or per segment when the head moves far), as in the
           FOMM-family talking-head preprocessing (first-order-model's crop-video.py): the union of the
@@ -22,7 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from thead.face import topology as mp_idx
-from thead.face.geometry import box_iou, landmark_box
+from thead.geometry import Affine2D, box_iou, landmark_box
 
 PROTOCOLS = ("vox", "ffhq")
 VOX_ENLARGE = 1.8
@@ -31,21 +34,14 @@ VOX_IOU_SPLIT = 0.25
 
 
 def transform_points(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Map landmarks (T, N, 2+) through per-frame affine (T, 2, 3); a z column is scaled by the map's scale."""
-    out = points.astype(np.float32, copy=True)
-    lin = transforms[:, :, :2]
-    out[..., :2] = np.einsum("tij,tnj->tni", lin, points[..., :2]) + transforms[:, None, :, 2]
-    if points.shape[-1] > 2:
-        scale = np.sqrt(np.abs(np.linalg.det(lin)))
-        out[..., 2] = points[..., 2] * scale[:, None]
-    return out
+    """Landmarks (T, N, 2+) mapped through per-frame affines (T, 2, 3) -> float32 (T, N, 2+); a z column is scaled
+    by the map's scale. Kept for callers not yet moved; use Affine2D (``Affine2D(transforms).apply(points)``)."""
+    return Affine2D(transforms).apply(points).astype(np.float32)
 
 
 def invert_transforms(transforms: np.ndarray) -> np.ndarray:
-    """Inverse of affine maps (..., 2, 3)."""
-    lin = transforms[..., :2]
-    inv = np.linalg.inv(lin)
-    return np.concatenate([inv, -(inv @ transforms[..., 2:])], axis=-1)
+    """Inverse of affine maps (..., 2, 3). Kept for callers not yet moved; use Affine2D (``.inverse.matrix``)."""
+    return Affine2D(transforms).inverse.matrix
 
 
 def _square_transform(cx: np.ndarray, cy: np.ndarray, side: np.ndarray, size: int) -> np.ndarray:
@@ -160,41 +156,60 @@ def crop_transforms(protocol: str, landmarks: np.ndarray, valid: np.ndarray, siz
     raise ValueError(f"unknown crop protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
 
 
-def crop_frame(frame: np.ndarray, transform: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
-    """Apply one crop transform (2, 3) to an RGB uint8 frame -> (size, size, 3). Strong downscaling is
-    pre-filtered (area resize) so crops of large frames do not alias; outside the frame the picture is
-    mirrored (as the FFHQ recipe pads), which reads better than smeared edge pixels.
+def _warp_matrix(transform: np.ndarray | Affine2D, margin: int) -> Affine2D:
+    """Frame -> output-image map of a crop with ``margin`` pixels of picture kept around it on each side."""
+    return Affine2D.similarity(translation=(margin, margin)) @ Affine2D(transform)
 
-    margin: pixels of the picture kept around the crop on each side: the output is (size + 2 margin) square,
-    the crop at [margin:margin + size] in both directions (what the renderer needs when a head moves in)."""
-    a = transform.astype(np.float64).copy()
-    a[:, 2] += margin
-    scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+
+def crop_frame(frame: np.ndarray, transform: np.ndarray | Affine2D, size: int, margin: int = 0) -> np.ndarray:
+    """Cut one crop out of a frame.
+
+    Strong downscaling is pre-filtered (area resize) so crops of large frames do not alias; outside the frame the
+    picture is mirrored (as the FFHQ recipe pads), which reads better than smeared edge pixels.
+
+    Parameters
+    ----------
+    frame : ndarray, shape (H, W, 3), uint8
+        RGB picture.
+    transform : ndarray (2, 3) or Affine2D
+        Frame pixels -> crop pixels (continuous convention): the crop's pixel centre (j + 0.5, i + 0.5) shows the
+        frame at ``transform.inverse`` of it.
+    size : int
+        Crop side, pixels.
+    margin : int
+        Pixels of the picture kept around the crop on each side: the output is (size + 2 margin) square, the crop
+        at [margin:margin + size] in both directions (what the renderer needs when a head moves in).
+
+    Returns
+    -------
+    ndarray, shape (size + 2 margin, size + 2 margin, 3), uint8
+    """
+    a = _warp_matrix(transform, margin)
+    scale = float(a.scale)
     if scale < 0.5:
         factor = 0.5 / scale
         h, w = frame.shape[:2]
         small = cv2.resize(frame, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+        # cv2.resize scales continuous coordinates: small pixel (x, y) shows the frame at (x * sx, y * sy).
         sx, sy = w / small.shape[1], h / small.shape[0]
-        a = a.copy()
-        a[:, 0] *= sx
-        a[:, 1] *= sy
+        a = a @ Affine2D([[sx, 0.0, 0.0], [0.0, sy, 0.0]])
         frame = small
     side = size + 2 * margin
-    return cv2.warpAffine(frame, a, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpAffine(frame, a.to_opencv(), (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
 
 
-def picture_mask(frame_shape: tuple[int, ...], transform: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
+def picture_mask(frame_shape: tuple[int, ...], transform: np.ndarray | Affine2D, size: int, margin: int = 0
+                 ) -> np.ndarray:
     """float32 [size + 2 margin] square: 1 where ``crop_frame(frame, transform, size, margin)`` samples inside
     the frame (shape (H, W, ...)), 0 where it shows the frame's mirror image past its edge, soft in between."""
     h, w = frame_shape[:2]
-    a = transform.astype(np.float64).copy()
-    a[:, 2] += margin
     side = size + 2 * margin
-    return cv2.warpAffine(np.ones((h, w), np.float32), a, (side, side), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return cv2.warpAffine(np.ones((h, w), np.float32), _warp_matrix(transform, margin).to_opencv(), (side, side),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
-def crop_surroundings(frame: np.ndarray, transform: np.ndarray, size: int, margin: int
+def crop_surroundings(frame: np.ndarray, transform: np.ndarray | Affine2D, size: int, margin: int
                       ) -> tuple[np.ndarray, np.ndarray]:
     """(``crop_frame(frame, transform, size, margin)``, ``picture_mask(frame.shape, transform, size, margin)``):
     the crop with the picture around it, and where that is the picture rather than its mirror image past the

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from thead.errors import MissingWeightsError
-from thead.face.geometry import box_iou, landmark_box
 from thead.face.topology import NUM_POINTS
+from thead.geometry import Affine2D, box_iou, landmark_box
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,19 +105,19 @@ class MediaPipeLandmarker:
         self._video = None
 
     def _mesh_in_roi(self, mesh, frame: np.ndarray, roi: tuple[float, float, float]) -> list[np.ndarray]:
+        """Faces (N, 3) frame pixels found by ``mesh`` in the square region ``roi`` (x0, y0, side) of ``frame``,
+        resampled to ``ROI_SIZE``; MediaPipe's normalised points times ``ROI_SIZE`` are region pixels in the
+        package's convention (centres at i + 0.5), mapped back by the region map's inverse (z scaled with it)."""
         x0, y0, side = roi
         scale = self.ROI_SIZE / side
-        m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float64)
-        crop = cv2.warpAffine(frame, m, (self.ROI_SIZE, self.ROI_SIZE), flags=cv2.INTER_AREA if scale < 1
-                              else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        to_roi = Affine2D.similarity(scale, 0.0, (-x0 * scale, -y0 * scale))
+        crop = cv2.warpAffine(frame, to_roi.to_opencv(), (self.ROI_SIZE, self.ROI_SIZE),
+                              flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         result = mesh.process(crop)
         faces = []
         for face in result.multi_face_landmarks or []:
-            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * self.ROI_SIZE
-            pts /= scale
-            pts[:, 0] += x0
-            pts[:, 1] += y0
-            faces.append(pts)
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64) * self.ROI_SIZE
+            faces.append(to_roi.inverse.apply(pts).astype(np.float32))
         return faces
 
     def find_faces(self, frame: np.ndarray) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from thead.face.geometry import box_iou, landmark_box
+from thead.geometry import box_iou, landmark_box
 from thead.face.landmarks import Landmarker
 
 

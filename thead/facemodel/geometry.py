@@ -1,4 +1,5 @@
-"""Rotations, the camera model and batched similarity alignment (torch, any device; numpy in, numpy out).
+"""The camera model and batched similarity alignment (torch, any device; numpy in, numpy out). Rotations and the
+pose camera itself (``euler_to_matrix``, ``matrix_to_euler``, ``apply_pose``) live in ``thead.geometry.rotation``.
 
 Frames. Image: x right, y down (pixels), z = depth (pixels, smaller = nearer the camera). Model: the same axes for a
 frontal, upright face: X to the subject's left (image right), Y down (towards the chin), Z away from the camera
@@ -21,6 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from thead.geometry.rotation import apply_pose, euler_to_matrix, matrix_to_euler
+
+transform_points = apply_pose  # the engine's old name; thead.geometry.rotation.apply_pose is the one to use
+
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 POSE_UNITS = ("rad", "rad", "rad", "px", "px", "px/unit")
 
@@ -32,49 +37,10 @@ def as_tensor(x: Any, device: torch.device | str | None = None, dtype: torch.dty
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
-def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] from angles [..., 3] = (yaw, pitch, roll) radians."""
-    yaw, pitch, roll = angles.unbind(-1)
-    cy, sy = torch.cos(yaw), torch.sin(yaw)
-    cp, sp = torch.cos(pitch), torch.sin(pitch)
-    cr, sr = torch.cos(roll), torch.sin(roll)
-    # M = Ry(yaw) @ Rx(pitch) (sign conventions in the module docstring), R = Rz(roll) @ M.
-    m = torch.stack([
-        torch.stack([cy, sy * sp, -sy * cp], -1),
-        torch.stack([torch.zeros_like(cp), cp, sp], -1),
-        torch.stack([sy, -cy * sp, cy * cp], -1),
-    ], -2)
-    zero, one = torch.zeros_like(cr), torch.ones_like(cr)
-    rz = torch.stack([
-        torch.stack([cr, -sr, zero], -1),
-        torch.stack([sr, cr, zero], -1),
-        torch.stack([zero, zero, one], -1),
-    ], -2)
-    return rz @ m
-
-
-def matrix_to_euler(rot: torch.Tensor) -> torch.Tensor:
-    """(yaw, pitch, roll) radians [..., 3] of rotation matrices [..., 3, 3] (inverse of ``euler_to_matrix``)."""
-    yaw = torch.asin(rot[..., 2, 0].clamp(-1.0, 1.0))
-    pitch = torch.atan2(-rot[..., 2, 1], rot[..., 2, 2])
-    roll = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
-    return torch.stack([yaw, pitch, roll], -1)
-
-
 def direction_to_angles(direction: torch.Tensor) -> torch.Tensor:
     """(yaw, pitch) radians [..., 2] of unit look directions [..., 3] (forward = (0, 0, -1) is (0, 0))."""
     d = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return torch.stack([torch.atan2(d[..., 0], -d[..., 2]), torch.asin((-d[..., 1]).clamp(-1.0, 1.0))], -1)
-
-
-def transform_points(vertices: torch.Tensor, pose: torch.Tensor, depth_offset: torch.Tensor | None = None
-                     ) -> torch.Tensor:
-    """Posed points [B, N, 3] in pixels (x, y, depth) of model points [B, N, 3] under pose [B, 6]."""
-    rot = euler_to_matrix(pose[..., :3])
-    out = pose[..., 5, None, None] * vertices @ rot.transpose(-1, -2)
-    shift = torch.stack([pose[..., 3], pose[..., 4],
-                         torch.zeros_like(pose[..., 3]) if depth_offset is None else depth_offset], -1)
-    return out + shift[..., None, :]
 
 
 def project(vertices: Any, pose: Any, depth_offset: Any = None) -> Any:
@@ -92,12 +58,12 @@ def project(vertices: Any, pose: Any, depth_offset: Any = None) -> Any:
     if p.dim() == 1:
         p = p[None]
     d = None if depth_offset is None else as_tensor(depth_offset, device=v.device, dtype=v.dtype).reshape(-1)
-    out = transform_points(v, p, d)
+    out = apply_pose(v, p, d)
     return out.cpu().numpy() if is_numpy else out
 
 
 def unproject(points: torch.Tensor, pose: torch.Tensor, depth_offset: torch.Tensor) -> torch.Tensor:
-    """Model-frame points [B, N, 3] of posed points [B, N, 3] (inverse of ``transform_points``)."""
+    """Model-frame points [B, N, 3] of posed points [B, N, 3] (inverse of ``apply_pose``)."""
     rot = euler_to_matrix(pose[..., :3])
     shift = torch.stack([pose[..., 3], pose[..., 4], depth_offset], -1)
     return (points - shift[..., None, :]) @ rot / pose[..., 5, None, None]

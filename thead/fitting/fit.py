@@ -477,7 +477,7 @@ def _fit_sequence(landmarks: Any, valid: Any, image_size: int, smooth: bool | fl
         lam = strength * cutoff_to_lambda(RESIDUAL_CUTOFF_HZ, fps)
         res_np = whittaker_smooth(res_np.reshape(total, -1), lam, frame_w).reshape(res_np.shape)
     pose_out = np.concatenate([filled[:, :3], filled[:, 3:5], np.exp(filled[:, 6:7])], 1).astype(np.float32)
-    projected = geo.transform_points(model_all, torch.as_tensor(pose_out, device=dev), pose_all[:, 5])
+    projected = geo.apply_pose(model_all, torch.as_tensor(pose_out, device=dev), pose_all[:, 5])
     err = (projected[..., :2] - torch.as_tensor(lm, device=dev)[:, points_index, :2]).norm(dim=-1).mean(-1)
     fit_error = err.cpu().numpy().astype(np.float32)
     fit_error[~ok] = np.nan

@@ -19,11 +19,13 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from thead.errors import InputError, ToolMissingError
+from thead.geometry import Affine2D
 from thead.metrics._inputs import FrameInput, iter_uint8_frames
 from thead.metrics.facemodel import similarity_procrustes
 from thead.metrics.result import MetricResult
 
-# ArcFace (insightface) 112x112 alignment template: eye centres (subject's right, left), nose tip, mouth corners.
+# ArcFace (insightface) 112x112 alignment template: eye centres (subject's right, left), nose tip, mouth corners;
+# pixels in OpenCV's convention (centres at integers), as insightface warps with it.
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                                  [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
 
@@ -113,11 +115,12 @@ class DlibFaceLandmarker:
         return None
 
     def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
-        """68 iBUG landmarks ``(68, 2)`` (pixels) of the largest face, or None."""
+        """68 iBUG landmarks ``(68, 2)`` (pixels, the package's convention: pixel centres at i + 0.5) of the
+        largest face, or None. (dlib's own points are whole pixel indices, centres at integers.)"""
         shape = self.detect(frame)
         if shape is None:
             return None
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) + 0.5
 
 
 class DlibFaceEmbedder:
@@ -187,13 +190,28 @@ def five_points_from_68(pts68: np.ndarray) -> np.ndarray:
 
 
 def align_arcface(frame: np.ndarray, five_points: np.ndarray, size: int = 112) -> np.ndarray:
-    """Similarity-warp a face to the ArcFace template (``size`` x ``size``, template scaled from 112)."""
+    """Similarity-warp a face to the ArcFace template.
+
+    Parameters
+    ----------
+    frame : ndarray, shape (H, W, 3), uint8
+    five_points : ndarray, shape (5, 2)
+        Eye centres, nose tip, mouth corners (``five_points_from_68``), pixels in the package's convention.
+    size : int
+        Chip side; the template is scaled from 112.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+        The chip, black where it reaches past the frame.
+    """
     import cv2
 
-    template = ARCFACE_TEMPLATE_112 * (size / 112.0)
+    # insightface's template is in OpenCV's pixel convention (centres at integers): + 0.5 to ours.
+    template = (ARCFACE_TEMPLATE_112 + 0.5) * (size / 112.0)
     _, scale, rot, trans = similarity_procrustes(five_points, template)
-    matrix = np.hstack([scale * rot, trans[:, None]])
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    to_chip = Affine2D(np.hstack([scale * rot, trans[:, None]]))
+    return cv2.warpAffine(frame, to_chip.to_opencv(), (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
 class ArcFaceOnnxEmbedder:

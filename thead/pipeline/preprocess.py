@@ -28,7 +28,7 @@ from thead.face.track import FaceSelector, FaceTrack, track_face
 from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, iter_frames, probe_video, read_image, write_image
 from thead.pipeline.batch import InputItem, ItemResult
 
-STAGE = StageInfo("preprocess", 2)  # 2: vox boxes kept inside the frame, mirrored padding
+STAGE = StageInfo("preprocess", 3)  # 2: vox boxes kept inside the frame, mirrored padding; 3: one pixel convention
 INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 LANDMARKS_FILE = "landmarks.npz"
 

@@ -20,7 +20,7 @@ from thead.render.mesh_topology import closed_mesh_triangles, lid_split_mesh, st
 from thead.render.mesh_warp import (MeshWarp, flow_to_grid, grid_to_flow, mesh_warp_maps, pixel_centres,
                                     vertex_stretch, warp_image)
 from thead.render.mouth import inner_mouth_mask, mouth_layer, synthesize_mouth
-from thead.render.paste_back import affine_from_cv2, crop_with_affine, invert_affine, paste_back, warp_affine
+from thead.render.paste_back import crop_with_affine, paste_back, warp_affine
 from thead.render.rasterize import Fragments, interpolate, rasterize
 
 __all__ = [
@@ -32,6 +32,6 @@ __all__ = [
     "inner_mouth_mask", "mouth_layer", "synthesize_mouth",
     "SourceFace", "prepare_source", "composite_layers",
     "HeadRender", "render_head",
-    "paste_back", "crop_with_affine", "warp_affine", "affine_from_cv2", "invert_affine",
+    "paste_back", "crop_with_affine", "warp_affine",
     "frames_to_tensor", "tensor_to_frames",
 ]

@@ -1,58 +1,50 @@
 """Paste crop-space renders back into the original frames with a feathered seam.
 
-Affine matrices follow the package's continuous pixel convention (pixel centres at ``i + 0.5``); a matrix from
-OpenCV (centres at integers, e.g. ``cv2.estimateAffinePartial2D`` on integer-centred points) converts with
-:func:`affine_from_cv2`.
+Affine matrices follow the package's continuous pixel convention (pixel centres at ``i + 0.5``, see
+:mod:`thead.geometry.affine`); a matrix from OpenCV converts with ``Affine2D.from_opencv``. Matrices may be given as
+[B, 2, 3] tensors or as :class:`~thead.geometry.Affine2D` objects.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from thead.geometry import Affine2D
 from thead.render.dense_flow import smoothstep
 from thead.render.mesh_warp import pixel_centres
 
 
-def affine_from_cv2(matrix: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Convert 2x3 (or [B, 2, 3]) affines between integer-centred pixel coordinates (OpenCV) to the continuous
-    convention: ``M' = T(+0.5) M T(-0.5)``, i.e. ``t' = t + 0.5 - 0.5 * (A @ [1, 1])``."""
-    out = matrix.clone() if isinstance(matrix, torch.Tensor) else np.array(matrix, dtype=np.float64, copy=True)
-    out[..., :, 2] = out[..., :, 2] + 0.5 - 0.5 * out[..., :, :2].sum(-1)
-    return out
+def _maps(maps: torch.Tensor | Affine2D, like: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 3] tensor of ``maps`` (tensor, array or Affine2D) on ``like``'s device and dtype."""
+    m = maps.matrix if isinstance(maps, Affine2D) else maps
+    return torch.as_tensor(m).to(device=like.device, dtype=like.dtype)
 
 
-def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
-    """Inverse of [B, 2, 3] affines."""
-    a = matrix[..., :2]
-    inv = torch.linalg.inv(a)
-    return torch.cat([inv, -(inv @ matrix[..., 2:])], dim=-1)
-
-
-def warp_affine(images: torch.Tensor, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def warp_affine(images: torch.Tensor, maps: torch.Tensor | Affine2D, height: int, width: int) -> torch.Tensor:
     """images [B, C, Hs, Ws] sampled at ``maps`` [B, 2, 3] (output pixel -> image pixel) -> [B, C, H, W].
 
     Bilinear, border-replicated. For strong downscaling pre-blur or area-resize first (no antialiasing here).
     """
     hs, ws = images.shape[-2:]
     pix = pixel_centres(height, width, images.device, images.dtype).view(1, 2, -1)
-    pos = maps[:, :, :2].to(images.dtype) @ pix + maps[:, :, 2:].to(images.dtype)
+    m = _maps(maps, images)
+    pos = m[:, :, :2] @ pix + m[:, :, 2:]
     grid = pos * torch.tensor([2.0 / ws, 2.0 / hs], device=images.device, dtype=images.dtype).view(1, 2, 1) - 1.0
     grid = grid.transpose(1, 2).reshape(-1, height, width, 2)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def crop_with_affine(frames: torch.Tensor, to_crop: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def crop_with_affine(frames: torch.Tensor, to_crop: torch.Tensor | Affine2D, size: tuple[int, int]) -> torch.Tensor:
     """Resample frames [B, C, H, W] into crops [B, C, h, w] by affines ``to_crop`` [B, 2, 3] (frame -> crop pixels),
-    with :func:`warp_affine` at their inverses."""
-    return warp_affine(frames, invert_affine(to_crop.to(frames.dtype)), *size)
+    with :func:`warp_affine` at their inverses (the torch twin of ``thead.face.crop.crop_frame``)."""
+    return warp_affine(frames, Affine2D(_maps(to_crop, frames)).inverse, *size)
 
 
 def paste_back(
     crops: torch.Tensor,
     frames: torch.Tensor,
-    to_crop: torch.Tensor,
+    to_crop: torch.Tensor | Affine2D,
     feather: float = 0.08,
     crop_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -65,7 +57,7 @@ def paste_back(
     """
     B, C, h, w = crops.shape
     H, W = frames.shape[-2:]
-    m = to_crop.to(crops.dtype)
+    m = _maps(to_crop, crops)
     pix = pixel_centres(H, W, crops.device, crops.dtype).view(1, 2, -1)
     q = m[:, :, :2] @ pix + m[:, :, 2:]  # [B, 2, H*W] crop pixels
     grid = (q * torch.tensor([2.0 / w, 2.0 / h], device=crops.device, dtype=crops.dtype).view(1, 2, 1) - 1.0)

@@ -170,15 +170,8 @@ def relight_mirror(source: torch.Tensor, vertices: torch.Tensor, mirror: torch.T
     xy = vertices[0, :468, :2].float()
     face_w = float(xy[:, 0].amax() - xy[:, 0].amin())
     k = max(1, int(round(RELIGHT_BLUR * face_w)))
-    mask = frags.mask.to(source.dtype)
-    num = F.avg_pool2d(source * mask, k, k, ceil_mode=True)
-    den = F.avg_pool2d(mask, k, k, ceil_mode=True)
-    smooth = num / den.clamp(min=1e-6)
-    grid = (vertices[..., :2].float() * torch.tensor([2.0 / W, 2.0 / H], device=source.device) - 1.0)[:, None]
-    colour = F.grid_sample(smooth, grid.to(smooth.dtype), mode="bilinear", padding_mode="border",
-                           align_corners=False)[0, :, 0].t()  # [V, 3]
-    seen = F.grid_sample(den, grid.to(den.dtype), mode="bilinear", padding_mode="border",
-                         align_corners=False)[0, 0, 0] > 0.5
+    colour, cover = cell_means_at(source, frags.mask.to(source.dtype), k, vertices[0, :, :2].float())
+    seen = cover > 0.5
     gain = (colour / colour[mirror].clamp(min=1e-3)).clamp(*RELIGHT_RANGE)
     ok = (visibility[0] > RELIGHT_MIN_SEEN) & (visibility[0, mirror] > RELIGHT_MIN_SEEN) & seen & seen[mirror]
     gain = _diffuse(torch.where(ok[:, None], gain, torch.ones_like(gain)), ok)
@@ -189,6 +182,26 @@ def relight_mirror(source: torch.Tensor, vertices: torch.Tensor, mirror: torch.T
     reach = max(1, int(round(RELIGHT_BLUR * face_w / 2)))
     near = blur3(F.max_pool2d(frags_m.mask, 2 * reach + 1, 1, reach), reach).clamp(0.0, 1.0)
     return (mirrored * (1.0 + near * (field - 1.0))).clamp(0.0, 1.0)
+
+
+def cell_means_at(image: torch.Tensor, weight: torch.Tensor, k: int, points: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted means of ``image`` over k x k pixel cells, read (bilinearly between cell centres) at points.
+
+    image [1, C, H, W]; weight [1, 1, H, W] in [0, 1]; points [V, 2] continuous pixels (centres at i + 0.5).
+    Returns the weighted mean colour [V, C] and the mean weight [V] around each point. The cells tile the image
+    from its top-left corner; the last row and column of cells may reach past it (their means count only the
+    pixels inside), so a point at x lies at x / k in cell units whether or not k divides the image size.
+    """
+    num = F.avg_pool2d(image * weight, k, k, ceil_mode=True)
+    den = F.avg_pool2d(weight, k, k, ceil_mode=True)
+    hp, wp = den.shape[-2:]
+    grid = points.to(image.dtype) * torch.tensor([2.0 / (k * wp), 2.0 / (k * hp)], device=image.device,
+                                                 dtype=image.dtype) - 1.0
+    both = torch.cat([num / den.clamp(min=1e-6), den], 1)
+    sampled = F.grid_sample(both, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border",
+                            align_corners=False)[0, :, 0]  # [C + 1, V]
+    return sampled[:-1].t(), sampled[-1]
 
 
 def _diffuse(values: torch.Tensor, fixed: torch.Tensor, iterations: int = 60) -> torch.Tensor:
