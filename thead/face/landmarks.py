@@ -46,10 +46,12 @@ class Landmarker(Protocol):
 
 
 def _silence_absl() -> None:
+    """absl's Python logging to errors only, unless ``thead --verbose`` (``THEAD_VERBOSE=1``)."""
     try:
         from absl import logging as absl_logging
 
-        absl_logging.set_verbosity(absl_logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.INFO if os.environ.get("THEAD_VERBOSE") == "1"
+                                   else absl_logging.ERROR)
     except Exception:  # pragma: no cover
         pass
 
