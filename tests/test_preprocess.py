@@ -267,7 +267,7 @@ def test_fan_backend_without_weights_says_what_to_get(tmp_path, astronaut, monke
                               "--json"])
     assert res.exit_code == 1
     msg = json.loads(res.stdout)["message"]
-    assert "2DFAN4-cd938726ad.zip" in msg and str(tmp_path / "weights") in msg and "https://" in msg
+    assert "2DFAN4-11f355bf06.pth.tar" in msg and str(tmp_path / "weights") in msg and "https://" in msg
 
 
 def test_weights_command_lists_manifest(tmp_path, monkeypatch):

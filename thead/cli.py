@@ -6,6 +6,7 @@ import typer
 
 import thead
 from thead.commands.edit import edit
+from thead.commands.logs import NativeStderrFilter, quiet_environment
 from thead.commands.evaluate import evaluate
 from thead.commands.fit_3dmm import fit_3dmm
 from thead.commands.preprocess import preprocess
@@ -31,9 +32,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show the native libraries' log lines "
+                                 "(MediaPipe / TensorFlow Lite / absl I0000 and W0000 lines), hidden by default."),
 ) -> None:
     """Talking heads from one photo."""
+    quiet_environment(verbose)
+    if not verbose:
+        native_filter = NativeStderrFilter()
+        if native_filter.start():
+            ctx.call_on_close(native_filter.stop)
 
 
 app.command("preprocess")(preprocess)

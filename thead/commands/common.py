@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Callable, Optional, Sequence
+import math
+from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -14,6 +15,53 @@ from thead.pipeline.batch import InputItem, ItemResult, run_item
 
 ItemStage = Callable[[InputItem, Callable[[int, int], None]], ItemResult]
 
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def in_range(lo: float | None = None, hi: float | None = None) -> Callable[[Any], Any]:
+    """A Typer option callback: the value (None passes) must be a finite number within [lo, hi] (either end open
+    when None); otherwise a usage error (exit 2) naming the option: "nan is not a finite number", "400 is outside
+    -50..50". Used for every numeric option, so NaN/inf never reach the library whatever Typer version parses."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise typer.BadParameter(f"{_fmt(value)} is outside {range_text(lo, hi)}")
+        return value
+
+    return check
+
+
+def range_text(lo: float | None, hi: float | None) -> str:
+    """"-50..50", ">= 0" or "<= 3": how option help and messages state a range."""
+    if lo is not None and hi is not None:
+        return f"{_fmt(lo)}..{_fmt(hi)}"
+    return f">= {_fmt(lo)}" if lo is not None else f"<= {_fmt(hi)}"
+
+
+def ranged(help: str, lo: float | None = None, hi: float | None = None) -> str:
+    """``help`` with its allowed range appended, e.g. "Solver rounds. Range: 1..1000."."""
+    return f"{help.rstrip()} Range: {range_text(lo, hi)}."
+
+
+def number_option(default: Any, *param_decls: str, help: str, lo: float | None = None, hi: float | None = None,
+                  **kwargs: Any) -> Any:
+    """``typer.Option`` for a number: the range is checked (``in_range``) and stated in the help."""
+    return typer.Option(default, *param_decls, callback=in_range(lo, hi), help=ranged(help, lo, hi), **kwargs)
+
+
+def check_crop_size(value: int) -> int:
+    if value not in (256, 512):
+        raise typer.BadParameter(f"{value} is not a crop size: use 256 or 512")
+    return value
+
+
+CRF_RANGE = (0, 51)  # H.264 quality: 0 lossless .. 51 worst
+
 # Options that read the same in every command that takes them (declare as ``device: DeviceOption = None``).
 DeviceOption = Annotated[Optional[str], typer.Option(help="torch device (cpu, cuda); default cuda when present.")]
 SymmetryOption = Annotated[bool, typer.Option(
@@ -21,8 +69,10 @@ SymmetryOption = Annotated[bool, typer.Option(
     help="Fill the side of the head the source turned away from its mirror image (off: stretch what the source "
     "shows).")]
 # Options of the commands that render outputs (reenact, edit).
-RenderSizeOption = Annotated[int, typer.Option(help="Crop size (256 or 512) of faces preprocessed here.")]
-OutputCrfOption = Annotated[int, typer.Option(help="H.264 quality of the output videos.")]
+RenderSizeOption = Annotated[int, typer.Option(help="Crop size (256 or 512) of faces preprocessed here.",
+                                               callback=check_crop_size)]
+OutputCrfOption = Annotated[int, typer.Option(help=ranged("H.264 quality of the output videos (lower is better).",
+                                                          *CRF_RANGE), callback=in_range(*CRF_RANGE))]
 ForceOutputsOption = Annotated[bool, typer.Option("--force", help="Redo outputs that are current.")]
 JsonOutputsOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout.")]
 

@@ -8,50 +8,69 @@ from typing import List, Optional
 import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, run_batch)
+                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch)
+from thead.engines.motion import EXPRESSION_ALIASES, MAX_ANGLES_DEG, MAX_GAZE_DEG
+from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.pipeline.batch import collect_inputs
 from thead.pipeline.fit import FitParams
 from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
 from thead.pipeline.reenact import EditParams, RenderOptions, edit_item
 
-_UNIT = "Expression unit, 0 = neutral, 1 = full"
+_UNIT = "Expression unit, 0 = neutral, 1 = full."
+# Angles beyond what a warp of one photo can render are refused (not clamped): the limits of the engine.
+_YAW, _PITCH, _ROLL = MAX_ANGLES_DEG
+_LO, _HI = (dict(zip(EXPRESSION_NAMES, map(float, b))) for b in expression_bounds())
+
+
+def _unit(name: str, help: str = _UNIT) -> Optional[float]:
+    """The option of expression unit ``name`` (an alias such as "smile" takes its first unit's range)."""
+    unit = EXPRESSION_ALIASES.get(name, (name,))[0]
+    return number_option(None, help=help, lo=_LO[unit], hi=_HI[unit])
 
 
 def edit(
     inputs: List[str] = typer.Argument(..., help="Photos, videos, directories of them, or - for stdin."),
     output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the edited files."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
-    yaw: Optional[float] = typer.Option(None, help="Head yaw, degrees (absolute; + turns the nose to image right)."),
-    pitch: Optional[float] = typer.Option(None, help="Head pitch, degrees (absolute; + tilts the nose up)."),
-    roll: Optional[float] = typer.Option(None, help="Head roll, degrees (absolute; + turns clockwise on screen)."),
+    yaw: Optional[float] = number_option(None, help="Head yaw, degrees (absolute; + turns the nose to image "
+                                         "right); larger turns are refused (the engine cannot render them).",
+                                         lo=-_YAW, hi=_YAW),
+    pitch: Optional[float] = number_option(None, help="Head pitch, degrees (absolute; + tilts the nose up); "
+                                           "larger tilts are refused.", lo=-_PITCH, hi=_PITCH),
+    roll: Optional[float] = number_option(None, help="Head roll, degrees (absolute; + turns clockwise on "
+                                          "screen); larger rolls are refused.", lo=-_ROLL, hi=_ROLL),
     frontalize: bool = typer.Option(False, "--frontalize", help="Yaw, pitch and roll to 0 (explicit angles win)."),
     neutral: bool = typer.Option(False, "--neutral", help="Every expression unit to 0 first."),
-    smile: Optional[float] = typer.Option(None, help=f"{_UNIT} (both sides)."),
-    smile_left: Optional[float] = typer.Option(None, help=_UNIT),
-    smile_right: Optional[float] = typer.Option(None, help=_UNIT),
-    jaw_open: Optional[float] = typer.Option(None, help=_UNIT),
-    lips_part: Optional[float] = typer.Option(None, help=_UNIT),
-    frown: Optional[float] = typer.Option(None, help=_UNIT),
-    pucker: Optional[float] = typer.Option(None, help=_UNIT),
-    lip_stretch: Optional[float] = typer.Option(None, help=_UNIT),
-    brow_raise: Optional[float] = typer.Option(None, help=f"{_UNIT} (both sides)."),
-    brow_raise_left: Optional[float] = typer.Option(None, help=_UNIT),
-    brow_raise_right: Optional[float] = typer.Option(None, help=_UNIT),
-    brow_lower: Optional[float] = typer.Option(None, help=_UNIT),
-    blink: Optional[float] = typer.Option(None, help=f"{_UNIT} (both eyes; 1 = closed)."),
-    blink_left: Optional[float] = typer.Option(None, help=_UNIT),
-    blink_right: Optional[float] = typer.Option(None, help=_UNIT),
-    eye_wide: Optional[float] = typer.Option(None, help=_UNIT),
-    chin_raise: Optional[float] = typer.Option(None, help=_UNIT),
-    gaze_yaw: Optional[float] = typer.Option(None, help="Eye direction, degrees, both eyes (+ = image right)."),
-    gaze_pitch: Optional[float] = typer.Option(None, help="Eye direction, degrees, both eyes (+ = up)."),
+    smile: Optional[float] = _unit("smile", f"{_UNIT[:-1]} (both sides)."),
+    smile_left: Optional[float] = _unit("smile_left"),
+    smile_right: Optional[float] = _unit("smile_right"),
+    jaw_open: Optional[float] = _unit("jaw_open"),
+    lips_part: Optional[float] = _unit("lips_part"),
+    frown: Optional[float] = _unit("frown"),
+    pucker: Optional[float] = _unit("pucker"),
+    lip_stretch: Optional[float] = _unit("lip_stretch"),
+    brow_raise: Optional[float] = _unit("brow_raise", f"{_UNIT[:-1]} (both sides)."),
+    brow_raise_left: Optional[float] = _unit("brow_raise_left"),
+    brow_raise_right: Optional[float] = _unit("brow_raise_right"),
+    brow_lower: Optional[float] = _unit("brow_lower"),
+    blink: Optional[float] = _unit("blink", f"{_UNIT[:-1]} (both eyes; 1 = closed)."),
+    blink_left: Optional[float] = _unit("blink_left"),
+    blink_right: Optional[float] = _unit("blink_right"),
+    eye_wide: Optional[float] = _unit("eye_wide"),
+    chin_raise: Optional[float] = _unit("chin_raise"),
+    gaze_yaw: Optional[float] = number_option(None, help="Eye direction, degrees, both eyes (+ = image right).",
+                                              lo=-MAX_GAZE_DEG, hi=MAX_GAZE_DEG),
+    gaze_pitch: Optional[float] = number_option(None, help="Eye direction, degrees, both eyes (+ = up).",
+                                                lo=-MAX_GAZE_DEG, hi=MAX_GAZE_DEG),
     orbit: bool = typer.Option(False, "--orbit", help="Write a free-view video sweeping yaw and pitch around the "
                                "(edited) face instead of one edited photo."),
-    orbit_frames: int = typer.Option(75, help="Frames of the --orbit video (25 fps)."),
-    orbit_yaw: float = typer.Option(25.0, help="--orbit sweeps yaw over +-this many degrees."),
-    orbit_pitch: float = typer.Option(8.0, help="--orbit sweeps pitch over +-this many degrees."),
-    calibrate: int = typer.Option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so the "
-                                  "result reads as asked (0 = render the asked values as they are)."),
+    orbit_frames: int = number_option(75, help="Frames of the --orbit video (25 fps).", lo=1, hi=10000),
+    orbit_yaw: float = number_option(25.0, help="--orbit sweeps yaw over +-this many degrees.", lo=0, hi=_YAW),
+    orbit_pitch: float = number_option(8.0, help="--orbit sweeps pitch over +-this many degrees.", lo=0,
+                                       hi=_PITCH),
+    calibrate: int = number_option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so "
+                                   "the result reads as asked (0 = render the asked values as they are).", lo=0,
+                                   hi=10),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     symmetry: SymmetryOption = True,
     size: RenderSizeOption = 256,

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from thead.commands.common import DeviceOption, print_summary, run_batch, stderr_console
+from thead.commands.common import DeviceOption, check_crop_size, number_option, print_summary, run_batch, stderr_console
 from thead.errors import InputError
 from thead.pipeline.batch import InputItem, ItemResult
 from thead.pipeline.evaluate import (
@@ -55,10 +55,11 @@ def evaluate(
     protocol: EvalProtocol = typer.Option(EvalProtocol.auto, help="self: reconstruction vs the driving frames; "
                                           "cross: identity vs the source, motion vs the driver; auto: cross when a "
                                           "source differing from the driver is given."),
-    size: int = typer.Option(256, help="Evaluation resolution (pixels) of the common face crop."),
+    size: int = typer.Option(256, help="Evaluation resolution (pixels) of the common face crop: 256 or 512.",
+                             callback=check_crop_size),
     align: Align = typer.Option(Align.raise_, help="Different frame counts or rates: raise (report the pair as "
                                 "failed) or truncate to the shorter (reported in notes)."),
-    csim_frames: int = typer.Option(32, help="Frames sampled evenly per video for CSIM (0 = all)."),
+    csim_frames: int = number_option(32, help="Frames sampled evenly per video for CSIM (0 = all).", lo=0),
     no_identity: bool = typer.Option(False, "--no-identity", help="Skip CSIM."),
     arcface: Optional[Path] = typer.Option(None, help="ArcFace ONNX model for CSIM instead of dlib's network "
                                            "(needs onnxruntime: pip install 'thead[arcface]')."),

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import DeviceOption, finish, run_batch
+from thead.commands.common import DeviceOption, check_crop_size, finish, number_option, run_batch
 from thead.commands.preprocess import Protocol
 from thead.pipeline.batch import InputItem, collect_inputs
 from thead.pipeline.fit import FitParams, fit_item
@@ -20,14 +20,15 @@ def fit_3dmm(
                                        "or videos/images/directories (preprocessed first), or - for stdin."),
     output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for inputs that still "
                                 "need preprocessing."),
-    smooth: float = typer.Option(1.0, help="Temporal smoothing strength (0 = off; never applied to images)."),
-    iterations: int = typer.Option(8, help="Solver rounds."),
+    smooth: float = number_option(1.0, help="Temporal smoothing strength (0 = off; never applied to images).",
+                                  lo=0, hi=100),
+    iterations: int = number_option(8, help="Solver rounds.", lo=1, hi=1000),
     model: Optional[Path] = typer.Option(None, help="A PCA morphable model .npz (mean, identity and expression "
                                          "bases, landmark vertex indices) instead of the built-in face-mesh model."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 / overlay.png: the fitted mesh "
                                  "drawn over the crops."),
     device: DeviceOption = None,
-    size: int = typer.Option(256, help="Crop size for inputs preprocessed here."),
+    size: int = typer.Option(256, help="Crop size (256 or 512) for inputs preprocessed here.", callback=check_crop_size),
     protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol for inputs preprocessed here."),
     force: bool = typer.Option(False, "--force", help="Redo fits whose cache is current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import finish, parse_box, run_batch
+from thead.commands.common import CRF_RANGE, check_crop_size, finish, number_option, parse_box, run_batch
 from thead.face.crop import VOX_ENLARGE
 from thead.pipeline.batch import collect_inputs
 from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams, preprocess_item
@@ -30,20 +30,21 @@ def preprocess(
     output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for the stage caches."),
     protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol: vox (one box per clip/segment) or ffhq "
                                       "(per-frame eye/mouth alignment, smoothed)."),
-    size: int = typer.Option(256, help="Crop size in pixels: 256 or 512."),
+    size: int = typer.Option(256, help="Crop size in pixels: 256 or 512.", callback=check_crop_size),
     landmarks: Backend = typer.Option(Backend.mediapipe, help="Landmark backend: mediapipe (478 points, ships with "
                                       "the package) or face-alignment (68-point FAN; weights must be on disk)."),
-    face_index: Optional[int] = typer.Option(None, help="Follow the N-th face from the left (0-based) where several "
-                                             "are present."),
+    face_index: Optional[int] = number_option(None, help="Follow the N-th face from the left (0-based) where "
+                                              "several are present.", lo=0, hi=99),
     face_box: Optional[str] = typer.Option(None, help="Follow the face nearest this box x0,y0,x1,y1 (pixels of the "
                                            "first frame)."),
-    max_gap: float = typer.Option(0.25, help="Interpolate landmarks over lost stretches up to this many seconds; "
-                                  "longer ones are reported."),
-    smooth: float = typer.Option(2.0, help="ffhq: temporal smoothing of the alignment, Gaussian sigma in frames "
-                                 "(0 = off)."),
-    enlarge: float = typer.Option(VOX_ENLARGE, help="vox: square side over the larger side of the union landmark "
-                                  "box."),
-    crf: int = typer.Option(18, help="H.264 quality of the crop video (lower is better; 18 is visually lossless)."),
+    max_gap: float = number_option(0.25, help="Interpolate landmarks over lost stretches up to this many "
+                                   "seconds; longer ones are reported.", lo=0, hi=60),
+    smooth: float = number_option(2.0, help="ffhq: temporal smoothing of the alignment, Gaussian sigma in frames "
+                                  "(0 = off).", lo=0, hi=100),
+    enlarge: float = number_option(VOX_ENLARGE, help="vox: square side over the larger side of the union landmark "
+                                   "box.", lo=1, hi=4),
+    crf: int = number_option(18, help="H.264 quality of the crop video (lower is better; 18 is visually "
+                             "lossless).", lo=CRF_RANGE[0], hi=CRF_RANGE[1]),
     png: bool = typer.Option(False, "--png", help="Also write the crops as a PNG sequence (frames/)."),
     force: bool = typer.Option(False, "--force", help="Redo items whose cache is current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),

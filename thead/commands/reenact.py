@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, run_batch, stderr_console)
+                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
+                                  stderr_console)
 from thead.errors import InputError
 from thead.pipeline.batch import InputItem, collect_inputs, merge_item_groups
 from thead.pipeline.fit import FitParams
@@ -38,18 +39,19 @@ def reenact(
     mode: Mode = typer.Option(Mode.relative, help="relative: the driver's change from its first frame is applied "
                               "to the source's own pose and expression; absolute: the driver's pose and expression "
                               "as they are."),
-    expression_scale: float = typer.Option(1.0, help="Multiply the transferred expression change."),
-    pose_scale: float = typer.Option(1.0, help="Multiply the transferred head rotation and movement."),
+    expression_scale: float = number_option(1.0, help="Multiply the transferred expression change.", lo=0, hi=3),
+    pose_scale: float = number_option(1.0, help="Multiply the transferred head rotation and movement.", lo=0,
+                                      hi=3),
     no_pose: bool = typer.Option(False, "--no-pose", help="Keep the source's head pose."),
     no_expression: bool = typer.Option(False, "--no-expression", help="Keep the source's expression."),
-    source_frame: int = typer.Option(0, help="Frame of a source video to animate."),
+    source_frame: int = number_option(0, help="Frame of a source video to animate (0 = first).", lo=0),
     mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
     symmetry: SymmetryOption = True,
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
-    batch_size: int = typer.Option(16, help="Frames rendered per batch."),
+    batch_size: int = number_option(16, help="Frames rendered per batch.", lo=1, hi=1024),
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
 ) -> None:

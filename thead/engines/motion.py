@@ -161,6 +161,12 @@ def pose_residual_change(target_angles: np.ndarray, source_angles: np.ndarray) -
     return np.broadcast_to(corrective.change(t, src), (n, 478, 3)).astype(np.float32)
 
 
+def _finite(name: str, value: float | None) -> None:
+    """Raise ValueError unless ``value`` (None passes) is a finite number: NaN or inf would render black."""
+    if value is not None and not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+
+
 def _check_fit(fit: FitResult, what: str) -> None:
     if not isinstance(fit, FitResult):
         raise TypeError(f"{what} must be a FitResult, got {type(fit).__name__}")
@@ -218,6 +224,8 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+    _finite("expression_scale", expression_scale)
+    _finite("pose_scale", pose_scale)
     _check_fit(source, "source")
     _check_fit(driver, "driver")
     src = _source_frame(source, source_frame)
@@ -329,7 +337,12 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
     applies). A set unit also loses the residual's share along it (``residual_without_units``), so the face shows
     the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in DEGREES
     relative to the head, set for both eyes (+yaw looks to the subject's left = image right, +pitch up).
+    Angles beyond the renderable limits (``MAX_ANGLES_DEG``, ``MAX_GAZE_DEG``) are clamped to them; NaN or
+    infinite values raise ValueError.
     """
+    for name, value in (("yaw", yaw), ("pitch", pitch), ("roll", roll), ("gaze_yaw", gaze_yaw),
+                        ("gaze_pitch", gaze_pitch)):
+        _finite(name, value)
     _check_fit(fit, "fit")
     base = TargetParams.from_fit(fit)
     pose, depth = base.pose, base.depth_offset
@@ -338,8 +351,6 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
         angles[:] = 0.0
     for k, value in enumerate((yaw, pitch, roll)):
         if value is not None:
-            if not np.isfinite(value):
-                raise ValueError("head angles must be finite")
             angles[:, k] = angles[:, k] + value if relative_pose else value
     turned = not np.allclose(angles, pose[:, :3])
     if turned:
@@ -369,10 +380,14 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
 
     The angles are offsets from the source's own pose: yaw follows one sine period over the clip through
     ``yaw_range_deg``, pitch two periods through ``pitch_range_deg`` (a figure-of-eight), both starting and
-    ending at the source pose (0 offset when a range holds 0). Expression and gaze stay the source's.
+    ending at the source pose (0 offset when a range holds 0). Expression and gaze stay the source's. Angles
+    are clamped to ``MAX_ANGLES_DEG``; NaN or infinite ranges raise ValueError.
     """
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
+    for name, rng in (("yaw_range_deg", yaw_range_deg), ("pitch_range_deg", pitch_range_deg)):
+        for value in rng:
+            _finite(name, value)
     _check_fit(fit, "fit")
     src = _source_frame(fit, frame)
     phase = 2.0 * np.pi * np.arange(num_frames) / num_frames

@@ -48,10 +48,12 @@ class Landmarker(Protocol):
 
 
 def _silence_absl() -> None:
+    """absl's Python logging to errors only, unless ``thead --verbose`` (``THEAD_VERBOSE=1``)."""
     try:
         from absl import logging as absl_logging
 
-        absl_logging.set_verbosity(absl_logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.INFO if os.environ.get("THEAD_VERBOSE") == "1"
+                                   else absl_logging.ERROR)
     except Exception:  # pragma: no cover
         pass
 
@@ -161,24 +163,82 @@ def _torch_hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def load_fan_states(extra_dirs: list[Path] | None = None) -> tuple[dict, dict]:
+    """The FAN (``fan-2d-68``) and S3FD (``s3fd``) state dicts for the face-alignment backend.
+
+    Each file is looked up in the weights folder, then ``extra_dirs`` (default: torch's hub checkpoint folder);
+    symbolic links are resolved (loops and broken links refused), the resolved file is read once, its sha256
+    checked against the manifest, and exactly those bytes are unpickled with ``torch.load(weights_only=True)``
+    (tensors only: a file holding other pickled objects is refused, never run). Nothing is downloaded.
+
+    Returns
+    -------
+    (fan_state, sfd_state) : tuple of dict
+        Tensor state dicts, keys as face-alignment 1.5's ``FAN(4)`` and ``s3fd()`` modules name them.
+
+    Raises
+    ------
+    MissingWeightsError
+        A file is not on disk (the message says which, from where, and where to put it).
+    BadWeightsError
+        A file is refused (sha256 mismatch, link loop, pickled objects, not a state dict).
+    """
+    from thead.weights import load_torch_state, read_weights
+
+    dirs = [_torch_hub_checkpoints()] if extra_dirs is None else list(extra_dirs)
+    states = []
+    for name in ("fan-2d-68", "s3fd"):
+        checked = read_weights(name, extra_dirs=dirs)
+        states.append(load_torch_state(checked.data, checked.path))
+    return states[0], states[1]
+
+
+def _checked_face_alignment(fan_state: dict, sfd_state: dict, device: str):
+    """face-alignment 1.5's ``FaceAlignment`` (2-D, S3FD detector) built from state dicts loaded and checked here.
+
+    Its own constructors fetch the files from URLs / the torch hub folder and unpickle the detector with
+    torch.hub's loader; these subclasses set the same attributes (face-alignment 1.5.0) without that path.
+    """
+    import torch
+    from face_alignment import FaceAlignment, LandmarksType
+    from face_alignment.detection.core import FaceDetector
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.detection.sfd.sfd_detector import SFDDetector
+    from face_alignment.models import FAN
+
+    from thead.weights import load_state_strict
+
+    class CheckedSFD(SFDDetector):
+        def __init__(self) -> None:  # noqa: D107 - SFDDetector.__init__ would load its own copy
+            FaceDetector.__init__(self, device, False)
+            self.filter_threshold = 0.5
+            self.face_detector = load_state_strict(s3fd(), sfd_state, "s3fd").to(device).eval()
+
+    class CheckedFaceAlignment(FaceAlignment):
+        def __init__(self) -> None:  # noqa: D107 - FaceAlignment.__init__ would load its own copies
+            self.device, self.flip_input, self.landmarks_type = device, True, LandmarksType.TWO_D
+            self.verbose, self.dtype, self.max_batch_size = False, torch.float32, 1
+            self.face_detector = CheckedSFD()
+            self.face_alignment_net = load_state_strict(FAN(4), fan_state, "fan-2d-68").to(device).eval()
+
+    return CheckedFaceAlignment()
+
+
 class FanLandmarker:
     """68-point FAN landmarks (``face-alignment`` package) with its S3FD detector; weights must be on disk.
 
-    Weights are looked up in the thead weights folder and in torch's hub checkpoint folder; when absent,
-    ``MissingWeightsError`` says which files to get and where to put them. Nothing is downloaded.
+    Weights are looked up in the thead weights folder and in torch's hub checkpoint folder and loaded by
+    ``load_fan_states`` (sha256 checked, ``weights_only`` unpickling); when absent, ``MissingWeightsError`` says
+    which files to get and where to put them. Nothing is downloaded.
     """
 
     num_points = 68
     format = "ibug68"
 
     def __init__(self, device: str | None = None) -> None:
-        from thead.weights import require_weights
-
-        hub = _torch_hub_checkpoints()
-        fan = require_weights("fan-2d-68", extra_dirs=[hub])
-        sfd = require_weights("s3fd", extra_dirs=[hub])
+        fan_state, sfd_state = load_fan_states()
         try:
-            import face_alignment
+            import face_alignment  # noqa: F401
         except ImportError as exc:
             raise MissingWeightsError(
                 "the face-alignment backend needs the 'face-alignment' package: pip install 'thead[fan]'"
@@ -187,16 +247,8 @@ class FanLandmarker:
 
         from thead.device import default_device
 
-        # face-alignment looks for its files in <torch hub>/checkpoints; point it at a folder that links ours.
-        link_dir = Path(os.environ.get("THEAD_CACHE", Path.home() / ".cache" / "thead")) / "hub"
-        (link_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        for src in (fan, sfd):
-            dst = link_dir / "checkpoints" / src.name
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
-        torch.hub.set_dir(str(link_dir))
-        self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D,
-                                                device=str(default_device(device)), face_detector="sfd")
+        device = str(default_device(device))
+        self._fa = _checked_face_alignment(fan_state, sfd_state, device)
 
     def track(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
         faces = self.find_faces(frame)

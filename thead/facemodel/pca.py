@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from thead.errors import InputError
+from thead.errors import InputError, describe_os_error, path_problem
 from thead.face import topology as topo
 from thead.facemodel import geometry as geo
 from thead.facemodel.spec import FittingSpec, make_fitting_spec
@@ -206,6 +206,31 @@ class PCAFaceModel:
                                  device)
 
 
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"%PDF", "a PDF document"), (b"\x93NUMPY", "a single .npy array, not an .npz archive of arrays"),
+          (b"\x80", "a Python pickle"), (b"\x1f\x8b", "a gzip file"), (b"PK\x03\x04", "a zip archive"),
+          (b"PK\x05\x06", "a zip archive"))
+
+
+def describe_file_kind(path: str | Path) -> str:
+    """What a file looks like from its first bytes, for messages: "an empty file", "a text file", "a PNG image",
+    "a single .npy array, ...", "a zip archive", or "binary data"."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        return "an empty file"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    try:
+        text = head.decode("utf8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "a text file"
+    return "binary data"
+
+
 def load_pca_model(path: str | Path) -> PCAFaceModel:
     """Read a PCA morphable model.
 
@@ -222,15 +247,25 @@ def load_pca_model(path: str | Path) -> PCAFaceModel:
     Raises
     ------
     InputError
-        When the file is missing, unreadable, or lacks or misshapes an array.
+        Naming the file: missing (or a link loop, a directory, unreadable); not a PCA model .npz (saying what
+        the file is instead: a text file, an image, a single .npy array, a damaged zip); or an .npz without the
+        model's arrays or with inconsistent shapes.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "PCA model file not found")
+    problem = path_problem(path)
+    if problem is not None:
+        raise InputError(path, f"PCA model: {problem}")
+    try:
+        kind = describe_file_kind(path)
+    except OSError as err:
+        raise InputError(path, describe_os_error(err, None)) from None
+    if kind != "a zip archive":  # an .npz is a zip archive of .npy arrays
+        raise InputError(path, f"not a PCA model .npz ({kind})")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error
-        raise InputError(path, f"not a readable .npz ({err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(path, f"not a PCA model .npz (damaged archive: {first})") from None
     with data:
         missing = [k for k in ("mean", "id_basis", "exp_basis", "landmark_vertices", "landmark_ids")
                    if k not in data.files]

@@ -18,8 +18,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from thead.errors import InputError
+from thead.errors import InputError, path_problem
 from thead.io.ffmpeg import ffmpeg_exe, ffprobe_exe
+from thead.io.image import MAX_IMAGE_PIXELS, check_pixel_count
+
+# Largest frame (width x height) decoded: the image cap (8192 x 8192); checked from the probe, before decoding.
+MAX_FRAME_PIXELS = MAX_IMAGE_PIXELS
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif"}
 
@@ -75,6 +79,7 @@ def _probe_ffprobe(path: Path, exe: str) -> VideoInfo:
     has_audio = any(s.get("codec_type") == "audio" for s in streams)
     if width <= 0 or height <= 0:
         raise InputError(path, "video stream has no frame size")
+    check_pixel_count(path, width, height)
     return VideoInfo(width, height, fps or 25.0, num_frames, duration, has_audio, v.get("codec_name", ""))
 
 
@@ -97,17 +102,20 @@ def _probe_ffmpeg_banner(path: Path) -> VideoInfo:
     dm = _DUR_RE.search(text)
     duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else 0.0
     has_audio = re.search(r"Stream #\S+.*?Audio:", text) is not None
+    check_pixel_count(path, width, height)
     return VideoInfo(width, height, fps, int(round(duration * fps)), duration, has_audio, codec)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read size, fps, frame count, duration and audio presence of a video file.
 
-    Raises ``InputError`` when the file is missing or not a readable video.
+    Raises ``InputError`` when the file is missing (or a symbolic link loop, a directory, unreadable), not a
+    readable video, or its frames are over ``MAX_FRAME_PIXELS``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
+    problem = path_problem(path)
+    if problem is not None:
+        raise InputError(path, problem)
     exe = ffprobe_exe()
     return _probe_ffprobe(path, exe) if exe else _probe_ffmpeg_banner(path)
 
@@ -130,6 +138,7 @@ def iter_frames(
     path = Path(path)
     info = info or probe_video(path)
     w, h = info.width, info.height
+    check_pixel_count(path, w, h)
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0"]
     if max_frames is not None:
         cmd += ["-frames:v", str(max_frames)]

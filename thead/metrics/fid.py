@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from thead.errors import MissingWeightsError
+from thead.errors import BadWeightsError, MissingWeightsError
 from thead.metrics._inputs import FrameInput, as_nchw
 from thead.metrics.lpips import load_safetensors_into
 from thead.metrics.result import MetricResult, missing_weights_reason
@@ -184,14 +184,48 @@ class InceptionV3FID(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> "InceptionV3FID":
-        """Build and load a safetensors file with torchvision/pytorch-fid key names (``fc.*`` ignored)."""
-        return load_safetensors_into(cls(), path, device)
+        """Build and load a safetensors file with torchvision/pytorch-fid key names (``fc.*`` ignored), then run
+        ``check_inception``. No sha256 check: ``load_inception`` is the checked route."""
+        return cls.from_bytes(Path(path).read_bytes(), device, path)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: torch.device | str = "cpu",
+                   source: str | Path = "<bytes>") -> "InceptionV3FID":
+        """Build from the bytes of a safetensors file (named ``source`` in messages): keys and shapes strict, then
+        ``check_inception``. Raises ``BadWeightsError`` when either fails."""
+        model = load_safetensors_into(cls(), data, device, source)
+        check_inception(model, source)
+        return model
+
+
+def check_inception(model: InceptionV3FID, source: str | Path) -> None:
+    """Refuse weights that cannot be the FID Inception: every tensor finite, every BatchNorm running variance
+    positive, and the pool3 features of two different fixed images finite and different. Raises
+    ``BadWeightsError``."""
+    state = model.state_dict()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise BadWeightsError(f"{source}: not FID Inception weights: non-finite values in {bad[:3]}")
+    var = [k for k, v in state.items() if k.endswith("running_var") and float(v.min()) <= 0]
+    if var:
+        raise BadWeightsError(f"{source}: not FID Inception weights: BatchNorm variances <= 0 in {var[:3]}")
+    t = torch.linspace(0.0, 1.0, 75)
+    ramp = torch.stack([t[None, :].expand(75, 75), t[:, None].expand(75, 75), 1.0 - t[None, :].expand(75, 75)])
+    board = ((torch.arange(75)[:, None] // 15 + torch.arange(75)[None, :] // 15) % 2).float()
+    x = torch.stack([ramp, 0.5 * ramp + 0.5 * board]).to(next(model.parameters()).device)
+    with torch.no_grad():
+        f = model(x)
+    if not torch.isfinite(f).all() or torch.equal(f[0], f[1]):
+        raise BadWeightsError(f"{source}: not FID Inception weights: self-check features are "
+                              f"{'not finite' if not torch.isfinite(f).all() else 'equal for different images'}")
 
 
 def load_inception(device: torch.device | str = "cpu", path: str | Path | None = None) -> InceptionV3FID:
     """The FID Inception with its weights (``require_weights('fid-inception')`` unless ``path``); cached.
 
-    Raises ``MissingWeightsError`` when the file is absent or malformed.
+    The file's sha256 is checked against the manifest on every call (the converted file has no published digest:
+    a warning names it each time), keys and shapes strictly, and ``check_inception`` runs once per model built.
+    Raises ``MissingWeightsError`` when the file is absent, ``BadWeightsError`` (a subclass) when it is refused.
     """
     from thead.weights import load_cached_model
 

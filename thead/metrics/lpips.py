@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from thead.errors import MissingWeightsError
+from thead.errors import BadWeightsError, MissingWeightsError
 from thead.metrics._inputs import FrameInput, as_nchw, check_same_length, num_frames, slice_frames
 from thead.metrics.result import MetricResult, missing_weights_reason
 
@@ -79,37 +79,86 @@ class LPIPSAlex(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> "LPIPSAlex":
-        """Build the module and load a safetensors file (keys above; extra keys such as ``classifier.*`` ignored)."""
-        return load_safetensors_into(cls(), path, device)
+        """Build the module and load a safetensors file (keys above; extra keys such as ``classifier.*`` ignored),
+        then run ``check_lpips``. No sha256 check: ``load_lpips`` is the checked route."""
+        return cls.from_bytes(Path(path).read_bytes(), device, path)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: torch.device | str = "cpu",
+                   source: str | Path = "<bytes>") -> "LPIPSAlex":
+        """Build the module from the bytes of a safetensors file (named ``source`` in messages); keys and shapes
+        strict, then ``check_lpips``. Raises ``BadWeightsError`` when either fails."""
+        model = load_safetensors_into(cls(), data, device, source)
+        check_lpips(model, source)
+        return model
 
 
-def load_safetensors_into(model: nn.Module, path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """``model`` with the safetensors file ``path`` loaded (``load_checked_state``), on ``device``, in eval mode."""
-    from safetensors.torch import load_file
+def check_lpips(model: LPIPSAlex, source: str | Path) -> None:
+    """Refuse weights that cannot be LPIPS v0.1: every tensor finite; the linear heads non-negative (LPIPS trains
+    them clamped at 0, so a distance is never negative; the published v0.1 heads span 0 .. 1.32); and two
+    different fixed test images at a positive, finite distance. Random or wrong weights fail here instead of
+    printing a number such as -0.066. Raises ``BadWeightsError``.
+    """
+    bad = [k for k, v in model.state_dict().items() if not torch.isfinite(v).all()]
+    if bad:
+        raise BadWeightsError(f"{source}: not LPIPS weights: non-finite values in {bad[:3]}")
+    for i in range(len(ALEX_CHANNELS)):
+        w = getattr(model, f"lin{i}").model[1].weight.detach()
+        if float(w.min()) < 0:
+            raise BadWeightsError(f"{source}: not LPIPS v0.1 weights: linear head lin{i} has negative weights "
+                                  f"(min {float(w.min()):.3g}); LPIPS heads are >= 0")
+    x, y = _self_check_pair(next(model.parameters()).device)
+    with torch.no_grad():
+        d = model(torch.cat([x, x]), torch.cat([x, y]))
+    if not torch.isfinite(d).all() or float(d[0]) != 0.0 or not float(d[1]) > 0.0:
+        raise BadWeightsError(f"{source}: not LPIPS weights: self-check distances (same image {float(d[0]):.3g}, "
+                              f"different images {float(d[1]):.3g}) are not 0 and > 0")
 
-    load_checked_state(model, load_file(str(path)), Path(path))
+
+def _self_check_pair(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two fixed, different 1x3x64x64 images in [0, 1] (smooth colour ramps vs the same with a checkerboard)."""
+    t = torch.linspace(0.0, 1.0, 64)
+    ramp = torch.stack([t[None, :].expand(64, 64), t[:, None].expand(64, 64), 1.0 - t[None, :].expand(64, 64)])
+    board = ((torch.arange(64)[:, None] // 8 + torch.arange(64)[None, :] // 8) % 2).float()
+    x = ramp[None].to(device)
+    y = (0.5 * ramp + 0.5 * board)[None].to(device)
+    return x, y
+
+
+def load_safetensors_into(model: nn.Module, source: str | Path | bytes, device: torch.device | str = "cpu",
+                          name: str | Path | None = None) -> nn.Module:
+    """``model`` with a safetensors file loaded (``load_checked_state``), on ``device``, in eval mode.
+
+    ``source`` is the file's path or its bytes (then ``name`` names it in messages). Raises ``BadWeightsError``
+    when the bytes are not a safetensors file, or keys / shapes do not match.
+    """
+    from safetensors.torch import load, load_file
+
+    label = Path(name) if name is not None else (Path(source) if not isinstance(source, bytes) else "<bytes>")
+    try:
+        state = load(source) if isinstance(source, bytes) else load_file(str(source))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: a bad file, named
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadWeightsError(f"{label}: not a readable safetensors file ({first}); convert it again "
+                              f"(python tools/convert_weights.py --help)") from None
+    load_checked_state(model, state, Path(str(label)))
     return model.to(device).eval()
 
 
 def load_checked_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load ``state`` into ``model``; every model key must be present with its shape (extra keys ignored)."""
-    own = model.state_dict()
-    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}  # BN counters optional
-    missing = [k for k in own if k not in state]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or wrong:
-        detail = (f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}" if missing
-                  else f"wrong shapes {wrong[:3]}")
-        raise MissingWeightsError(f"{path} is not a valid {type(model).__name__} weights file ({detail}); "
-                                  f"convert it again (python tools/convert_weights.py --help)")
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    """Load ``state`` into ``model``; every model key must be present with its shape and a floating dtype (extra
+    keys such as a classifier are ignored). Raises ``BadWeightsError`` naming ``path``."""
+    from thead.weights import load_state_strict
+
+    load_state_strict(model, state, path, hint="convert it again (python tools/convert_weights.py --help)")
 
 
 def load_lpips(device: torch.device | str = "cpu", path: str | Path | None = None) -> LPIPSAlex:
     """The LPIPS-Alex module with its weights (``require_weights('lpips-alex')`` unless ``path``); cached.
 
-    Raises ``MissingWeightsError`` when the file is absent or malformed.
+    The file's sha256 is checked against the manifest on every call (the converted file has no published digest:
+    a warning names it each time), keys and shapes strictly, and ``check_lpips`` runs once per model built.
+    Raises ``MissingWeightsError`` when the file is absent, ``BadWeightsError`` (a subclass) when it is refused.
     """
     from thead.weights import load_cached_model
 
