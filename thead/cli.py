@@ -1,20 +1,104 @@
-"""The `thead` command line: one Typer app, one module per subcommand in ``thead.commands``."""
+"""The `thead` command line: one Typer app, one module per subcommand in ``thead.commands``.
+
+A command's module (and with it torch and the rest of the library) is imported only when that command runs or
+shows its own help; ``thead --help`` reads the commands' one-line help from their source. Thread counts are set
+(``thead.runtime.configure_threads``) before any of that is imported.
+"""
 
 from __future__ import annotations
 
+import ast
+import difflib
+import importlib
+import importlib.util
+from typing import Any, Optional
+
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_from_info
+from typer.models import CommandInfo
 
 import thead
-from thead.commands.edit import edit
 from thead.commands.logs import NativeStderrFilter, quiet_environment
-from thead.commands.evaluate import evaluate
-from thead.commands.fit_3dmm import fit_3dmm
-from thead.commands.preprocess import preprocess
-from thead.commands.reenact import reenact
-from thead.commands.weights import weights
+from thead import runtime
+
+# Command name -> (module, function); the module is imported when the command is first looked up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "preprocess": ("thead.commands.preprocess", "preprocess"),
+    "fit-3dmm": ("thead.commands.fit_3dmm", "fit_3dmm"),
+    "reenact": ("thead.commands.reenact", "reenact"),
+    "edit": ("thead.commands.edit", "edit"),
+    "evaluate": ("thead.commands.evaluate", "evaluate"),
+    "weights": ("thead.commands.weights", "weights"),
+}
+
+
+def command_docstring(module: str, function: str) -> str:
+    """The docstring of ``module.function`` read from its source file, without importing the module."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    with open(spec.origin, encoding="utf8") as fh:
+        tree = ast.parse(fh.read(), spec.origin)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return ast.get_docstring(node) or ""
+    return ""
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose commands (``COMMANDS``) are imported on first use."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listing = False
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*self.commands, *(name for name in COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str):
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, function = COMMANDS[cmd_name]
+        if self._listing:  # the group's help: name and help text only
+            return TyperCommand(name=cmd_name, help=command_docstring(module, function),
+                                rich_markup_mode=self.rich_markup_mode)
+        callback = getattr(importlib.import_module(module), function)
+        runtime.apply_threads()  # torch/OpenCV may have been imported just now
+        command = get_command_from_info(CommandInfo(name=cmd_name, callback=callback),
+                                        pretty_exceptions_short=True, rich_markup_mode=self.rich_markup_mode)
+        run = command.callback
+
+        def started(*args: Any, **kwargs: Any) -> Any:
+            runtime.apply_threads()
+            runtime.mark_startup()
+            return run(*args, **kwargs)
+
+        command.callback = started
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
+        try:
+            return self._click_resolve_command(ctx, args)
+        except Exception as err:  # "No such command": suggest the closest names, lazy ones included
+            message = getattr(err, "message", None)
+            matches = difflib.get_close_matches(args[0], list(COMMANDS)) if args and isinstance(message, str) else []
+            if matches:
+                err.message = f"{message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
 
 app = typer.Typer(
     name="thead",
+    cls=LazyGroup,
     help="Talking heads from one photo: preprocess -> fit-3dmm -> reenact / edit -> evaluate. "
     "Every command takes files or directories, skips work whose cache is current, and exits non-zero "
     "when any item failed.",
@@ -30,12 +114,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _threads(value: Optional[int]) -> Optional[int]:
+    if value is not None:
+        if value < 1:
+            raise typer.BadParameter("needs at least 1")
+        runtime.configure_threads(value)
+    return value
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     verbose: bool = typer.Option(False, "--verbose", help="Also show the native libraries' log lines "
                                  "(MediaPipe / TensorFlow Lite / absl I0000 and W0000 lines), hidden by default."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", callback=_threads, is_eager=True, envvar=runtime.THREADS_ENV, show_envvar=True,
+        help="CPU threads for torch, OpenMP and OpenCV. Default: the CPUs this process may use (affinity, cgroup "
+        "quota) shared among the thead commands running on them; give 1 to each of several workers on one node."),
 ) -> None:
     """Talking heads from one photo."""
     quiet_environment(verbose)
@@ -45,13 +141,6 @@ def _root(
             ctx.call_on_close(native_filter.stop)
 
 
-app.command("preprocess")(preprocess)
-app.command("fit-3dmm")(fit_3dmm)
-app.command("reenact")(reenact)
-app.command("edit")(edit)
-app.command("evaluate")(evaluate)
-app.command("weights")(weights)
-
-
 def main() -> None:
+    runtime.configure_threads()  # before any command module imports torch
     app()

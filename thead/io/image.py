@@ -12,10 +12,10 @@ import re
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from thead.errors import InputError, OutputError, describe_os_error, path_problem
+from thead.runtime import phase
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Largest picture (width x height) read, images and video frames alike: 64 Mi pixels (8192 x 8192), about
@@ -67,15 +67,18 @@ def read_image(path: str | Path) -> np.ndarray:
     if problem is not None:
         raise InputError(path, problem)
     image_size(path)
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(path, describe_os_error(exc, None)) from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(path, "not a readable image")
-    check_pixel_count(path, img.shape[1], img.shape[0])
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    import cv2  # imported on first use: a command that reads no image does not pay for OpenCV
+
+    with phase("decode"):
+        try:
+            data = np.fromfile(str(path), dtype=np.uint8)
+        except OSError as exc:
+            raise InputError(path, describe_os_error(exc, None)) from None
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if img is None:
+            raise InputError(path, "not a readable image")
+        check_pixel_count(path, img.shape[1], img.shape[0])
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
@@ -83,6 +86,8 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
 
     Raises ``OutputError`` naming ``path`` when the write fails ("no space left on device (disk full)", ...).
     """
+    import cv2
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,9 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     elif suffix == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
-    ok, buf = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2BGR), params)
+    with phase("encode"):
+        ok, buf = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2BGR),
+                               params)
     if not ok:
         raise OSError(f"{path}: could not encode image")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -24,6 +24,7 @@ from thead.io.image import MAX_IMAGE_PIXELS, check_pixel_count
 
 # Largest frame (width x height) decoded: the image cap (8192 x 8192); checked from the probe, before decoding.
 MAX_FRAME_PIXELS = MAX_IMAGE_PIXELS
+from thead.runtime import phase
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif"}
 
@@ -156,11 +157,12 @@ def iter_frames(
             frame = np.empty((h, w, 3), np.uint8)  # a fresh, writable array per frame
             view = memoryview(frame).cast("B")
             got = 0
-            while got < nbytes:
-                n = proc.stdout.readinto(view[got:])
-                if not n:
-                    break
-                got += n
+            with phase("decode"):  # the time spent waiting for the decoder
+                while got < nbytes:
+                    n = proc.stdout.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
             if got < nbytes:
                 break
             count += 1
@@ -235,12 +237,14 @@ class VideoWriter:
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) frame, got {frame.shape}")
         if self._proc is None:
-            self._start(frame.shape[0], frame.shape[1])
+            with phase("encode"):
+                self._start(frame.shape[0], frame.shape[1])
         elif frame.shape[:2] != self._size:
             raise ValueError(f"frame size {frame.shape[:2]} differs from the first frame's {self._size}")
         assert self._proc is not None and self._proc.stdin is not None
         try:
-            self._proc.stdin.write(frame.tobytes())
+            with phase("encode"):  # the time spent waiting for the encoder to take the frame
+                self._proc.stdin.write(frame.tobytes())
         except BrokenPipeError as exc:
             err = self._proc.stderr.read().decode("utf8", "replace") if self._proc.stderr else ""
             raise OSError(f"{self.path}: encoder stopped ({_last_line(err)})") from exc
@@ -251,9 +255,11 @@ class VideoWriter:
         if self._proc is None:
             raise ValueError(f"{self.path}: no frames were written")
         assert self._proc.stdin is not None and self._proc.stderr is not None
-        self._proc.stdin.close()
-        err = self._proc.stderr.read().decode("utf8", "replace")
-        if self._proc.wait() != 0:
+        with phase("encode"):  # the encoder finishing the frames still in the pipe
+            self._proc.stdin.close()
+            err = self._proc.stderr.read().decode("utf8", "replace")
+            returncode = self._proc.wait()
+        if returncode != 0:
             self.abort()
             raise OSError(f"{self.path}: encoding failed ({_last_line(err)})")
         os.replace(self.tmp_path, self.path)
