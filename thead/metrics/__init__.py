@@ -14,13 +14,28 @@ Groups:
     identity    csim, DlibFaceEmbedder, ArcFaceOnnxEmbedder, cosine_similarity, embedding_distance
     lpips / fid lpips, fid, fvd (unavailable), frechet_distance, frechet_distance_from_features
     temporal    landmark_jitter, luminance_flicker, relative_flicker
-    avsync      read_audio, audio_rms_envelope, mouth_opening, av_sync, audio_visual_sync
+    avsync      read_audio, audio_rms_envelope, mouth_opening, av_sync, audio_visual_sync, lagged_correlation
+    speech      aligned_mouth_lmd, mouth_opening_correlation, av_offset, av_offsets, av_offset_comparison,
+                speech_metrics (speech, head-motion and blink metrics of a talking clip, for thead evaluate)
+    audio_features  speech_loudness, onset_strength, onset_frames
+    head_motion head_angle_std, angular_speed, speed_wasserstein, speed_loudness_correlation,
+                beat_align_score, beat_align_vs_chance (scores a busy head wins: against shifted-audio chance)
+    blinks      eye_aspect_ratio, detect_blinks, blinks_from_landmarks
     aggregate   aggregate, aggregate_video, align_lengths
 """
 
 from thead.metrics.aggregate import Alignment, Summary, VideoReport, aggregate, aggregate_video, align_lengths
 from thead.metrics.audio import read_audio
-from thead.metrics.avsync import AVSync, audio_rms_envelope, audio_visual_sync, av_sync, mouth_opening
+from thead.metrics.audio_features import onset_frames, onset_strength, speech_loudness
+from thead.metrics.avsync import (
+    AVSync,
+    audio_rms_envelope,
+    audio_visual_sync,
+    av_sync,
+    lagged_correlation,
+    mouth_opening,
+)
+from thead.metrics.blinks import BlinkConfig, Blinks, blinks_from_landmarks, detect_blinks, eye_aspect_ratio
 from thead.metrics.facemodel import (
     AUAgreement,
     PoseDistance,
@@ -31,6 +46,15 @@ from thead.metrics.facemodel import (
     pose_distance,
     rotation_distance,
     similarity_procrustes,
+)
+from thead.metrics.head_motion import (
+    ChanceScore,
+    angular_speed,
+    beat_align_score,
+    beat_align_vs_chance,
+    head_angle_std,
+    speed_loudness_correlation,
+    speed_wasserstein,
 )
 from thead.metrics.fid import (
     feature_statistics,
@@ -53,9 +77,26 @@ from thead.metrics.landmarks import EVAL_SIZE, akd, keypoint_distance, lmd, resc
 from thead.metrics.lpips import load_lpips, lpips
 from thead.metrics.pixel import l1, ms_ssim, mse, pixel_metrics, psnr, ssim
 from thead.metrics.result import MetricResult
+from thead.metrics.speech import (
+    AlignedLMD,
+    AVOffset,
+    AVOffsetComparison,
+    SpeechMetricsConfig,
+    aligned_mouth_lmd,
+    av_offset,
+    av_offset_comparison,
+    av_offsets,
+    mouth_opening_correlation,
+    speech_metrics,
+)
 from thead.metrics.temporal import FlickerComparison, landmark_jitter, luminance_flicker, relative_flicker
 
 __all__ = [
+    "AVOffset", "AVOffsetComparison", "AlignedLMD", "BlinkConfig", "Blinks", "ChanceScore", "SpeechMetricsConfig",
+    "aligned_mouth_lmd", "angular_speed", "av_offset", "av_offset_comparison", "av_offsets", "beat_align_score",
+    "beat_align_vs_chance", "blinks_from_landmarks", "detect_blinks", "eye_aspect_ratio", "head_angle_std",
+    "lagged_correlation", "mouth_opening_correlation", "onset_frames", "onset_strength", "speech_loudness",
+    "speech_metrics", "speed_loudness_correlation", "speed_wasserstein",
     "AUAgreement", "AVSync", "Alignment", "ArcFaceOnnxEmbedder", "DlibFaceEmbedder", "EVAL_SIZE", "Embeddings",
     "FlickerComparison", "MetricResult", "PoseDistance", "Summary", "VideoReport", "aed", "aggregate",
     "aggregate_video", "akd", "align_lengths", "au_agreement", "audio_rms_envelope", "audio_visual_sync", "av_sync",

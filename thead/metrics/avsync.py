@@ -90,9 +90,41 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3:
         return float("nan")
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    a, b = a[ok], b[ok]
+    if a.min() == a.max() or b.min() == b.max():  # constant: undefined (centring would leave rounding noise)
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r between ``a[t]`` and ``b[t + lag]`` for every lag in ``-max_lag..max_lag``.
+
+    Parameters
+    ----------
+    a, b : (T,) float arrays, one value per video frame (the shorter length is used when they differ). NaN
+        frames are left out of each correlation.
+    max_lag : largest shift tried, frames.
+
+    Returns
+    -------
+    lags : (2 max_lag + 1,) int, ``-max_lag..max_lag``.
+    correlations : (2 max_lag + 1,) float64 Pearson r per lag; NaN where fewer than 3 frame pairs are finite or
+        one side is constant over them. A positive lag pairs ``a`` with later ``b``: ``b`` follows ``a``.
+    """
+    a = as_float_array(a, "first series").reshape(-1)
+    b = as_float_array(b, "second series").reshape(-1)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    lags = np.arange(-max_lag, max_lag + 1)
+    corr = np.empty(len(lags))
+    for i, k in enumerate(lags):
+        if k >= 0:
+            corr[i] = _pearson(a[: n - k], b[k:])
+        else:
+            corr[i] = _pearson(a[-k:], b[: n + k])
+    return lags, corr
 
 
 def av_sync(audio_envelope: np.ndarray, mouth: np.ndarray, max_lag: int = 5) -> AVSync:
@@ -106,13 +138,7 @@ def av_sync(audio_envelope: np.ndarray, mouth: np.ndarray, max_lag: int = 5) -> 
     m = as_float_array(mouth, "mouth opening").reshape(-1)
     n = min(len(a), len(m))
     a, m = a[:n], m[:n]
-    lags = np.arange(-max_lag, max_lag + 1)
-    corr = np.empty(len(lags))
-    for i, k in enumerate(lags):
-        if k >= 0:
-            corr[i] = _pearson(a[: n - k], m[k:])
-        else:
-            corr[i] = _pearson(a[-k:], m[: n + k])
+    lags, corr = lagged_correlation(a, m, max_lag)
     if np.isnan(corr).all():
         best = 0
         best_r = float("nan")
