@@ -342,3 +342,30 @@ def test_bench_reads_the_phase_lines():
     phases, plan = bench_commands.parse_profile(stderr)
     assert phases == {"startup": 1.0, "detect/fit": 2.5, "other": 0.25}
     assert plan == {"threads": 1, "source": "shared"}
+
+
+def test_refresh_threads_follows_the_thead_processes_sharing_the_cpus(monkeypatch):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    sharing = {"n": 1}
+    monkeypatch.setattr(runtime, "thead_processes", lambda proc=Path("/proc"): sharing["n"])
+    monkeypatch.setattr(runtime, "_plan", runtime.ThreadPlan(2, 2, 2, "cpus", 1))
+    monkeypatch.setattr(runtime, "_last_refresh", 0.0)
+    monkeypatch.setattr(runtime, "_user_env", {})
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM",
+                "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_THREAD_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        sharing["n"] = 2
+        assert runtime.refresh_threads(min_interval=0.0).threads == 1
+        assert torch.get_num_threads() == 1
+        sharing["n"] = 1
+        assert runtime.refresh_threads(min_interval=3600.0).threads == 1  # too soon: unchanged
+        monkeypatch.setattr(runtime, "_last_refresh", 0.0)
+        assert runtime.refresh_threads(min_interval=0.0).threads == 2
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(runtime, "_plan", runtime.ThreadPlan(3, 3, 2, "--threads", 1))
+        sharing["n"] = 4
+        assert runtime.refresh_threads(min_interval=0.0).threads == 3  # explicit: kept
+    finally:
+        torch.set_num_threads(before)

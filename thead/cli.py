@@ -118,7 +118,9 @@ def _threads(value: Optional[int]) -> Optional[int]:
     if value is not None:
         if value < 1:
             raise typer.BadParameter("needs at least 1")
-        runtime.configure_threads(value)
+        plan = runtime.current_plan()
+        if plan is None or (plan.threads, plan.source) != (value, runtime.THREADS_ENV):  # else: main() applied it
+            runtime.configure_threads(value)
     return value
 
 

@@ -365,6 +365,33 @@ def configure_threads(requested: int | None = None) -> ThreadPlan:
     return _plan
 
 
+_last_refresh = 0.0
+
+
+def refresh_threads(min_interval: float = 5.0) -> ThreadPlan | None:
+    """Count the thead processes sharing this process's CPUs again and apply the new share if it changed.
+
+    For long jobs: call it between batches (it looks at ``/proc`` at most every ``min_interval`` seconds, ~2 ms),
+    so a run that started alone gives up threads when a second one starts, and takes them back when it ends.
+    Counts given explicitly (``--threads``, ``THEAD_THREADS``, ``OMP_NUM_THREADS``) never change. Returns the
+    plan in force (None before ``configure_threads``).
+    """
+    global _plan, _last_refresh
+    if _plan is None or _plan.source not in ("cpus", "shared"):
+        return _plan
+    now = time.monotonic()
+    if now - _last_refresh < min_interval:
+        return _plan
+    _last_refresh = now
+    plan = plan_threads(None, {}, cpus=_plan.cpus)
+    if plan.threads != _plan.threads:
+        _plan = ThreadPlan(plan.threads, _plan.interop, plan.cpus, plan.source, plan.sharing)  # inter-op: set once
+        set_thread_environment(_plan)
+        apply_threads(_plan)
+        profile_event("threads", **_plan.to_dict())
+    return _plan
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Phase timings
 
