@@ -336,3 +336,13 @@ def test_options_resolve_pose_mode():
         AudioDriveOptions(pose="dance").pose_mode()
     with pytest.raises(ValueError, match="reference"):
         head_motion(5, 25.0, HeadMotionConfig(mode="copy"))
+
+
+def test_open_mouth_source_rests_closed(tmp_path):
+    fit = source_fit()
+    fit.expression[0, list(fit.expression_names).index("jaw_open")] = 0.6
+    path = write_wav(tmp_path / "silent.wav", np.zeros(8000), 16000)
+    capped, report = audio_motion(path, fit, 0, 25.0)
+    assert np.allclose(capped.expression_of("jaw_open"), 0.1) and any("rest" in n for n in report["notes"])
+    kept, _ = audio_motion(path, fit, 0, 25.0, AudioDriveOptions(mouth_rest_max=None))
+    assert np.allclose(kept.expression_of("jaw_open"), 0.6)

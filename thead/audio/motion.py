@@ -53,6 +53,9 @@ class AudioDriveOptions:
     motion_model: a trained ``thead.audio.train.Audio2MotionModel`` (its viseme gains and lead always apply),
     subject: which of its per-subject pose heads ("" = its first). mouth: "visemes" or "learned" (the model's
     mel network). saccades: small random gaze shifts (off by default: gaze is the source's).
+    mouth_rest_max: {unit: ceiling} of the source's rest mouth: a photo caught mid-word (jaw_open 0.6) would
+    otherwise speak through a mouth that never closes and whose openings saturate at the units' bounds;
+    None keeps the source's mouth exactly.
     visemes / blinks / phonemes / features / head: the modules' own configs (their mouth_scale, rate_per_min,
     language, mode, head_scale, keyframe fields are overridden by the fields above).
     """
@@ -73,6 +76,7 @@ class AudioDriveOptions:
     subject: str = ""
     mouth: str = "visemes"
     saccades: bool = False
+    mouth_rest_max: dict[str, float] | None = field(default_factory=lambda: {"jaw_open": 0.1, "lips_part": 0.2})
     visemes: VisemeConfig = field(default_factory=VisemeConfig)
     blinks: BlinkConfig = field(default_factory=BlinkConfig)
     phonemes: PhonemeConfig = field(default_factory=PhonemeConfig)
@@ -213,7 +217,13 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
                        reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned)
 
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
-                              saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None)
+                              saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
+                              options.mouth_rest_max)
+    src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
+    for unit, ceiling in (options.mouth_rest_max or {}).items():
+        value = float(src_expr[list(source_fit.expression_names).index(unit)])
+        if value > ceiling:
+            notes.append(f"source mouth open ({unit} {value:.2f}): its rest is taken at {ceiling:g}")
     speech = mouth.speech
     report = {
         "audio": track.path, "duration_s": round(track.duration, 3), "fps": float(fps), "num_frames": n,
@@ -229,11 +239,13 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
 
 
 def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack, blink_closure: np.ndarray,
-                    head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None) -> TargetParams:
+                    head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None,
+                    mouth_rest_max: dict[str, float] | None = None) -> TargetParams:
     """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
 
     mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
-    gaze_offsets_deg [T, 2] (yaw, pitch) added to both eyes, or None.
+    gaze_offsets_deg [T, 2] (yaw, pitch) added to both eyes, or None; mouth_rest_max: {unit: ceiling} applied
+    to the source's rest values of those units before the mouth track is added (None: none).
     """
     if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
         raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
@@ -243,7 +255,11 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     lo, hi = expression_bounds()
     if tuple(names) != tuple(src.expression_names) or len(lo) != len(names):
         raise ValueError("the source fit's expression units differ from the face model's")
-    expr = apply_mouth(src.expression[0], mouth, names)
+    rest = src.expression[0].astype(np.float64).copy()
+    for unit, ceiling in (mouth_rest_max or {}).items():
+        k = names.index(unit)
+        rest[k] = min(rest[k], float(ceiling))
+    expr = apply_mouth(rest, mouth, names)
     closure = np.asarray(blink_closure, np.float32)[:n]
     for unit in ("blink_left", "blink_right"):
         k = names.index(unit)
