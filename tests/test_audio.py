@@ -304,6 +304,12 @@ def test_motion_file_round_trip(tmp_path):
     for name in ("pose", "depth_offset", "expression", "gaze", "residual", "held"):
         assert np.allclose(getattr(back.targets, name), getattr(targets, name), atol=1e-6), name
     assert back.targets.expression_names == targets.expression_names
+    # a motion file drives another face relative to its first frame
+    from thead.engines.motion import transfer_motion
+
+    other = source_fit()
+    moved = transfer_motion(other, back.as_fit())
+    assert moved.num_frames == 3 and np.allclose(moved.pose[0], other.pose[0], atol=1e-5)
     # a constant residual is stored once
     still = targets[[0, 0, 0, 0]]
     p2 = save_motion(tmp_path / "still.safetensors", still, 30.0)

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from thead.audio.blinks import BlinkConfig, blink_track
-from thead.audio.features import FeatureConfig, frame_features
+from thead.audio.features import AudioFeatures, FeatureConfig, frame_features
 from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, head_motion, relative_angles
 from thead.audio.io import AudioTrack, load_audio, num_frames_for
-from thead.audio.phonemes import PhonemeConfig, recognize_phonemes
-from thead.audio.visemes import MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth
+from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
+from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth,
+                                 silence_envelope)
 from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_DEG, TargetParams, pose_residual_change, turn_about_pivot
 from thead.facemodel.expressions import expression_bounds
 from thead.fitting.result import FitResult
@@ -121,7 +122,9 @@ def saccade_offsets(num_frames: int, fps: float, rng: np.random.Generator, mean_
     return out
 
 
-def _mouth(track: AudioTrack, feats, phones, options: AudioDriveOptions, vis: VisemeConfig) -> tuple[MouthTrack, str]:
+def _mouth(feats: AudioFeatures, phones: PhoneTrack, options: AudioDriveOptions,
+           vis: VisemeConfig) -> tuple[MouthTrack, str]:
+    """The mouth track and a word on where it came from."""
     model = options.motion_model
     if options.mouth not in MOUTH_SOURCES:
         raise ValueError(f"mouth must be one of {MOUTH_SOURCES}, got '{options.mouth}'")
@@ -135,8 +138,6 @@ def _mouth(track: AudioTrack, feats, phones, options: AudioDriveOptions, vis: Vi
         base = phones_to_mouth(phones.phones, feats, vis) if phones.path in ("alignment", "phone_loop") \
             else acoustic_mouth(feats, vis)
         delta = model.predict_mouth(feats) * vis.mouth_scale
-        from thead.audio.visemes import silence_envelope
-
         env = silence_envelope(base.speech | base.closed, feats.fps, vis.silence_ramp_s)
         delta = np.asarray(delta, np.float64) * env[:, None]
         return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips), \
@@ -180,8 +181,6 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
     feats = frame_features(track.samples, fps, n, options.features)
     pcfg = replace(options.phonemes, language=options.language)
     if track.silent:
-        from thead.audio.phonemes import Phone, PhoneTrack
-
         phones = PhoneTrack("silence", [Phone("SIL", 0.0, track.duration)], notes=["the audio track is silent"])
     else:
         phones = recognize_phonemes(track.samples, feats.hops, options.transcript, pcfg, track.sample_rate)
@@ -191,7 +190,7 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
     vis = replace(options.visemes, mouth_scale=options.mouth_scale)
     if model is not None and hasattr(model, "viseme_config"):
         vis = model.viseme_config(vis, options.subject)
-    mouth, mouth_source = _mouth(track, feats, phones, options, vis)
+    mouth, mouth_source = _mouth(feats, phones, options, vis)
 
     blink_cfg = replace(options.blinks, rate_per_min=options.blink_rate)
     blinks = blink_track(n, fps, streams["blinks"], mouth.speech, blink_cfg)

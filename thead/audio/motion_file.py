@@ -44,6 +44,17 @@ class MotionFile:
     meta: dict = field(default_factory=dict)
     kind: str = "motion"
 
+    def as_fit(self, image_size: int = 256) -> FitResult:
+        """The motion as a driver FitResult, for ``transfer_motion(other_source, motion.as_fit())``: a motion
+        made for one photo then moves another relative to its first frame. Its identity is zeros (a driver's
+        identity is never rendered), fit_error zeros, valid = not held."""
+        t = self.targets
+        return FitResult(pose=t.pose.copy(), depth_offset=t.depth_offset.copy(), expression=t.expression.copy(),
+                         expression_names=list(t.expression_names), gaze=t.gaze.copy(),
+                         identity=np.zeros((t.residual.shape[1], 3), np.float32), residual=t.residual.copy(),
+                         fit_error=np.zeros(t.num_frames, np.float32), valid=~t.held, image_size=int(image_size),
+                         fps=self.fps, extra={"from_motion": self.kind})
+
 
 def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict | None = None) -> Path:
     """Write ``targets`` to the motion file ``path`` (written to a temporary name, then renamed).

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -365,11 +365,13 @@ class Audio2MotionModel:
         torch = _torch()
         tensors: dict = {}
         if self.mouth_net is not None:
-            tensors.update({f"mouth.{k}": v.detach().cpu().contiguous() for k, v in self.mouth_net.state_dict().items()})
+            state = self.mouth_net.state_dict()
+            tensors.update({f"mouth.{k}": v.detach().cpu().contiguous() for k, v in state.items()})
             tensors["mouth_norm.mean"] = torch.as_tensor(self.mel_norm[0], dtype=torch.float32)
             tensors["mouth_norm.std"] = torch.as_tensor(self.mel_norm[1], dtype=torch.float32)
         if self.pose_net is not None:
-            tensors.update({f"pose.{k}": v.detach().cpu().contiguous() for k, v in self.pose_net.state_dict().items()})
+            state = self.pose_net.state_dict()
+            tensors.update({f"pose.{k}": v.detach().cpu().contiguous() for k, v in state.items()})
             tensors["pose_norm.mean"] = torch.as_tensor(self.pose_norm[0], dtype=torch.float32)
             tensors["pose_norm.std"] = torch.as_tensor(self.pose_norm[1], dtype=torch.float32)
         for name, sub in self.subjects.items():  # also as tensors: a file with no network still holds numbers
