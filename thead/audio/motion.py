@@ -1,0 +1,290 @@
+"""Speech audio to face motion: ``audio_motion(audio, source_fit, ...) -> (TargetParams, report)``.
+
+Per output frame (``thead.audio.io.num_frames_for``: the audio's duration rounded to whole frames):
+
+* expression: the source frame's own units (its rest expression), plus the mouth track
+  (``thead.audio.visemes``: phones -> visemes -> coarticulation, or the acoustic path, or a trained mel model)
+  on ``MOUTH_UNITS``, bilabial closures enforced in absolute terms, blinks (``thead.audio.blinks``) closing
+  ``blink_left`` / ``blink_right`` from their rest value towards 1; clipped to the units' bounds;
+* pose: the source's pose turned by the head track's offsets (``thead.audio.head_motion``), about the neck
+  pivot as ``thead edit`` turns a head (``turn_about_pivot``), with the pose corrective's residual change;
+  angles limited to ``MAX_ANGLES_DEG``. Translation and scale follow only from the pivot;
+* residual: the source's, plus the pose corrective's change; gaze: the source's, plus optional small saccades;
+* identity is never part of a target (the engine renders the source's own shape).
+
+The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
+the blink rate does not change the head motion). A silent track gives a still, blinking face.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thead.audio.blinks import BlinkConfig, blink_track
+from thead.audio.features import AudioFeatures, FeatureConfig, frame_features
+from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, head_motion, relative_angles
+from thead.audio.io import AudioTrack, load_audio, num_frames_for
+from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
+from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth,
+                                 silence_envelope)
+from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_DEG, TargetParams, pose_residual_change, turn_about_pivot
+from thead.facemodel.expressions import expression_bounds
+from thead.fitting.result import FitResult
+
+MOUTH_SOURCES = ("visemes", "learned")
+
+
+@dataclass
+class AudioDriveOptions:
+    """Settings of ``audio_motion`` (the ``thead audio-drive`` options).
+
+    mouth_scale: multiplies the mouth's motion. head_scale: multiplies the generated head motion.
+    still: no head motion (blinks and mouth kept); overrides ``pose``.
+    pose: one of ``POSE_MODES`` or None (default: "learned" when ``motion_model`` has a pose model, else
+    "style": the reference's style when ``reference`` is given, the built-in one otherwise).
+    reference: a fit of a reference clip for ``copy`` / ``style``. blink_rate: blinks per minute (0 = none).
+    seed: random seed. yaw / pitch / roll: keyframe lists in degrees (offsets from the source pose, spread
+    evenly over the clip). transcript: the words spoken (forced alignment); None: phone-loop decoding.
+    language: "en" uses the phone recogniser; others take the acoustic path.
+    motion_model: a trained ``thead.audio.train.Audio2MotionModel`` (its viseme gains and lead always apply),
+    subject: which of its per-subject pose heads ("" = its first). mouth: "visemes" or "learned" (the model's
+    mel network). saccades: small random gaze shifts (off by default: gaze is the source's).
+    mouth_rest_max: {unit: ceiling} of the source's rest mouth: a photo caught mid-word (jaw_open 0.6) would
+    otherwise speak through a mouth that never closes and whose openings saturate at the units' bounds;
+    None keeps the source's mouth exactly.
+    visemes / blinks / phonemes / features / head: the modules' own configs (their mouth_scale, rate_per_min,
+    language, mode, head_scale, keyframe fields are overridden by the fields above).
+    """
+
+    mouth_scale: float = 1.0
+    head_scale: float = 1.0
+    still: bool = False
+    pose: str | None = None
+    reference: FitResult | None = None
+    blink_rate: float = 17.0
+    seed: int = 0
+    yaw: tuple[float, ...] = ()
+    pitch: tuple[float, ...] = ()
+    roll: tuple[float, ...] = ()
+    transcript: str | None = None
+    language: str = "en"
+    motion_model: Any = None
+    subject: str = ""
+    mouth: str = "visemes"
+    saccades: bool = False
+    mouth_rest_max: dict[str, float] | None = field(default_factory=lambda: {"jaw_open": 0.1, "lips_part": 0.2})
+    visemes: VisemeConfig = field(default_factory=VisemeConfig)
+    blinks: BlinkConfig = field(default_factory=BlinkConfig)
+    phonemes: PhonemeConfig = field(default_factory=PhonemeConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    head: HeadMotionConfig = field(default_factory=HeadMotionConfig)
+
+    def pose_mode(self) -> str:
+        """The pose mode these options resolve to."""
+        if self.still:
+            return "still"
+        if self.pose is not None:
+            if self.pose not in POSE_MODES:
+                raise ValueError(f"pose must be one of {POSE_MODES}, got '{self.pose}'")
+            return self.pose
+        if self.motion_model is not None and getattr(self.motion_model, "has_pose", False):
+            return "learned"
+        return "style"
+
+
+def _streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators per component from one seed."""
+    names = ("blinks", "head", "saccades")
+    return {n: np.random.default_rng(np.random.SeedSequence([int(seed), k])) for k, n in enumerate(names)}
+
+
+def saccade_offsets(num_frames: int, fps: float, rng: np.random.Generator, mean_gap_s: float = 1.8,
+                    yaw_deg: float = 1.5, pitch_deg: float = 0.8) -> np.ndarray:
+    """[T, 2] gaze (yaw, pitch) offsets in degrees: steps at renewal times (gamma gaps, mean ``mean_gap_s``)
+    to small normal targets, each step taking about 40 ms; starts at 0."""
+    out = np.zeros((num_frames, 2))
+    t, cur = 0.0, np.zeros(2)
+    duration = num_frames / fps
+    times = np.arange(num_frames) / fps
+    while True:
+        t += 0.3 + float(rng.gamma(2.0, max(mean_gap_s - 0.3, 0.05) / 2.0))
+        if t >= duration:
+            break
+        new = rng.normal(0.0, 1.0, 2) * (yaw_deg, pitch_deg)
+        ramp = np.clip((times - t) / 0.04, 0.0, 1.0)[:, None]
+        out += ramp * (new - cur)[None]
+        cur = new
+    return out
+
+
+def _mouth(feats: AudioFeatures, phones: PhoneTrack, options: AudioDriveOptions,
+           vis: VisemeConfig) -> tuple[MouthTrack, str]:
+    """The mouth track and a word on where it came from."""
+    model = options.motion_model
+    if options.mouth not in MOUTH_SOURCES:
+        raise ValueError(f"mouth must be one of {MOUTH_SOURCES}, got '{options.mouth}'")
+    if phones.path == "silence":
+        n = feats.num_frames
+        return MouthTrack(np.zeros((n, len(MOUTH_UNITS)), np.float32), np.zeros(n, bool), np.zeros(n, bool),
+                          vis.close_jaw, vis.close_lips), "none (silence)"
+    if options.mouth == "learned":
+        if model is None or not getattr(model, "has_mouth", False):
+            raise ValueError("mouth 'learned' needs a motion model with a mel network")
+        base = phones_to_mouth(phones.phones, feats, vis) if phones.path in ("alignment", "phone_loop") \
+            else acoustic_mouth(feats, vis)
+        delta = model.predict_mouth(feats) * vis.mouth_scale
+        env = silence_envelope(base.speech | base.closed, feats.fps, vis.silence_ramp_s)
+        delta = np.asarray(delta, np.float64) * env[:, None]
+        return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips), \
+            "learned mel network"
+    if phones.path in ("alignment", "phone_loop"):
+        return phones_to_mouth(phones.phones, feats, vis), f"visemes ({phones.path})"
+    return acoustic_mouth(feats, vis), "acoustic"
+
+
+def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_frame: int = 0, fps: float = 25.0,
+                 options: AudioDriveOptions | None = None) -> tuple[TargetParams, dict]:
+    """Targets that make frame ``source_frame`` of ``source_fit`` speak ``audio``.
+
+    Parameters
+    ----------
+    audio : an ffmpeg-readable file (or a decoded ``AudioTrack`` at 16 kHz).
+    source_fit : the source's FitResult (a photo's: one frame; a video's: frame ``source_frame`` is used).
+    source_frame : which frame of the source fit is the face at rest.
+    fps : output frame rate; the output has ``num_frames_for(duration, fps)`` frames.
+    options : AudioDriveOptions (default settings when None).
+
+    Returns
+    -------
+    (targets, report): TargetParams [T] (radians, units of FitResult) and a JSON-able dict: audio, duration_s,
+    fps, num_frames, phoneme_path ("alignment" | "phone_loop" | "acoustic" | "silence"), phones_found,
+    words_found, notes, silence_fraction (frames without speech), mouth_source, pose_mode, head_style,
+    blinks, blink_rate_per_min, speech (speech-likeness numbers), analysis_s (features + phonemes, seconds),
+    seconds (total), seed.
+
+    Raises
+    ------
+    InputError naming the audio file when it cannot be read or is shorter than one frame.
+    """
+    options = options or AudioDriveOptions()
+    t_start = time.perf_counter()
+    track = audio if isinstance(audio, AudioTrack) else load_audio(audio, options.features.sample_rate)
+    n = num_frames_for(track.duration, fps, track.path)
+    streams = _streams(options.seed)
+
+    t0 = time.perf_counter()
+    feats = frame_features(track.samples, fps, n, options.features)
+    pcfg = replace(options.phonemes, language=options.language)
+    if track.silent:
+        phones = PhoneTrack("silence", [Phone("SIL", 0.0, track.duration)], notes=["the audio track is silent"])
+    else:
+        phones = recognize_phonemes(track.samples, feats.hops, options.transcript, pcfg, track.sample_rate)
+    analysis_s = time.perf_counter() - t0
+
+    model = options.motion_model
+    vis = replace(options.visemes, mouth_scale=options.mouth_scale)
+    if model is not None and hasattr(model, "viseme_config"):
+        vis = model.viseme_config(vis, options.subject)
+    mouth, mouth_source = _mouth(feats, phones, options, vis)
+
+    blink_cfg = replace(options.blinks, rate_per_min=options.blink_rate)
+    blinks = blink_track(n, fps, streams["blinks"], mouth.speech, blink_cfg)
+
+    mode = options.pose_mode()
+    notes = list(phones.notes)
+    if phones.path == "silence" and mode in ("style", "learned"):
+        notes.append("no speech: head kept still")
+        mode = "still"
+    head_cfg = replace(options.head, mode=mode, head_scale=options.head_scale, yaw=tuple(options.yaw),
+                       pitch=tuple(options.pitch), roll=tuple(options.roll))
+    ref_deg = ref_fps = learned = None
+    if options.reference is not None:
+        ref_deg = relative_angles(options.reference.pose, options.reference.valid)
+        ref_fps = float(options.reference.fps or fps)
+    if mode == "copy" and ref_deg is None:
+        raise ValueError("pose 'copy' needs a reference fit")
+    if mode == "learned":
+        if model is None or not getattr(model, "has_pose", False):
+            raise ValueError("pose 'learned' needs a motion model with a pose model")
+        learned = model.predict_pose(feats, options.subject)
+    head = head_motion(n, fps, head_cfg, streams["head"], speech=mouth.speech, onset=feats.onset,
+                       reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned)
+
+    targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
+                              saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
+                              options.mouth_rest_max)
+    src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
+    for unit, ceiling in (options.mouth_rest_max or {}).items():
+        value = float(src_expr[list(source_fit.expression_names).index(unit)])
+        if value > ceiling:
+            notes.append(f"source mouth open ({unit} {value:.2f}): its rest is taken at {ceiling:g}")
+    speech = mouth.speech
+    report = {
+        "audio": track.path, "duration_s": round(track.duration, 3), "fps": float(fps), "num_frames": n,
+        "source_rate": track.source_rate, "source_channels": track.source_channels,
+        "phoneme_path": phones.path, "phones_found": len(phones.speech_phones), "words_found": len(phones.words),
+        "notes": notes, "silence_fraction": round(float(1.0 - speech.mean()), 3), "mouth_source": mouth_source,
+        "pose_mode": mode, "head_style": head.style_source, "nods": int(len(head.nods)),
+        "blinks": blinks.count, "blink_rate_per_min": round(60.0 * blinks.count / track.duration, 2),
+        "speech": phones.speech, "analysis_s": round(analysis_s, 3),
+        "seconds": round(time.perf_counter() - t_start, 3), "seed": int(options.seed),
+    }
+    return targets, report
+
+
+def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack, blink_closure: np.ndarray,
+                    head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None,
+                    mouth_rest_max: dict[str, float] | None = None) -> TargetParams:
+    """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
+
+    mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
+    gaze_offsets_deg [T, 2] (yaw, pitch) added to both eyes, or None; mouth_rest_max: {unit: ceiling} applied
+    to the source's rest values of those units before the mouth track is added (None: none).
+    """
+    if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
+        raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
+    src = TargetParams.from_fit(source_fit, source_frame % source_fit.num_frames)
+    n = len(mouth.delta)
+    names = list(src.expression_names)
+    lo, hi = expression_bounds()
+    if tuple(names) != tuple(src.expression_names) or len(lo) != len(names):
+        raise ValueError("the source fit's expression units differ from the face model's")
+    rest = src.expression[0].astype(np.float64).copy()
+    for unit, ceiling in (mouth_rest_max or {}).items():
+        k = names.index(unit)
+        rest[k] = min(rest[k], float(ceiling))
+    expr = apply_mouth(rest, mouth, names)
+    closure = np.asarray(blink_closure, np.float32)[:n]
+    for unit in ("blink_left", "blink_right"):
+        k = names.index(unit)
+        expr[:, k] = expr[:, k] + (1.0 - expr[:, k]) * closure
+    expr = np.clip(expr, lo, hi).astype(np.float32)
+
+    src_pose = np.repeat(src.pose, n, 0)
+    src_depth = np.repeat(src.depth_offset, n, 0)
+    angles = src_pose[:, :3].astype(np.float64) + np.radians(np.asarray(head_offsets_deg, np.float64)[:n])
+    lim = np.radians(np.asarray(MAX_ANGLES_DEG))
+    angles = np.clip(angles, -lim, lim)
+    residual = np.repeat(src.residual, n, 0)
+    if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
+        pose, depth = turn_about_pivot(src_pose, src_depth, angles)
+        residual = residual + pose_residual_change(pose[:, :3], src.pose[:, :3])
+    else:
+        pose, depth = src_pose.astype(np.float32), src_depth.astype(np.float32)
+    gaze = np.repeat(src.gaze, n, 0).astype(np.float64)
+    if gaze_offsets_deg is not None:
+        g = np.asarray(gaze_offsets_deg, np.float64)[:n]
+        gaze[:, [0, 2]] += g[:, :1]
+        gaze[:, [1, 3]] += g[:, 1:2]
+        gaze = np.clip(gaze, -MAX_GAZE_DEG, MAX_GAZE_DEG)
+    return TargetParams(pose=np.asarray(pose, np.float32), depth_offset=np.asarray(depth, np.float32),
+                        expression=expr, residual=residual.astype(np.float32), gaze=gaze.astype(np.float32),
+                        held=np.zeros(n, bool), expression_names=src.expression_names)
+
+
+__all__ = ["AudioDriveOptions", "MOUTH_SOURCES", "audio_motion", "compose_targets", "saccade_offsets"]
