@@ -35,8 +35,8 @@ def landmarker():
 def crop_of(path: Path, workdir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(crop uint8 [S, S, 3], landmarks [478, 3]) of a photo through the preprocess stage (vox, 256)."""
     from thead.io import read_image
-    from thead.pipeline.batch import InputItem
-    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+    from thead.jobs.items import InputItem
+    from thead.stages.preprocess import PreprocessParams, load_preprocess, preprocess_item
 
     preprocess_item(InputItem(path, name), workdir, PreprocessParams(size=S))
     pre = load_preprocess(workdir / name / "preprocess")

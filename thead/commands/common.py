@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from thead.pipeline.batch import InputItem, ItemResult, run_item
+from thead.jobs.items import InputItem, ItemResult, run_item
+from thead.progress import ProgressFn
 
-ItemStage = Callable[[InputItem, Callable[[int, int], None]], ItemResult]
+ItemStage = Callable[[InputItem, ProgressFn], ItemResult]
 
 # Options that read the same in every command that takes them (declare as ``device: DeviceOption = None``).
 DeviceOption = Annotated[Optional[str], typer.Option(help="torch device (cpu, cuda); default cuda when present.")]

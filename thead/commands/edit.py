@@ -9,10 +9,10 @@ import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
                                   RenderSizeOption, SymmetryOption, finish, run_batch)
-from thead.pipeline.batch import collect_inputs
-from thead.pipeline.fit import FitParams
-from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
-from thead.pipeline.reenact import EditParams, RenderOptions, edit_item
+from thead.jobs.edit import EditParams, edit_item
+from thead.jobs.items import collect_inputs
+from thead.jobs.render import RenderOptions
+from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 _UNIT = "Expression unit, 0 = neutral, 1 = full"
 
@@ -52,6 +52,8 @@ def edit(
     orbit_pitch: float = typer.Option(8.0, help="--orbit sweeps pitch over +-this many degrees."),
     calibrate: int = typer.Option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so the "
                                   "result reads as asked (0 = render the asked values as they are)."),
+    source_frame: Optional[int] = typer.Option(None, help="Videos: the frame whose picture is rendered at every "
+                                               "frame's edited pose and expression (default: the first with a face)."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     symmetry: SymmetryOption = True,
     size: RenderSizeOption = 256,
@@ -70,10 +72,11 @@ def edit(
     params = EditParams(yaw=yaw, pitch=pitch, roll=roll, frontalize=frontalize, neutral=neutral,
                         expression=tuple((k, float(v)) for k, v in units.items() if v is not None),
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
-                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate)
+                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate, source_frame=source_frame)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
-    results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, PreprocessParams(size=size),
+    pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
+    results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
                                                                        FitParams(device=device), params, options,
                                                                        force, report), failures, json_lines)
     finish("thead edit", results)

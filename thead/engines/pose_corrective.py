@@ -93,8 +93,7 @@ def clip_residuals(data: Path, workdir: Path, videos: tuple[str, ...] = TRAIN_VI
                    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, angles [T, 2], residual [T, 478, 3]) of each training clip: preprocess (vox, 256) + fit_sequence."""
     from thead.fitting import fit_sequence
-    from thead.pipeline.batch import InputItem
-    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+    from thead.stages import InputItem, PreprocessParams, load_preprocess, preprocess_item
 
     out = []
     for name in videos:
@@ -102,7 +101,7 @@ def clip_residuals(data: Path, workdir: Path, videos: tuple[str, ...] = TRAIN_VI
         item = InputItem(path, Path(name).stem)
         preprocess_item(item, workdir, PreprocessParams(size=256))
         pre = load_preprocess(workdir / item.item_id / "preprocess")
-        fit = fit_sequence(pre.crop_landmarks, pre.valid, 256, fps=float(pre.meta.get("fps") or 25.0))
+        fit = fit_sequence(pre.crop_landmarks, pre.valid, 256, fps=pre.meta.fps or 25.0)
         ok = fit.valid
         out.append((name, fit.pose[ok, :2].astype(np.float64), fit.residual[ok].astype(np.float64)))
     return out

@@ -1,17 +1,32 @@
-"""Stage cache primitives: content hashing, keys, atomic stage folders, meta.json."""
+"""Stage cache primitives: content hashing, keys, atomic stage folders, typed meta.json.
+
+Layout (see README, "Stage cache layout")::
+
+    WORKDIR/<item>/<stage>/meta.json   # written last; a stage folder without it is never trusted
+    WORKDIR/<item>/<stage>/...         # the stage's files
+
+A stage is *current* when its ``meta.json`` holds the key computed from (stage name, stage version, the
+content hash of its inputs, its parameters). Stages are written into a temporary sibling folder and swapped
+into place with renames, so a killed run leaves either the old complete result or the new one.
+
+Only ``thead.stages`` reads and writes these folders; jobs get what they need through ``thead.stages.Face``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
 import time
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Self
 
 import thead
 
@@ -72,6 +87,116 @@ def read_meta(stage_dir: str | Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+@dataclass(frozen=True, kw_only=True)
+class StageMeta:
+    """What every stage's ``meta.json`` holds (filled in by ``write_stage``); stages subclass it with their own
+    fields. ``from_json`` gives None, never an exception, for a meta.json of another stage, another stage version,
+    or with missing, unknown or mistyped keys: such a cache is stale and is made again."""
+
+    stage: str
+    stage_version: int
+    key: str
+    thead_version: str
+    created: str
+
+    STAGE: typing.ClassVar[StageInfo]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self | None:
+        """An instance of ``cls`` from a meta.json dict, or None when the dict does not describe a current result
+        of ``cls.STAGE`` in exactly ``cls``'s fields (those with defaults may be absent)."""
+        if not isinstance(data, dict):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if set(data) - set(fields):
+            return None
+        if data.get("stage") != cls.STAGE.name or data.get("stage_version") != cls.STAGE.version:
+            return None
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    return None
+                continue
+            value = _typed(data[name], hints[name])
+            if value is _BAD:
+                return None
+            values[name] = value
+        try:
+            return cls(**values)
+        except (TypeError, ValueError):
+            return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The meta.json dict (tuples as lists, nested parameter dataclasses as dicts)."""
+        return _canonical(dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, stage_dir: str | Path) -> Self | None:
+        """The typed meta of the finished result in ``stage_dir``, or None (absent, unfinished or stale)."""
+        return cls.from_json(read_meta(stage_dir))
+
+
+_BAD = object()
+
+
+def _typed(value: Any, hint: Any) -> Any:
+    """``value`` (parsed JSON) as type ``hint`` (lists become tuples, dicts become parameter dataclasses), or
+    ``_BAD`` when it does not fit."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            out = _typed(value, arm)
+            if out is not _BAD:
+                return out
+        return _BAD
+    if hint is Any:
+        return value
+    if hint is type(None):
+        return None if value is None else _BAD
+    if hint is bool:
+        return value if isinstance(value, bool) else _BAD
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _BAD
+    if hint is str:
+        return value if isinstance(value, str) else _BAD
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            return _BAD
+        fields = {f.name: f for f in dataclasses.fields(hint)}
+        if set(value) - set(fields):
+            return _BAD
+        sub = typing.get_type_hints(hint)
+        kwargs = {}
+        for k, v in value.items():
+            kwargs[k] = _typed(v, sub[k])
+            if kwargs[k] is _BAD:
+                return _BAD
+        try:
+            return hint(**kwargs)
+        except (TypeError, ValueError):
+            return _BAD
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            return _BAD
+        args = typing.get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return _BAD
+            items = [_typed(v, a) for v, a in zip(value, args)]
+        else:
+            items = [_typed(v, args[0] if args else Any) for v in value]
+        if any(i is _BAD for i in items):
+            return _BAD
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        return dict(value) if isinstance(value, dict) else _BAD
+    return value if isinstance(value, hint) else _BAD
+
+
 def stage_is_current(stage_dir: str | Path, key: str) -> bool:
     """True when ``stage_dir`` holds a finished result whose key equals ``key``."""
     meta = read_meta(stage_dir)
@@ -91,13 +216,19 @@ def _recover(stage_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def stamp(stage: StageInfo, key: str) -> dict[str, Any]:
+    """The fields every meta.json gets (``StageMeta``'s): stage name and version, key, thead version, time."""
+    return {"stage": stage.name, "stage_version": stage.version, "key": key, "thead_version": thead.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 @contextlib.contextmanager
 def write_stage(stage_dir: str | Path, stage: StageInfo, key: str, meta: dict[str, Any]) -> Iterator[Path]:
     """Context manager giving a temporary folder to write a stage's files into.
 
-    On normal exit, ``meta.json`` (with ``meta`` plus stage, key, thead version and time) is written last and
-    the folder replaces ``stage_dir``; on an exception the temporary folder is removed and any previous result
-    stays untouched. The yielded dict-like ``meta`` may be updated by the caller before exit.
+    On normal exit, ``meta.json`` (``meta`` plus ``stamp(stage, key)``) is written last and the folder replaces
+    ``stage_dir``; on an exception the temporary folder is removed and any previous result stays untouched. The
+    ``meta`` dict may be updated by the caller inside the block (typically with a ``StageMeta.to_json()``).
     """
     stage_dir = Path(stage_dir)
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +238,7 @@ def write_stage(stage_dir: str | Path, stage: StageInfo, key: str, meta: dict[st
     try:
         yield tmp
         full = dict(meta)
-        full.update(stage=stage.name, stage_version=stage.version, key=key, thead_version=thead.__version__,
-                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        full.update(stamp(stage, key))
         meta_tmp = tmp / (META_NAME + ".tmp")
         with open(meta_tmp, "w", encoding="utf8") as fh:
             json.dump(_canonical(full), fh, indent=2)
