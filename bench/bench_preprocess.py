@@ -19,8 +19,7 @@ from thead.face.crop import crop_transforms, crop_frame
 from thead.face.landmarks import make_landmarker
 from thead.face.track import track_face
 from thead.io import VideoWriter, iter_frames, probe_video
-from thead.pipeline.batch import InputItem
-from thead.pipeline.preprocess import PreprocessParams, preprocess_item
+from thead.stages import InputItem, PreprocessParams, preprocess_item
 
 
 def default_videos() -> list[Path]:

@@ -72,8 +72,7 @@ def prepare(engine, crop: np.ndarray, landmarks: np.ndarray, fit, original: np.n
 def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
     """Preprocess (vox crop, 256) every video and photo of the shared media (cached in ``work``)."""
     from thead.io import iter_frames, read_frames, read_image
-    from thead.pipeline.batch import InputItem
-    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+    from thead.stages import InputItem, PreprocessParams, load_preprocess, preprocess_item
 
     clips, photos = [], []
     for path in sorted((data / "videos").glob("*.mp4")):
@@ -83,7 +82,7 @@ def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
         n = min(len(frames), len(pre.crop_landmarks))
         first = next(iter(iter_frames(path)))
         clips.append(Clip(path.stem, frames[:n], pre.crop_landmarks[:n], pre.valid[:n],
-                          float(pre.meta.get("fps") or 25.0), first, pre.transforms[0]))
+                          pre.meta.fps or 25.0, first, pre.transforms[0]))
     for path in sorted(p for p in (data / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
         try:
             preprocess_item(InputItem(path, path.stem), work, PreprocessParams(size=SIZE))
@@ -138,8 +137,8 @@ def sheet(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
-    """Contact-sheet label (thead.pipeline.evaluate.label at a small size)."""
-    from thead.pipeline.evaluate import label as write_label
+    """Contact-sheet label (thead.jobs.evaluate.label at a small size)."""
+    from thead.jobs.evaluate import label as write_label
 
     return write_label(img, text, scale=0.4, origin=(4, 14))
 

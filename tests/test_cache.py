@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from thead.cache import StageInfo, file_digest, item_id_for, read_meta, stage_is_current, stage_key, write_stage
+from thead.stages.store import StageInfo, file_digest, item_id_for, read_meta, stage_is_current, stage_key, write_stage
 
 STAGE = StageInfo("demo", 1)
 

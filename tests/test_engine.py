@@ -35,8 +35,8 @@ def landmarker():
 def crop_of(path: Path, workdir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(crop uint8 [S, S, 3], landmarks [478, 3]) of a photo through the preprocess stage (vox, 256)."""
     from thead.io import read_image
-    from thead.pipeline.batch import InputItem
-    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+    from thead.jobs.items import InputItem
+    from thead.stages.preprocess import PreprocessParams, load_preprocess, preprocess_item
 
     preprocess_item(InputItem(path, name), workdir, PreprocessParams(size=S))
     pre = load_preprocess(workdir / name / "preprocess")
@@ -307,10 +307,9 @@ def test_mesh_config_digest_names_what_is_rendered():
     from dataclasses import fields
 
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
-    from thead.engines.mesh_engine import ENGINE_VERSION as old_path
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == old_path == "mesh-9-aef486eced89"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-9-aef486eced89"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size"}
     digests = {MeshConfig(**{name: value}).digest() for name, value in CHANGED_SETTINGS.items()}

@@ -81,9 +81,9 @@ def test_shifted_copy_gives_the_expected_akd(clips, tmp_path):
     res, doc = _evaluate([clips["shifted"], clips["ref"], "--no-identity"], tmp_path)
     assert res.exit_code == 0, res.stderr
     # Both sides are cut with the reference's crop; 4 frame pixels become 4 * (256 / crop side) crop pixels.
-    from thead.pipeline.preprocess import load_preprocess
+    from thead.stages.preprocess import load_preprocess
 
-    pre = next((tmp_path / "work").glob("clip__ref-*/preprocess"))
+    pre = tmp_path / "work" / "clip" / "preprocess"  # the reference under the id thead reenact gives it
     scale = float(np.sqrt(abs(np.linalg.det(load_preprocess(pre).transforms[0, :, :2]))))
     expected = 4 * scale
     akd = doc["videos"][0]["metrics"]["akd"]["mean"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from thead.cache import read_meta
+from thead.stages.store import read_meta
 from thead.cli import app
 from thead.io import probe_video, write_image
-from thead.pipeline.fit import load_fit
+from thead.stages.fit import load_fit
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from thead.face.crop import crop_frame, picture_mask, transform_points
+from thead.face.crop import crop_frame, picture_mask
 from thead.geometry import Affine2D, box_iou, landmark_box
 from thead.geometry.rotation import apply_pose, euler_to_matrix, matrix_to_euler, rotation_power
 
@@ -63,8 +63,6 @@ def test_batches_index_and_broadcast():
     assert maps[1:].batch_shape == (2,)
     assert maps.apply(pts[0]).shape == (3, 7, 3)  # one point set through every map
     assert np.allclose(maps.scale, [1.0, 2.0, 0.5])
-    # The wrappers kept for the pipeline give the same.
-    assert np.allclose(transform_points(pts, maps.matrix), out, atol=1e-4)
     with pytest.raises(TypeError):
         Affine2D.identity()[0]
 

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from thead.cache import read_meta
+from thead.stages.store import read_meta
 from thead.cli import app
 from thead.face import topology as mp_idx
 from thead.face.crop import ffhq_transforms
 from thead.geometry import Affine2D, box_iou, landmark_box
 from thead.io import probe_video, read_frames, read_image, write_image
-from thead.pipeline.batch import InputItem, collect_inputs
-from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+from thead.jobs.items import InputItem, collect_inputs
+from thead.stages.preprocess import PreprocessParams, load_preprocess, preprocess_item
 
 from conftest import moving_face_frames, write_video
 
@@ -64,7 +64,7 @@ def test_vox_crop_is_one_still_box(vox_result):
     pre, _, _ = vox_result
     # The face drifts far (IoU with the first box falls to 0.24), so FOMM's rule starts a second segment;
     # within a segment the box does not move.
-    assert pre.meta["segments"] == 2 and pre.segment[0] == 0 and pre.segment[-1] == 1
+    assert pre.meta.segments == 2 and pre.segment[0] == 0 and pre.segment[-1] == 1
     for s in (0, 1):
         rows = pre.transforms[pre.segment == s]
         assert np.allclose(rows, rows[0])
@@ -126,7 +126,7 @@ def test_image_and_ffhq_image(tmp_path, astronaut):
         assert res.status == "done", res.message
         pre = load_preprocess(tmp_path / f"a_{protocol}" / "preprocess")
         assert read_image(pre.crop_path).shape == (256, 256, 3)
-        assert pre.meta["kind"] == "image" and pre.landmarks.shape == (1, 478, 3)
+        assert pre.meta.kind == "image" and pre.landmarks.shape == (1, 478, 3)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_cache_skip_redo_and_force(tmp_path, moving_face_video):
     assert json.loads(runner.invoke(app, args).stdout)["status"] == "skipped"
     assert read_meta(tmp_path / "moving" / "preprocess") == meta_before
     assert json.loads(runner.invoke(app, args + ["--size", "512"]).stdout)["status"] == "done"
-    assert load_preprocess(tmp_path / "moving" / "preprocess").meta["crop_size"] == 512
+    assert load_preprocess(tmp_path / "moving" / "preprocess").meta.crop_size == 512
     assert json.loads(runner.invoke(app, args + ["--size", "512", "--force"]).stdout)["status"] == "done"
     assert json.loads(runner.invoke(app, args + ["--size", "512", "--png"]).stdout)["status"] == "done"
     assert len(list((tmp_path / "moving" / "preprocess" / "frames").glob("*.png"))) == 30
@@ -208,7 +208,7 @@ def test_crash_midway_keeps_the_old_result(tmp_path, moving_face_video, monkeypa
     item = InputItem(path, "moving")
     assert preprocess_item(item, tmp_path, PreprocessParams()).status == "done"
     before = read_meta(tmp_path / "moving" / "preprocess")
-    import thead.pipeline.preprocess as stage
+    import thead.stages.preprocess as stage
 
     calls = {"n": 0}
     real = stage.crop_frame
@@ -244,7 +244,7 @@ def test_killed_process_leaves_no_trusted_partial_output(tmp_path, astronaut):
     assert read_meta(work / "long" / "preprocess") is None
     res = runner.invoke(app, ["preprocess", str(video), "-o", str(work), "--json"])
     assert json.loads(res.stdout)["status"] == "done"
-    assert load_preprocess(work / "long" / "preprocess").meta["num_frames"] == 150
+    assert load_preprocess(work / "long" / "preprocess").meta.num_frames == 150
 
 
 @pytest.mark.shared_data
@@ -253,7 +253,7 @@ def test_real_clips(shared_data, tmp_path):
                               "-o", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.stderr
     pre = load_preprocess(tmp_path / "d0" / "preprocess")
-    assert pre.detected.all() and pre.meta["num_frames"] == 78
+    assert pre.detected.all() and pre.meta.num_frames == 78
     for name in ("s0", "s1", "s5", "s6", "s11", "happy", "art_0", "people_0"):
         assert load_preprocess(tmp_path / name / "preprocess").landmarks.shape == (1, 478, 3)
 

@@ -75,8 +75,7 @@ def clip_residuals(data: Path, workdir: Path, videos: tuple[str, ...] = TRAIN_VI
         Per clip, (name, angles [T, 2] radians, residual [T, 478, 3] cm) of its valid frames.
     """
     from thead.fitting import fit_sequence
-    from thead.pipeline.batch import InputItem
-    from thead.pipeline.preprocess import PreprocessParams, load_preprocess, preprocess_item
+    from thead.stages import InputItem, PreprocessParams, load_preprocess, preprocess_item
 
     out = []
     for name in videos:
@@ -84,7 +83,7 @@ def clip_residuals(data: Path, workdir: Path, videos: tuple[str, ...] = TRAIN_VI
         item = InputItem(path, Path(name).stem)
         preprocess_item(item, workdir, PreprocessParams(size=256))
         pre = load_preprocess(workdir / item.item_id / "preprocess")
-        fit = fit_sequence(pre.crop_landmarks, pre.valid, 256, fps=float(pre.meta.get("fps") or 25.0))
+        fit = fit_sequence(pre.crop_landmarks, pre.valid, 256, fps=float(pre.meta.fps or 25.0))
         ok = fit.valid
         out.append((name, fit.pose[ok, :2].astype(np.float64), fit.residual[ok].astype(np.float64)))
     return out

@@ -23,12 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from thead.audio.motion import compose_targets  # noqa: E402
 from thead.audio.visemes import MOUTH_UNITS, MouthTrack  # noqa: E402
-from thead.engines.mesh_engine import MeshEngine  # noqa: E402
-from thead.io import VideoWriter, read_image  # noqa: E402
-from thead.pipeline.batch import InputItem  # noqa: E402
-from thead.pipeline.fit import FitParams  # noqa: E402
-from thead.pipeline.preprocess import PreprocessParams  # noqa: E402
-from thead.pipeline.reenact import ensure_fitted  # noqa: E402
+from thead.engines.mesh import MeshEngine  # noqa: E402
+from thead.io import VideoWriter  # noqa: E402
+from thead.stages import FitParams, InputItem, PreprocessParams, ensure  # noqa: E402
 
 
 def sweep(n: int, fps: float, amplitude: float) -> np.ndarray:
@@ -39,20 +36,19 @@ def sweep(n: int, fps: float, amplitude: float) -> np.ndarray:
 
 def measure(photo: Path, work: Path, amplitude: float, fps: float = 25.0, seconds: float = 4.0) -> dict:
     pre, fitp = PreprocessParams(), FitParams()
-    prep = ensure_fitted(InputItem(photo, photo.stem), work, pre, fitp)
-    image = read_image(prep.pre.crop_path)
+    face = ensure(InputItem(photo, photo.stem), work, pre, fitp)
     engine = MeshEngine()
-    prepared = engine.prepare(image, prep.pre.crop_landmarks[0], prep.fit, frame=0)
+    prepared = engine.prepare(face.crop(0), face.crop_landmarks[0], face.fit, frame=0)
     n = int(seconds * fps)
     asked = sweep(n, fps, amplitude)
     mouth = MouthTrack(np.zeros((n, len(MOUTH_UNITS)), np.float32), np.zeros(n, bool), np.zeros(n, bool), 0.0, 0.0)
-    targets = compose_targets(prep.fit, 0, mouth, np.zeros(n), asked)
+    targets = compose_targets(face.fit, 0, mouth, np.zeros(n), asked)
     video = work / f"{photo.stem}_sweep.mp4"
     with VideoWriter(video, fps=fps) as w:
         for batch in engine.render_frames(prepared, targets):
             for frame in batch:
                 w.write(frame)
-    refit = ensure_fitted(InputItem(video, video.stem), work, pre, fitp).fit
+    refit = ensure(InputItem(video, video.stem), work, pre, fitp).fit
     got = np.degrees(refit.pose[:, :3].astype(np.float64))
     got -= got[0]
     ok = refit.valid

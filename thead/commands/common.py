@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from thead.pipeline.batch import InputItem, ItemResult, run_item
+from thead.jobs.items import InputItem, ItemResult, run_item
+from thead.progress import ProgressFn
 
-ItemStage = Callable[[InputItem, Callable[[int, int], None]], ItemResult]
+ItemStage = Callable[[InputItem, ProgressFn], ItemResult]
 
 def _fmt(x: float) -> str:
     return f"{x:g}"

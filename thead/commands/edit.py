@@ -11,10 +11,10 @@ from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputs
                                   RenderSizeOption, SymmetryOption, finish, number_option, run_batch)
 from thead.engines.motion import EXPRESSION_ALIASES, MAX_ANGLES_DEG, MAX_GAZE_DEG
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
-from thead.pipeline.batch import collect_inputs
-from thead.pipeline.fit import FitParams
-from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
-from thead.pipeline.reenact import EditParams, RenderOptions, edit_item
+from thead.jobs.edit import EditParams, edit_item
+from thead.jobs.items import collect_inputs
+from thead.jobs.render import RenderOptions
+from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 _UNIT = "Expression unit, 0 = neutral, 1 = full."
 # Angles beyond what a warp of one photo can render are refused (not clamped): the limits of the engine.
@@ -71,6 +71,9 @@ def edit(
     calibrate: int = number_option(2, help="Photos: rounds of render -> measure (landmarks + fit) -> correct, so "
                                    "the result reads as asked (0 = render the asked values as they are).", lo=0,
                                    hi=10),
+    source_frame: Optional[int] = number_option(None, help="Videos: the frame whose picture is rendered at every "
+                                                "frame's edited pose and expression (default: the first with a "
+                                                "face).", lo=0, hi=10_000_000),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     symmetry: SymmetryOption = True,
     size: RenderSizeOption = 256,
@@ -89,10 +92,11 @@ def edit(
     params = EditParams(yaw=yaw, pitch=pitch, roll=roll, frontalize=frontalize, neutral=neutral,
                         expression=tuple((k, float(v)) for k, v in units.items() if v is not None),
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
-                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate)
+                        orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate, source_frame=source_frame)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
-    results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, PreprocessParams(size=size),
+    pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
+    results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
                                                                        FitParams(device=device), params, options,
                                                                        force, report), failures, json_lines)
     finish("thead edit", results)

@@ -14,19 +14,19 @@ from rich.table import Table
 
 from thead.commands.common import DeviceOption, check_crop_size, number_option, print_summary, run_batch, stderr_console
 from thead.errors import InputError
-from thead.pipeline.batch import InputItem, ItemResult
-from thead.pipeline.evaluate import (
-    EvalPair,
+from thead.jobs.evaluate import (
     EvalParams,
     PairReport,
     aggregate_reports,
     distribution_metrics,
+    eval_pairs,
     evaluate_pair,
     pairs_from_csv,
     pairs_from_dirs,
     plot_report,
     write_reports_csv,
 )
+from thead.jobs.items import InputItem, ItemResult
 
 
 class EvalProtocol(str, Enum):
@@ -78,24 +78,24 @@ def evaluate(
     failures: list[ItemResult] = []
     if pairs is not None:
         try:
-            eval_pairs = pairs_from_csv(pairs)
+            jobs = pairs_from_csv(pairs)
         except InputError as exc:
             console.print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
     elif generated is not None and reference is not None:
         if generated.is_dir() and reference.is_dir():
-            eval_pairs, failures = pairs_from_dirs(generated, reference)
+            jobs, failures = pairs_from_dirs(generated, reference)
         else:
-            eval_pairs = [EvalPair(generated, reference, source)]
+            jobs = eval_pairs([(generated, reference, source)])
     else:
         raise typer.BadParameter("give GENERATED and REFERENCE, or --pairs CSV")
     params = EvalParams(size=size, protocol=protocol.value, align=align.value, csim_frames=csim_frames,
                         identity=not no_identity, arcface=str(arcface) if arcface else None, device=device)
     reports: dict[str, PairReport] = {}
-    names = [p.name for p in eval_pairs]
-    items = [InputItem(p.generated, p.name if names.count(p.name) == 1 else f"{p.name}#{i}")
-             for i, p in enumerate(eval_pairs)]
-    by_id = {item.item_id: pair for item, pair in zip(items, eval_pairs)}
+    names = [p.name for p in jobs]
+    items = [InputItem(p.generated.path, p.name if names.count(p.name) == 1 else f"{p.name}#{i}")
+             for i, p in enumerate(jobs)]
+    by_id = {item.item_id: pair for item, pair in zip(items, jobs)}
 
     def stage(item: InputItem, report) -> ItemResult:
         pair = by_id[item.item_id]
@@ -104,7 +104,7 @@ def evaluate(
         reports[item.item_id] = rep
         if plots is not None:
             plot_report(rep, plots / f"{pair.name}.png")
-        return ItemResult(str(pair.generated), pair.name, "done", str(grid_file) if grid_file else None,
+        return ItemResult(str(pair.generated.path), pair.name, "done", str(grid_file) if grid_file else None,
                           warnings=rep.notes)
 
     results = run_batch("evaluate", items, stage, failures)

@@ -9,10 +9,8 @@ import typer
 
 from thead.commands.common import DeviceOption, check_crop_size, finish, number_option, run_batch
 from thead.commands.preprocess import Protocol
-from thead.pipeline.batch import InputItem, collect_inputs
-from thead.pipeline.fit import FitParams, fit_item
-from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams, preprocess_item
-from thead.pipeline.resolve import expand_stdin, split_cached
+from thead.jobs.items import InputItem, collect_inputs, expand_stdin
+from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams, fit_item, preprocess_item, split_cached
 
 
 def fit_3dmm(

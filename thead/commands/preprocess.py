@@ -10,8 +10,8 @@ import typer
 
 from thead.commands.common import CRF_RANGE, check_crop_size, finish, number_option, parse_box, run_batch
 from thead.face.crop import VOX_ENLARGE
-from thead.pipeline.batch import collect_inputs
-from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams, preprocess_item
+from thead.jobs.items import collect_inputs
+from thead.stages import INPUT_SUFFIXES, PreprocessParams, preprocess_item
 
 
 class Protocol(str, Enum):

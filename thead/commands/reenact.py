@@ -12,11 +12,11 @@ from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputs
                                   RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
                                   stderr_console)
 from thead.errors import InputError
-from thead.pipeline.batch import InputItem, collect_inputs, merge_item_groups
-from thead.pipeline.fit import FitParams
-from thead.pipeline.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
-from thead.pipeline.preprocess import INPUT_SUFFIXES, PreprocessParams
-from thead.pipeline.reenact import ReenactParams, RenderOptions, reenact_pair
+from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
+from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
+from thead.jobs.reenact import ReenactParams, reenact_pair
+from thead.jobs.render import RenderOptions
+from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 
 class Mode(str, Enum):
@@ -79,7 +79,7 @@ def reenact(
     else:
         raise typer.BadParameter("give SOURCE and DRIVER, or --pairs CSV")
     failures = list({r.message: r for r in f1 + f2}.values())
-    pre_params = PreprocessParams(size=size)
+    pre_params = PreprocessParams(size=size, write_crop=False)  # reenact cuts crops from the originals
     params = ReenactParams(mode=mode.value, expression_scale=expression_scale, pose_scale=pose_scale,
                            use_pose=not no_pose, use_expression=not no_expression, source_frame=source_frame,
                            mouth=mouth.value)

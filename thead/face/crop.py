@@ -33,17 +33,6 @@ VOX_RAISE = 0.10
 VOX_IOU_SPLIT = 0.25
 
 
-def transform_points(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Landmarks (T, N, 2+) mapped through per-frame affines (T, 2, 3) -> float32 (T, N, 2+); a z column is scaled
-    by the map's scale. Kept for callers not yet moved; use Affine2D (``Affine2D(transforms).apply(points)``)."""
-    return Affine2D(transforms).apply(points).astype(np.float32)
-
-
-def invert_transforms(transforms: np.ndarray) -> np.ndarray:
-    """Inverse of affine maps (..., 2, 3). Kept for callers not yet moved; use Affine2D (``.inverse.matrix``)."""
-    return Affine2D(transforms).inverse.matrix
-
-
 def _square_transform(cx: np.ndarray, cy: np.ndarray, side: np.ndarray, size: int) -> np.ndarray:
     s = size / side
     t = np.zeros((len(cx), 2, 3), np.float64)

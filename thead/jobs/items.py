@@ -1,4 +1,8 @@
-"""Collecting input items and running a stage over them, one failure never stopping the batch."""
+"""Input items from the command line, and running a stage or job over them, one failure never stopping the batch.
+
+``InputItem`` (a file and its item id) and ``ItemResult`` (an item's outcome) are the stage layer's records
+(``thead.stages.item``), exported here too.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,26 @@ import hashlib
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Callable, Iterable, Sequence, TextIO
 
-from thead.cache import item_id_for
 from thead.errors import TheadError
+from thead.stages.item import InputItem, ItemResult
+from thead.stages.store import item_id_for
+
+__all__ = ["InputItem", "ItemResult", "collect_inputs", "expand_stdin", "merge_item_groups", "run_item"]
 
 
-@dataclass(frozen=True)
-class InputItem:
-    """One input file and the name of its folder in the work directory."""
-
-    path: Path
-    item_id: str
-
-
-@dataclass
-class ItemResult:
-    """Outcome of one item: status is "done", "skipped" (cache current) or "failed"."""
-
-    input: str
-    item: str
-    status: str
-    output: str | None = None
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "failed"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+def expand_stdin(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
+    """Replace each ``-`` by the paths listed on stdin (one per line; blanks and ``#`` comments skipped)."""
+    out: list[str] = []
+    for arg in args:
+        if arg == "-":
+            text = (stdin or sys.stdin).read()
+            out.extend(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#"))
+        else:
+            out.append(arg)
+    return out
 
 
 def _with_path_tag(item_id: str, resolved: Path) -> str:

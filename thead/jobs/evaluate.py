@@ -1,29 +1,31 @@
 """Evaluation of generated videos against references, the way the seed papers report it.
 
 Protocols: ``self`` (same-identity reconstruction: generated vs the real driving frames, frame by frame) and
-``cross`` (cross-identity reenactment: identity against the source image, motion against the driver). Both
-sides are preprocessed (cached in the work directory) and compared in one crop: when the generated video has
-the reference's frame size, the reference's crop transforms are applied to both sides; otherwise each side
-uses its own crop. Frames are compared at ``size`` pixels (default 256).
+``cross`` (cross-identity reenactment: identity against the source image, motion against the driver). Every
+input is a ``Face`` record (``thead.stages.ensure``) under the item ids ``thead reenact`` gives the same files
+(``eval_pairs``), so a driver or source reenact already preprocessed is reused as it is. Both sides are compared
+in one crop: when the generated video has the reference's frame size, the reference's crop transforms are applied
+to both sides; otherwise each side uses its own crop. Frames are cut from each input's original file, decoded
+once, and compared at ``size`` pixels (default 256).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from thead.errors import InputError
 from thead.face import topology
-from thead.face.crop import crop_frame, transform_points
+from thead.face.crop import crop_frame
+from thead.geometry import Affine2D
 from thead.fitting import fit_sequence
-from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames, read_image
+from thead.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from thead.metrics import (
     aed,
     aggregate,
@@ -49,25 +51,44 @@ from thead.metrics.fid import (
     load_inception,
 )
 from thead.metrics.result import MetricResult
+from thead.jobs.items import merge_item_groups
+from thead.progress import ProgressFn
+from thead.stages import Face, FitParams, InputItem, ItemResult, PreprocessParams, ensure, item_id_for
 from thead.weights import find_weights
-from thead.pipeline.batch import InputItem, ItemResult
-from thead.pipeline.preprocess import PreprocessParams, PreprocessResult, load_preprocess, preprocess_item
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-ProgressFn = Callable[[int, int], None]
+# The stages' parameters evaluate uses: the defaults thead reenact uses (so their caches are shared), without the
+# crop files (frames are cut from the originals at the evaluation size).
+PREPROCESS_PARAMS = PreprocessParams(write_crop=False)
 
 
 @dataclass(frozen=True)
 class EvalPair:
-    """A generated video, its reference (the driver) and, for cross-identity, the source image."""
+    """A generated video, its reference (the driver) and, for cross-identity, the source image, as input items
+    (``eval_pairs`` names them)."""
 
-    generated: Path
-    reference: Path
-    source: Path | None = None
+    generated: InputItem
+    reference: InputItem
+    source: InputItem | None = None
 
     @property
     def name(self) -> str:
-        return self.generated.stem
+        return self.generated.path.stem
+
+
+def eval_pairs(rows: Sequence[tuple[Path, Path, Path | None]], roots: tuple[Path | None, Path | None] = (None, None)
+               ) -> list[EvalPair]:
+    """``EvalPair`` records for (generated, reference, source) paths, named as ``thead reenact`` names the same
+    files: sources, then references (its drivers), then generated files through ``merge_item_groups``, each id
+    the file's stem (or its path relative to ``roots`` = (generated root, reference root) for directories)."""
+    gen_root, ref_root = roots
+    sources = [InputItem(s, item_id_for(s)) for _, _, s in rows if s is not None]
+    references = [InputItem(r, item_id_for(r, ref_root)) for _, r, _ in rows]
+    generated = [InputItem(g, item_id_for(g, gen_root)) for g, _, _ in rows]
+    src_items, ref_items, gen_items = merge_item_groups(sources, references, generated)
+    by_source = iter(src_items)
+    return [EvalPair(g, r, next(by_source) if row[2] is not None else None)
+            for g, r, row in zip(gen_items, ref_items, rows)]
 
 
 @dataclass(frozen=True)
@@ -115,13 +136,14 @@ def _json_float(v: float | None) -> float | None:
 
 # ----------------------------------------------------------------------------------------------------- pairing
 def pairs_from_dirs(generated: Path, reference: Path) -> tuple[list[EvalPair], list[ItemResult]]:
-    """Match files of two directories by relative path without suffix (``gen/a/x.mp4`` <-> ``ref/a/x.mov``)."""
+    """Match files of two directories by relative path without suffix (``gen/a/x.mp4`` <-> ``ref/a/x.mov``);
+    returns the pairs and a failure for each generated file without a reference."""
     def index(root: Path) -> dict[str, Path]:
         return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*"))
                 if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES}
 
     gen, ref = index(generated), index(reference)
-    pairs = [EvalPair(gen[k], ref[k]) for k in gen if k in ref]
+    pairs = eval_pairs([(gen[k], ref[k], None) for k in gen if k in ref], (generated, reference))
     failures = [ItemResult(str(gen[k]), k, "failed", message=f"{gen[k]}: no reference named '{k}' in {reference}")
                 for k in gen if k not in ref]
     if not gen:
@@ -140,7 +162,7 @@ def pairs_from_csv(path: Path) -> list[EvalPair]:
         raise InputError(path, "no rows")
     header = [c.strip().lower() for c in rows[0]]
     resolve = lambda c: (Path(c) if Path(c).is_absolute() else path.parent / c) if c else None  # noqa: E731
-    pairs: list[EvalPair] = []
+    pairs: list[tuple[Path, Path, Path | None]] = []
     if "generated" in header:
         col = {name: header.index(name) for name in header}
         ref_col = col.get("reference", col.get("driver"))
@@ -150,49 +172,37 @@ def pairs_from_csv(path: Path) -> list[EvalPair]:
             if "status" in col and r[col["status"]].strip() not in ("done", "skipped"):
                 continue
             src = resolve(r[col["source"]].strip()) if "source" in col and col["source"] < len(r) else None
-            pairs.append(EvalPair(resolve(r[col["generated"]].strip()), resolve(r[ref_col].strip()), src))
-        return pairs
+            pairs.append((resolve(r[col["generated"]].strip()), resolve(r[ref_col].strip()), src))
+        return eval_pairs(pairs)
     for i, r in enumerate(rows, 1):
         if len(r) < 2:
             raise InputError(path, f"line {i}: expected generated,reference[,source]")
-        pairs.append(EvalPair(resolve(r[0].strip()), resolve(r[1].strip()), resolve(r[2].strip()) if len(r) > 2
-                              else None))
-    return pairs
+        pairs.append((resolve(r[0].strip()), resolve(r[1].strip()), resolve(r[2].strip()) if len(r) > 2 else None))
+    return eval_pairs(pairs)
 
 
 # ------------------------------------------------------------------------------------------------ preparation
-def _item_id(path: Path, role: str) -> str:
-    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=4).hexdigest()
-    return f"{path.stem}__{role}-{digest}"
+def _eval_transforms(face: Face, size: int) -> np.ndarray:
+    """The face's crop transforms (T, 2, 3), rescaled to map original pixels to a ``size`` evaluation crop."""
+    return (face.transforms * (size / float(face.crop_size))).astype(np.float32)
 
 
-def _preprocess(path: Path, role: str, workdir: Path, size: int) -> PreprocessResult:
-    res = preprocess_item(InputItem(path, _item_id(path, role)), workdir, PreprocessParams(size=size))
-    if res.failed:
-        raise InputError(path, res.message)
-    return load_preprocess(Path(res.output))
+def _frames(face: Face, transforms: np.ndarray, size: int) -> np.ndarray:
+    """Crops (T, size, size, 3) uint8: the original frames of ``face`` (streamed once) cut with ``transforms``
+    (original -> evaluation crop; the last one is reused past its end)."""
+    last = len(transforms) - 1
+    return np.stack([crop_frame(f, transforms[min(t, last)], size) for t, f in enumerate(face.originals())])
 
 
-def _eval_transforms(pre: PreprocessResult, size: int) -> np.ndarray:
-    """The item's crop transforms (T, 2, 3), rescaled to map original pixels to a ``size`` evaluation crop."""
-    return (pre.transforms * (size / float(pre.meta["crop_size"]))).astype(np.float32)
-
-
-def _frames(pre: PreprocessResult, source: Path, transforms: np.ndarray, size: int) -> np.ndarray:
-    """Crops (T, size, size, 3) uint8: the original frames of ``source`` cut with ``transforms`` (original ->
-    evaluation crop; the last one is reused past its end)."""
-    raw = [read_image(source)] if pre.meta["kind"] == "image" else iter_frames(source)
-    return np.stack([crop_frame(f, transforms[min(t, len(transforms) - 1)], size) for t, f in enumerate(raw)])
-
-
-def _landmarks_in(pre: PreprocessResult, transforms: np.ndarray) -> np.ndarray:
+def _landmarks_in(face: Face, transforms: np.ndarray) -> np.ndarray:
     """Landmarks (T, N, 3) mapped into the evaluation crop by ``transforms``; NaN on frames where the face was
     not detected."""
-    n = len(pre.landmarks)
+    n = len(face.landmarks)
     tr = np.stack([transforms[min(t, len(transforms) - 1)] for t in range(n)])
-    lm = transform_points(pre.landmarks, tr).astype(np.float64)
-    lm[~pre.detected] = np.nan
+    lm = Affine2D(tr).apply(face.landmarks).astype(np.float64)
+    lm[~face.detected] = np.nan
     return lm
+
 
 def _fit(landmarks: np.ndarray, size: int, fps: float, device: str | None):
     ok = np.isfinite(landmarks).all(axis=(1, 2))
@@ -208,27 +218,34 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
     """All metrics for one pair; raises ``InputError`` for unreadable files, missing faces, or mismatched
     frame counts / rates (unless ``params.align == "truncate"``, which cuts to the shorter and says so).
     ``grid_path``: also write a side-by-side video there (source | driver | generated)."""
-    for p in (pair.generated, pair.reference) + ((pair.source,) if pair.source else ()):
-        if not p.is_file():
-            raise InputError(p, "file not found")
+    for item in (pair.generated, pair.reference) + ((pair.source,) if pair.source else ()):
+        if not item.path.is_file():
+            raise InputError(item.path, "file not found")
     protocol = params.protocol
     if protocol == "auto":
-        protocol = "cross" if pair.source is not None and pair.source.resolve() != pair.reference.resolve() \
-            else "self"
+        protocol = "cross" if pair.source is not None and pair.source.path.resolve() != \
+            pair.reference.path.resolve() else "self"
     size = params.size
     step = lambda i: progress(i, 6) if progress else None  # noqa: E731
-    ref = _preprocess(pair.reference, "ref", workdir, size)
+    faces: dict[InputItem, Face] = {}
+
+    def face(item: InputItem) -> Face:
+        if item not in faces:
+            faces[item] = ensure(item, workdir, PREPROCESS_PARAMS, FitParams(device=params.device))
+        return faces[item]
+
+    ref = face(pair.reference)
     step(1)
-    gen = _preprocess(pair.generated, "gen", workdir, size)
+    gen = face(pair.generated)
     step(2)
     notes: list[str] = []
-    fps_g, fps_r = float(gen.meta.get("fps") or 0), float(ref.meta.get("fps") or 0)
+    fps_g, fps_r = gen.fps, ref.fps
     if abs(fps_g - fps_r) > 0.01:
         msg = f"frame rates differ: generated {fps_g:g} fps, reference {fps_r:g} fps"
         if params.align != "truncate":
             raise InputError(pair.generated, msg + " (resample one side, or pass --align truncate)")
         notes.append(msg + "; compared frame by frame")
-    same_frame = (gen.meta["width"], gen.meta["height"]) == (ref.meta["width"], ref.meta["height"])
+    same_frame = gen.frame_size == ref.frame_size
     ref_tr = _eval_transforms(ref, size)
     if same_frame and protocol == "self":
         gen_tr = ref_tr
@@ -238,8 +255,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
             notes.append("frame sizes differ: each side cropped around its own face")
     # Both sides are cut from their original frames (not the H.264 crop videos), so identical inputs compare
     # as identical.
-    ref_frames = _frames(ref, pair.reference, ref_tr, size)
-    gen_frames = _frames(gen, pair.generated, gen_tr, size)
+    ref_frames = _frames(ref, ref_tr, size)
+    gen_frames = ref_frames if gen is ref and gen_tr is ref_tr else _frames(gen, gen_tr, size)
     ref_lm = _landmarks_in(ref, ref_tr)
     gen_lm = _landmarks_in(gen, gen_tr)
     n_g, n_r = len(gen_frames), len(ref_frames)
@@ -250,8 +267,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         notes.append(msg + f"; truncated to {min(n_g, n_r)}")
     n = min(n_g, n_r)
     gen_frames, ref_frames, gen_lm, ref_lm = gen_frames[:n], ref_frames[:n], gen_lm[:n], ref_lm[:n]
-    report = PairReport(pair.name, str(pair.generated), str(pair.reference), str(pair.source) if pair.source else
-                        None, protocol, n, fps_g, notes=notes)
+    report = PairReport(pair.name, str(pair.generated.path), str(pair.reference.path),
+                        str(pair.source.path) if pair.source else None, protocol, n, fps_g, notes=notes)
     pf = report.per_frame
     if protocol == "self":
         pf.update(pixel_metrics(gen_frames, ref_frames, device=params.device))
@@ -286,7 +303,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         report.scalars["flicker_generated"] = float(flick.generated)
         report.scalars["flicker_reference"] = float(flick.reference)
     if params.identity:
-        _identity(report, gen_frames, ref_frames, pair, params)
+        source = face(pair.source).original(0) if protocol == "cross" and pair.source is not None else None
+        _identity(report, gen_frames, ref_frames, source, params)
     step(5)
     if params.network_metrics and protocol == "self":
         res = lpips(gen_frames, ref_frames, device=params.device)
@@ -295,9 +313,9 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         model = load_inception(params.device or "cpu")
         report.features = {"generated": inception_features(gen_frames, model),
                            "reference": inception_features(ref_frames, model)}
-    if gen.meta.get("has_audio") and n > 8:
+    if gen.has_audio and n > 8:
         try:
-            sync = audio_visual_sync(pair.generated, np.nan_to_num(gen.landmarks[:n]), fps_g or 25.0)
+            sync = audio_visual_sync(gen.path, np.nan_to_num(gen.landmarks[:n]), fps_g or 25.0)
             report.scalars["av_correlation"] = float(sync.best_correlation)
             report.scalars["av_lag_frames"] = float(sync.best_lag)
         except InputError as exc:
@@ -305,8 +323,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
     if grid_path is not None:
         source_crop = ref_frames[0]
         if pair.source is not None and protocol == "cross":
-            src = _preprocess(pair.source, "src", workdir, size)
-            source_crop = _frames(src, pair.source, _eval_transforms(src, size), size)[0]
+            src = face(pair.source)
+            source_crop = crop_frame(src.original(0), _eval_transforms(src, size)[0], size)
         write_grid(grid_path, source_crop, ref_frames, gen_frames, fps_g or 25.0)
     step(6)
     return report
@@ -398,18 +416,18 @@ def _take(report: PairReport, res: MetricResult) -> None:
         report.unavailable[res.name] = res.reason
 
 
-def _identity(report: PairReport, gen_frames: np.ndarray, ref_frames: np.ndarray, pair: EvalPair,
+def _identity(report: PairReport, gen_frames: np.ndarray, ref_frames: np.ndarray, source: np.ndarray | None,
               params: EvalParams) -> None:
+    """CSIM on up to ``params.csim_frames`` sampled frames: against ``source`` (the source picture, uint8
+    (H, W, 3), cross-identity; also ``csim_driver`` against the reference) or against the reference frames."""
     from thead.metrics import ArcFaceOnnxEmbedder
 
     n = len(gen_frames)
     idx = np.arange(n) if params.csim_frames <= 0 or n <= params.csim_frames else \
         np.unique(np.linspace(0, n - 1, params.csim_frames).round().astype(int))
     embedder = ArcFaceOnnxEmbedder(params.arcface) if params.arcface else None
-    if report.protocol == "cross" and pair.source is not None:
-        src = read_image(pair.source) if pair.source.suffix.lower() in IMAGE_SUFFIXES else \
-            next(iter_frames(pair.source))
-        res = csim(gen_frames[idx], src[None], embedder=embedder)
+    if source is not None:
+        res = csim(gen_frames[idx], source[None], embedder=embedder)
         res_driver = csim(gen_frames[idx], ref_frames[idx], embedder=embedder)
         if res_driver.available:
             report.scalars["csim_driver"] = res_driver.value

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from thead.errors import InputError
-from thead.pipeline.batch import InputItem
+from thead.stages.item import InputItem
 
 
 @dataclass(frozen=True)

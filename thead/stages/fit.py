@@ -3,29 +3,28 @@
 Writes ``<workdir>/<item>/fit3dmm/``: ``fit.safetensors`` + ``fit.json`` (see ``thead.fitting.FitResult``:
 pose [T, 6] (yaw, pitch, roll degrees on disk, tx, ty px, scale px/cm), expression [T, E] with unit names,
 gaze [T, 4] degrees, identity, residual, per-frame fit error), ``overlay.mp4`` with ``--overlay``, and
-``meta.json``. The stage is current while the preprocess result it was fitted to and its parameters are
-unchanged.
+``meta.json`` (``FitMeta``). The stage is current while the preprocess result it was fitted to and its parameters
+are unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from thead.cache import StageInfo, file_digest, read_meta, stage_is_current, stage_key, write_stage
 from thead.errors import InputError
 from thead.face import topology
 from thead.fitting import FitResult, fit_sequence
-from thead.io import VideoWriter, iter_frames, read_image, write_image
-from thead.pipeline.batch import ItemResult
-from thead.pipeline.preprocess import STAGE as PREPROCESS, PreprocessResult, load_preprocess
+from thead.io import VideoInfo, VideoWriter, iter_frames, read_image, write_image
+from thead.progress import ProgressFn
+from thead.stages.item import ItemResult
+from thead.stages.preprocess import STAGE as PREPROCESS, PreprocessResult, load_preprocess
+from thead.stages.store import StageInfo, StageMeta, file_digest, stage_key, stamp, write_stage
 
 STAGE = StageInfo("fit3dmm", 1)
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,26 @@ class FitParams:
     device: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class FitMeta(StageMeta):
+    """``fit3dmm/meta.json``. ``source``: where the input was when it was preprocessed (a record, never used to
+    find it). ``preprocess_key``: the key of the preprocess result this fit was made from."""
+
+    STAGE = STAGE
+
+    source: str
+    preprocess_key: str
+    params: FitParams
+    num_frames: int
+    fps: float
+    crop_size: int
+    kind: str
+    mean_fit_error_px: float
+    mean_fit_error_iod: float
+    expression_names: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
 def _load_model(params: FitParams):
     if params.model is None:
         return None
@@ -47,25 +66,47 @@ def _load_model(params: FitParams):
     return load_pca_model(params.model)
 
 
+def fit_key(pre: PreprocessResult, params: FitParams) -> str:
+    """The cache key of fitting ``params`` to ``pre``."""
+    key_params = {k: v for k, v in asdict(params).items() if k not in ("overlay", "device")}
+    if params.model is not None:
+        key_params["model"] = file_digest(params.model) if Path(params.model).is_file() else params.model
+    return stage_key(STAGE, {PREPROCESS.name: pre.meta.key}, key_params)
+
+
 def fit_item(
     preprocess_dir: Path,
     params: FitParams,
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> ItemResult:
-    """Fit the face model to one preprocess result; writes the sibling ``fit3dmm`` folder."""
+    """Fit the face model to one preprocess result; writes the sibling ``fit3dmm`` folder.
+
+    Parameters
+    ----------
+    preprocess_dir : a finished ``<workdir>/<item>/preprocess`` folder.
+    params : the fit's parameters (``overlay`` and ``device`` do not enter the key).
+    force : redo a current fit.
+    progress : called with (steps done, steps total).
+
+    Returns
+    -------
+    ItemResult with status "done" or "skipped" and ``output`` = the fit3dmm folder; raises ``InputError`` when the
+    preprocess result is missing or holds nothing to fit.
+    """
     pre = load_preprocess(preprocess_dir)
     item_dir = preprocess_dir.parent
     stage_dir = item_dir / STAGE.name
-    source = pre.meta.get("source", str(preprocess_dir))
-    key_params = {k: v for k, v in asdict(params).items() if k not in ("overlay", "device")}
-    if params.model is not None:
-        key_params["model"] = file_digest(params.model) if Path(params.model).is_file() else params.model
-    key = stage_key(STAGE, {PREPROCESS.name: pre.meta["key"]}, key_params)
-    wants_overlay = params.overlay and pre.meta["kind"] == "video" and not (stage_dir / "overlay.mp4").is_file()
-    wants_overlay |= params.overlay and pre.meta["kind"] == "image" and not (stage_dir / "overlay.png").is_file()
-    if not force and not wants_overlay and stage_is_current(stage_dir, key):
+    source = pre.meta.source
+    key = fit_key(pre, params)
+    is_image = pre.meta.kind == "image"
+    wants_overlay = params.overlay and not (stage_dir / ("overlay.png" if is_image else "overlay.mp4")).is_file()
+    current = FitMeta.read(stage_dir)
+    if not force and not wants_overlay and current is not None and current.key == key:
         return ItemResult(source, item_dir.name, "skipped", str(stage_dir), "cache current")
+    if params.overlay and pre.crop_path is None:
+        raise InputError(preprocess_dir, "--overlay draws on the crops, and this preprocess result was made without "
+                         "them (run thead preprocess on the input)")
     if pre.crop_landmarks.ndim != 3 or pre.crop_landmarks.shape[0] == 0:
         raise InputError(preprocess_dir, "preprocess result holds no landmarks")
     if params.model is None and pre.crop_landmarks.shape[1] != topology.NUM_POINTS:
@@ -73,9 +114,9 @@ def fit_item(
                          f"{pre.crop_landmarks.shape[1]} (use --model with a PCA model for 68-point caches)")
     if not pre.valid.any():
         raise InputError(preprocess_dir, "no frame with a face to fit")
-    size = int(pre.meta["crop_size"])
-    fps = float(pre.meta.get("fps") or 25.0)
-    is_video = pre.meta["kind"] == "video" and len(pre.valid) > 1
+    size = pre.meta.crop_size
+    fps = pre.meta.fps or 25.0
+    is_video = pre.meta.kind == "video" and len(pre.valid) > 1
     fit = fit_sequence(pre.crop_landmarks, pre.valid, size, smooth=params.smooth if is_video else False,
                        device=params.device, fps=fps, model=_load_model(params), iterations=params.iterations)
     if progress:
@@ -85,14 +126,16 @@ def fit_item(
         warnings.append(f"{int((~pre.valid).sum())} frame(s) without a face were filled by interpolation")
     iod = _inter_ocular(pre.crop_landmarks)
     err_rel = float(np.nanmean(fit.fit_error / np.maximum(iod, 1e-6)))
-    meta = {"source": source, "preprocess_key": pre.meta["key"], "params": asdict(params), "num_frames":
-            fit.num_frames, "fps": fps, "crop_size": size, "kind": pre.meta["kind"],
-            "mean_fit_error_px": float(np.nanmean(fit.fit_error)), "mean_fit_error_iod": err_rel,
-            "expression_names": list(fit.expression_names), "warnings": warnings}
-    with write_stage(stage_dir, STAGE, key, meta) as tmp:
+    written: dict = {}
+    with write_stage(stage_dir, STAGE, key, written) as tmp:
         fit.save(tmp)
         if params.overlay:
             write_overlay(pre, fit, tmp, params, progress)
+        meta = FitMeta(**stamp(STAGE, key), source=source, preprocess_key=pre.meta.key, params=params,
+                       num_frames=fit.num_frames, fps=fps, crop_size=size, kind=pre.meta.kind,
+                       mean_fit_error_px=float(np.nanmean(fit.fit_error)), mean_fit_error_iod=err_rel,
+                       expression_names=tuple(fit.expression_names), warnings=tuple(warnings))
+        written.update(meta.to_json())
     return ItemResult(source, item_dir.name, "done", str(stage_dir), warnings=warnings,
                       info={"frames": fit.num_frames, "fit_error_px": round(float(np.nanmean(fit.fit_error)), 3),
                             "fit_error_iod": round(err_rel, 4)})
@@ -155,11 +198,15 @@ def write_overlay(pre: PreprocessResult, fit: FitResult, folder: Path, params: F
         return {"yaw": angles[t, 0], "pitch": angles[t, 1], "roll": angles[t, 2], "smile": smile,
                 "jaw_open": e[names.index("jaw_open")] if "jaw_open" in names else 0.0}
 
-    if pre.meta["kind"] == "image":
-        write_image(folder / "overlay.png", draw_fit(read_image(pre.crop_path), points[0], row(0)))
+    crop_path = pre.crop_path
+    assert crop_path is not None
+    if pre.meta.kind == "image":
+        write_image(folder / "overlay.png", draw_fit(read_image(crop_path), points[0], row(0)))
         return
-    with VideoWriter(folder / "overlay.mp4", float(pre.meta["fps"])) as writer:
-        for t, frame in enumerate(iter_frames(pre.crop_path)):
+    size = pre.meta.crop_size
+    info = VideoInfo(size, size, pre.meta.fps, pre.meta.num_frames, pre.meta.duration, False)  # no probe needed
+    with VideoWriter(folder / "overlay.mp4", pre.meta.fps) as writer:
+        for t, frame in enumerate(iter_frames(crop_path, info)):
             if t >= len(points):
                 break
             writer.write(draw_fit(frame, points[t], row(t)))
@@ -170,6 +217,6 @@ def write_overlay(pre: PreprocessResult, fit: FitResult, folder: Path, params: F
 def load_fit(item_dir: str | Path) -> FitResult:
     """The fit of an item folder (``<workdir>/<item>``); raises ``InputError`` when it has none."""
     stage_dir = Path(item_dir) / STAGE.name
-    if read_meta(stage_dir) is None:
+    if FitMeta.read(stage_dir) is None:
         raise InputError(item_dir, "no finished fit-3dmm result here (run thead fit-3dmm)")
     return FitResult.load(stage_dir)

@@ -1,0 +1,121 @@
+"""The reenact job: a source face performs a driver's head motion and expressions.
+
+Both inputs become ``Face`` records (``thead.stages.ensure``: preprocess and fit, cached); the source frame, its
+surroundings and, with ``paste_back``, its full picture are cut from the source's original file, the driver's inner
+mouth from the driver's original frames, and the audio comes from the driver's file: always the paths the job was
+given, wherever the caches were made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thead.errors import InputError
+from thead.io import write_image
+from thead.jobs.pairs import Pair
+from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, write_frames,
+                               write_sidecar)
+from thead.progress import ProgressFn
+from thead.stages import Face, FitParams, ItemResult, PreprocessParams, ensure
+
+
+@dataclass(frozen=True)
+class ReenactParams:
+    """Motion transfer options (see ``thead.engines.motion.transfer_motion``)."""
+
+    mode: str = "relative"
+    expression_scale: float = 1.0
+    pose_scale: float = 1.0
+    use_pose: bool = True
+    use_expression: bool = True
+    source_frame: int = 0
+    mouth: str = "driver"  # "driver": the driver's inner mouth; "synth": synthesised cavity and teeth
+
+
+def source_frame(face: Face, frame: int) -> int:
+    """``frame`` checked as a source frame of ``face`` (a photo: 0): inside the clip, with a detected face."""
+    if not face.is_video:
+        return 0
+    if not 0 <= frame < face.num_frames:
+        raise InputError(face.path, f"--source-frame {frame} is outside the clip's {face.num_frames} frames")
+    if not face.detected[frame]:
+        raise InputError(face.path, f"no face detected in source frame {frame}; choose another with --source-frame")
+    return frame
+
+
+def prepare_source(engine, face: Face, frame: int):
+    """``engine.prepare`` frame ``frame`` of ``face``: its crop with the picture around it (so hair and background
+    beyond the crop come in from the picture when the head moves), all cut from the original."""
+    surroundings, picture = face.surroundings(frame, engine.canvas_pad(face.crop_size))
+    return engine.prepare(face.crop(frame), face.crop_landmarks[frame], face.fit, frame=frame,
+                          surroundings=surroundings, picture=picture)
+
+
+def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,
+                 params: ReenactParams, options: RenderOptions, force: bool = False,
+                 progress: ProgressFn | None = None) -> ItemResult:
+    """Make the source of ``pair`` perform the driver's motion; writes ``out_dir/<source>__<driver>.mp4``
+    (or ``.png`` for a still driver) with the driver's audio.
+
+    Parameters
+    ----------
+    pair : the source and driver items (their paths are where pictures and audio are read).
+    workdir : the work directory of the stage caches.
+    out_dir : the output folder.
+    pre_params, fit_params : the stages' parameters for both faces.
+    params : motion transfer options.
+    options : rendering options.
+    force : redo a current output.
+    progress : called with (frames done, frames total).
+
+    Returns
+    -------
+    ItemResult ("done" or "skipped"), ``output`` the written file; raises ``InputError`` for bad inputs.
+    """
+    from thead.engines.motion import transfer_motion
+
+    src = ensure(pair.source, workdir, pre_params, fit_params)
+    drv = src if pair.driver == pair.source else ensure(pair.driver, workdir, pre_params, fit_params)
+    still = not drv.is_video
+    out = out_dir / f"{pair.name}{'.png' if still else '.mp4'}"
+    key = output_key("reenact", src.key, drv.key, asdict(params), options.paste_back, options.crf,
+                     engine_key(options))
+    label = str(pair.source.path)
+    if not force and output_is_current(out, key):
+        return ItemResult(label, pair.name, "skipped", str(out), "output current",
+                          info={"driver": str(pair.driver.path)})
+    warnings = [f"source: {w}" for w in src.warnings] + [f"driver: {w}" for w in drv.warnings]
+    if src.crop_size != drv.crop_size:
+        raise InputError(pair.driver.path, f"crop size {drv.crop_size} differs from the source's {src.crop_size}; "
+                         "preprocess both with the same --size")
+    frame = source_frame(src, params.source_frame)
+    targets = transfer_motion(src.fit, drv.fit, params.mode, params.expression_scale, params.pose_scale,
+                              params.use_pose, params.use_expression, source_frame=frame)
+    held = np.flatnonzero(targets.held)
+    if held.size:
+        warnings.append(f"driver face lost in {held.size} frame(s) (first {held[0]}): last pose held")
+    engine = make_engine(options)
+    prepared = prepare_source(engine, src, frame)
+    total = len(targets)
+    paster = Paster(engine.device) if options.paste_back else None
+    if still:
+        result = engine.render_full(prepared, targets)
+        frame_out = result.frames[0] if paster is None else \
+            paster(result.frames, src.original(frame), src.transforms[frame], result.changed)[0]
+        write_image(out, frame_out)
+    else:
+        use_mouth = params.mouth == "driver"
+        mouth = zip(drv.crops(), drv.crop_landmarks) if use_mouth else None
+        batches = engine.render_frames(prepared, targets, mouth)
+        if paster is not None:
+            original, to_crop = src.original(frame), src.transforms[frame]
+            batches = (paster(b, original, to_crop) for b in batches)
+        write_frames(out, batches, drv.fps, options.crf, drv.path if drv.has_audio else None, progress, total)
+    write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),
+                        "engine": engine.name, "params": asdict(params), "paste_back": options.paste_back,
+                        "held_frames": held.tolist(), "warnings": warnings})
+    return ItemResult(label, pair.name, "done", str(out), warnings=warnings,
+                      info={"driver": str(pair.driver.path), "frames": total})

@@ -1,0 +1,116 @@
+"""What the rendering jobs (reenact, edit) share: render options, the engine, output keys and sidecars, pasting
+crop renders back into original frames, and writing frames to a video.
+
+Outputs are products, not caches, but they are skipped the same way: each output has a sidecar
+``.<name>.json`` holding the key of what made it (the faces' cache keys, the parameters and the engine); a
+current output is not made again unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from thead.io import VideoWriter
+from thead.progress import ProgressFn
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How outputs are rendered and written."""
+
+    paste_back: bool = False  # paste the crop result back into the source's full frame
+    crf: int = 18
+    device: str | None = None
+    batch_size: int = 16
+    symmetry: bool = True  # fill what the source turned away from its mirror image (MeshEngine(symmetry=...))
+
+
+def make_engine(options: RenderOptions):
+    """The mesh engine with ``options``' device, batch size and symmetry fill."""
+    from thead.engines.mesh import MeshEngine
+
+    return MeshEngine(device=options.device, batch_size=options.batch_size, symmetry=options.symmetry)
+
+
+def engine_key(options: RenderOptions) -> str:
+    """Digest of the engine settings ``options`` select (``MeshConfig.digest()``): part of every output's key, so
+    outputs made by other settings or an older engine are redone."""
+    from thead.engines.mesh import MeshConfig
+
+    return MeshConfig(symmetry=options.symmetry).digest()
+
+
+def output_key(*parts: object) -> str:
+    """Key of an output: a hash of what made it (plain values as they are, anything else by its repr)."""
+    blob = json.dumps([p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in parts])
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(f".{path.name}.json")
+
+
+def output_is_current(path: Path, key: str) -> bool:
+    """True when ``path`` exists and its sidecar records ``key``."""
+    try:
+        return path.is_file() and json.loads(_sidecar(path).read_text())["key"] == key
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def write_sidecar(path: Path, record: dict) -> None:
+    """Write ``record`` (with its "key") as the sidecar of output ``path``, atomically."""
+    side = _sidecar(path)
+    tmp = side.with_name(side.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, side)
+
+
+class Paster:
+    """Pastes crop-space frames back into full-size original frames (feathered, only the changed region).
+
+    Parameters
+    ----------
+    device : torch device of the blend.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __call__(self, crops: np.ndarray, originals: np.ndarray, to_crop: np.ndarray,
+                 changed: np.ndarray | None = None) -> np.ndarray:
+        """crops uint8 [B, S, S, 3] pasted into originals uint8 [B or 1, H, W, 3] by affines to_crop [B or 1, 2, 3]
+        (original -> crop pixels); changed: optional [B, S, S] weights in [0, 1] (the engine's changed region).
+        Returns uint8 [B, H, W, 3]."""
+        from thead.render import frames_to_tensor, paste_back, tensor_to_frames
+
+        c = frames_to_tensor(crops, self.device)
+        b = c.shape[0]
+        frames = frames_to_tensor(originals, self.device)
+        maps = torch.as_tensor(np.asarray(to_crop, np.float32).reshape(-1, 2, 3), device=self.device)
+        mask = None if changed is None else torch.as_tensor(changed, device=self.device)[:, None].float()
+        out = paste_back(c, frames.expand(b, -1, -1, -1), maps.expand(b, -1, -1), crop_mask=mask)
+        return tensor_to_frames(out)
+
+
+def write_frames(path: Path, batches: Iterable[np.ndarray], fps: float, crf: int, audio: Path | None,
+                 progress: ProgressFn | None, total: int) -> int:
+    """Encode batches of uint8 frames [b, H, W, 3] to ``path`` (H.264, with ``audio``'s first audio stream);
+    returns the number of frames written."""
+    done = 0
+    with VideoWriter(path, fps, crf=crf, audio_from=audio) as writer:
+        for batch in batches:
+            for frame in batch:
+                writer.write(frame)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+    return done
