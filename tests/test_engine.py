@@ -219,12 +219,12 @@ def test_edit_smile_on_a_neutral_face(engine, prepared, astro, landmarker):
 
 def test_edit_params_values_and_validation(astro):
     _, _, fit = astro
-    t = edit_params(fit, frontalize=True, expression={"jaw_open": 0.4, "blink": 1.0}, gaze_yaw=10.0,
-                    gaze_pitch=-5.0)
+    t = edit_params(fit, frontalize=True, expression={"jaw_open": 0.4, "blink": 1.0}, gaze_yaw=np.radians(10.0),
+                    gaze_pitch=np.radians(-5.0))
     np.testing.assert_allclose(t.pose[0, :3], 0.0, atol=1e-6)
     assert t.expression_of("jaw_open")[0] == pytest.approx(0.4)
     assert t.expression_of("blink_left")[0] == t.expression_of("blink_right")[0] == pytest.approx(1.0)
-    np.testing.assert_allclose(t.gaze[0], [10.0, -5.0, 10.0, -5.0])
+    np.testing.assert_allclose(np.degrees(t.gaze[0]), [10.0, -5.0, 10.0, -5.0], rtol=1e-5)
     n = edit_params(fit, neutral=True)
     np.testing.assert_allclose(n.expression, 0.0)
     same = edit_params(fit)

@@ -143,14 +143,14 @@ def test_shape_adds_identity_expression_residual(model):
 
 
 def test_gaze_turns_the_irises_and_reads_back(model):
-    gaze = np.array([[20.0, 0.0, 20.0, 0.0], [0.0, 15.0, -10.0, -5.0]], np.float32)
+    gaze = np.radians(np.array([[20.0, 0.0, 20.0, 0.0], [0.0, 15.0, -10.0, -5.0]], np.float32))  # radians in memory
     verts = model.shape(model.mean_shape, None, None, gaze)
     assert verts.shape == (2, 478, 3)
     assert np.allclose(verts[:, : topo.NUM_SURFACE_POINTS], model.mean_shape[: topo.NUM_SURFACE_POINTS])
     assert verts[0, 468, 0] > model.mean_shape[468, 0] + 0.3  # looks towards +X
     assert verts[1, 468, 1] < model.mean_shape[468, 1] - 0.2  # looks up
     read = model.gaze_from_iris(torch.as_tensor(verts[:, [468, 473]]), torch.as_tensor(model.mean_shape))
-    assert np.allclose(read.numpy(), gaze, atol=0.05)
+    assert np.allclose(np.degrees(read.numpy()), np.degrees(gaze), atol=0.05)
     at_rest = model.shape(model.mean_shape, None, None, np.zeros((1, 4), np.float32))
     assert np.allclose(at_rest[0], model.mean_shape, atol=1e-5)
 

@@ -73,7 +73,8 @@ def synthetic_clip(frames: int = 150, fps: float = 25.0, seed: int = 0, noise: f
     pose = np.stack([np.radians(30) * np.sin(2 * np.pi * 0.3 * t), np.radians(15) * np.sin(2 * np.pi * 0.2 * t + 1),
                      np.radians(10) * np.sin(2 * np.pi * 0.25 * t + 2), 128 + 6 * np.sin(t), 132 + 4 * np.cos(t),
                      np.full(frames, 11.0)], 1).astype(np.float32)
-    gaze = np.stack([15 * np.sin(2 * np.pi * 0.4 * t), 10 * np.sin(2 * np.pi * 0.3 * t)] * 2, 1).astype(np.float32)
+    gaze = np.radians(np.stack([15 * np.sin(2 * np.pi * 0.4 * t), 10 * np.sin(2 * np.pi * 0.3 * t)] * 2, 1)
+                      ).astype(np.float32)
     clean = model.posed(pose, ident, expr, None, gaze, np.full(frames, 5.0, np.float32))
     landmarks = clean + rng.normal(0, noise, clean.shape).astype(np.float32)
     return {"landmarks": landmarks, "clean": clean, "pose": pose, "expression": expr, "gaze": gaze,
@@ -100,7 +101,7 @@ def test_synthetic_clip_is_recovered(clip, smooth):
     assert np.abs(fit.pose[:, 5] / clip["pose"][:, 5] - 1).max() < 0.01
     per_unit = np.abs(fit.expression - clip["expression"]).mean(0)
     assert per_unit.max() < 0.05, dict(zip(fit.expression_names, per_unit.round(3)))
-    assert np.abs(fit.gaze - clip["gaze"]).mean() < 2.0  # degrees
+    assert np.degrees(np.abs(fit.gaze - clip["gaze"])).mean() < 2.0  # degrees (radians in memory)
     assert fit.fit_error.mean() < 1.0  # pixels at 256 x 256
     ident_err = np.linalg.norm(fit.identity - clip["identity"], axis=1)[: topo.NUM_SURFACE_POINTS].mean()
     assert ident_err < 0.05  # cm
@@ -225,6 +226,7 @@ def test_save_load_round_trip(clip, tmp_path):
 
     raw = load_file(str(folder / "fit.safetensors"))
     assert np.allclose(raw["pose"][:, 0], np.degrees(fit.pose[:, 0]), atol=1e-4)  # degrees on disk
+    assert np.allclose(raw["gaze"], np.degrees(fit.gaze), atol=1e-4)  # gaze too (radians in memory)
     back = FitResult.load(folder)
     for name in ("pose", "depth_offset", "expression", "gaze", "identity", "residual", "valid"):
         assert np.allclose(getattr(back, name), getattr(fit, name), atol=1e-5, equal_nan=True), name

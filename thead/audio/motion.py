@@ -32,7 +32,7 @@ from thead.audio.io import AudioTrack, load_audio, num_frames_for
 from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
 from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth,
                                  silence_envelope)
-from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_DEG, TargetParams, pose_residual_change, turn_about_pivot
+from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_RAD, TargetParams, pose_residual_change, turn_about_pivot
 from thead.facemodel.expressions import expression_bounds
 from thead.fitting.result import FitResult
 
@@ -278,10 +278,10 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
         pose, depth = src_pose.astype(np.float32), src_depth.astype(np.float32)
     gaze = np.repeat(src.gaze, n, 0).astype(np.float64)
     if gaze_offsets_deg is not None:
-        g = np.asarray(gaze_offsets_deg, np.float64)[:n]
+        g = np.radians(np.asarray(gaze_offsets_deg, np.float64)[:n])  # gaze is radians in memory
         gaze[:, [0, 2]] += g[:, :1]
         gaze[:, [1, 3]] += g[:, 1:2]
-        gaze = np.clip(gaze, -MAX_GAZE_DEG, MAX_GAZE_DEG)
+        gaze = np.clip(gaze, -MAX_GAZE_RAD, MAX_GAZE_RAD)
     return TargetParams(pose=np.asarray(pose, np.float32), depth_offset=np.asarray(depth, np.float32),
                         expression=expr, residual=residual.astype(np.float32), gaze=gaze.astype(np.float32),
                         held=np.zeros(n, bool), expression_names=src.expression_names)

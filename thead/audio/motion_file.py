@@ -3,7 +3,7 @@
 A motion file (``save_motion``) is one ``.safetensors`` file holding the arrays of ``fit.safetensors``
 (``thead.fitting.result``) with the same names and units: ``pose`` [T, 6] (yaw, pitch, roll in DEGREES on
 disk, tx, ty crop pixels, scale pixels per cm), ``depth_offset`` [T] pixels, ``expression`` [T, E] unit
-coefficients, ``gaze`` [T, 4] degrees, ``residual`` [T, 478, 3] cm (stored [1, 478, 3] when every frame's is
+coefficients, ``gaze`` [T, 4] degrees (radians in memory), ``residual`` [T, 478, 3] cm (stored [1, 478, 3] when every frame's is
 the same) and ``valid`` [T] uint8 (0 = the frame's values were held). The safetensors metadata holds
 ``format = "thead.motion"``, ``version``, ``fps``, ``num_frames``, ``expression_names``, the units, and the
 caller's ``meta`` (JSON). ``load_motion`` reads a motion file, or a fit's ``fit.safetensors`` (its fit.json
@@ -81,7 +81,7 @@ def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict 
         residual = residual[:1]
     tensors = {
         "pose": pose, "depth_offset": np.asarray(targets.depth_offset, np.float32),
-        "expression": np.asarray(targets.expression, np.float32), "gaze": np.asarray(targets.gaze, np.float32),
+        "expression": np.asarray(targets.expression, np.float32), "gaze": np.degrees(np.asarray(targets.gaze, np.float64)).astype(np.float32),
         "residual": np.ascontiguousarray(residual), "valid": (~np.asarray(targets.held, bool)).astype(np.uint8),
     }
     header = {
@@ -141,7 +141,7 @@ def load_motion(path: str | Path) -> MotionFile:
             residual = np.repeat(residual, n, 0)
         targets = TargetParams(pose=pose, depth_offset=t["depth_offset"].astype(np.float32),
                                expression=t["expression"].astype(np.float32), residual=residual,
-                               gaze=t["gaze"].astype(np.float32), held=~t["valid"].astype(bool),
+                               gaze=np.radians(t["gaze"]).astype(np.float32), held=~t["valid"].astype(bool),
                                expression_names=tuple(json.loads(header["expression_names"])))
     except (KeyError, ValueError) as exc:
         raise InputError(path, f"motion file arrays are incomplete or inconsistent ({exc})") from exc

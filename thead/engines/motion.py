@@ -2,7 +2,7 @@
 
 Every function returns :class:`TargetParams`: per output frame, the pose, expression, residual and gaze the
 source face should take, in the units of :class:`~thead.fitting.FitResult` (angles in RADIANS for the head pose,
-gaze in DEGREES, translations in crop pixels, scale in pixels per cm, expressions as unit coefficients). The
+gaze in RADIANS too, translations in crop pixels, scale in pixels per cm, expressions as unit coefficients). The
 source's identity (its neutral shape) is never part of a target: the engine always renders the source's own
 face shape, so a driver's face shape cannot leak into the output.
 
@@ -47,6 +47,7 @@ MODES = ("relative", "absolute")
 # Limits of the rendered head rotation (yaw, pitch, roll), degrees: beyond them a warped photo falls apart.
 MAX_ANGLES_DEG = (50.0, 35.0, 45.0)
 MAX_GAZE_DEG = 35.0
+MAX_GAZE_RAD = float(np.radians(MAX_GAZE_DEG))
 # Point (model frame, cm: X subject's left, Y down, Z into the head) kept still in the image when an edit or an
 # orbit turns the head: near the neck's turning axis, so the face swings around it as a real head does, instead
 # of turning about the face centroid (the model origin).
@@ -66,7 +67,7 @@ class TargetParams:
     pose [B, 6] float32: yaw, pitch, roll (radians), tx, ty (crop pixels), scale (pixels per cm).
     depth_offset [B] float32 pixels. expression [B, E] float32 unit coefficients (order ``expression_names``).
     residual [B, 478, 3] float32 cm, model frame: the landmark detail the units do not explain.
-    gaze [B, 4] float32 degrees (right_yaw, right_pitch, left_yaw, left_pitch), relative to the head.
+    gaze [B, 4] float32 radians (right_yaw, right_pitch, left_yaw, left_pitch), relative to the head.
     held [B] bool: the driver had no face in this frame; the last valid frame's values were held.
     """
 
@@ -275,7 +276,7 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
     if use_gaze:
         d_gaze = np.asarray(driver.gaze, np.float64)
         gaze = src.gaze[0] + (d_gaze[idx] - d_gaze[ref]) if mode == "relative" else d_gaze[idx]
-        gaze = np.clip(gaze, -MAX_GAZE_DEG, MAX_GAZE_DEG)
+        gaze = np.clip(gaze, -MAX_GAZE_RAD, MAX_GAZE_RAD)
 
     return TargetParams(pose=pose.astype(np.float32), depth_offset=np.asarray(depth, np.float32),
                         expression=expression.astype(np.float32), residual=residual.astype(np.float32),
@@ -328,14 +329,14 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
                 relative_pose: bool = False, pivot_cm: Sequence[float] = EDIT_PIVOT_CM) -> TargetParams:
     """Targets, one per frame of ``fit`` (a photo: T = 1; a video: every frame), with the given changes.
 
-    yaw, pitch, roll: head angles in RADIANS (the CLI converts from degrees), absolute values set on every frame
+    yaw, pitch, roll: head angles in RADIANS (the CLI converts from degrees; so does it for the gaze), absolute values set on every frame
     (``relative_pose=True``: added to each frame's own angles instead, so a video keeps its head motion).
     frontalize: yaw = pitch = roll = 0 (angles given explicitly win). The head turns about ``pivot_cm`` (a point
     near the neck's axis, which keeps its image position), with the pose corrective's landmark behaviour.
     expression: {unit or alias name: value} absolute coefficients (aliases "smile", "brow_raise", "blink" set
     both sides; e.g. {"smile": 0.8, "jaw_open": 0.3}); neutral: every unit 0 first (then ``expression``
     applies). A set unit also loses the residual's share along it (``residual_without_units``), so the face shows
-    the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in DEGREES
+    the value asked for even where the fit had clipped it. gaze_yaw, gaze_pitch: eye directions in RADIANS
     relative to the head, set for both eyes (+yaw looks to the subject's left = image right, +pitch up).
     Angles beyond the renderable limits (``MAX_ANGLES_DEG``, ``MAX_GAZE_DEG``) are clamped to them; NaN or
     infinite values raise ValueError.
@@ -367,9 +368,9 @@ def edit_params(fit: FitResult, yaw: float | None = None, pitch: float | None = 
         residual = residual + pose_residual_change(pose[:, :3], base.pose[:, :3])
     gaze = base.gaze.copy()
     if gaze_yaw is not None:
-        gaze[:, [0, 2]] = float(np.clip(gaze_yaw, -MAX_GAZE_DEG, MAX_GAZE_DEG))
+        gaze[:, [0, 2]] = float(np.clip(gaze_yaw, -MAX_GAZE_RAD, MAX_GAZE_RAD))
     if gaze_pitch is not None:
-        gaze[:, [1, 3]] = float(np.clip(gaze_pitch, -MAX_GAZE_DEG, MAX_GAZE_DEG))
+        gaze[:, [1, 3]] = float(np.clip(gaze_pitch, -MAX_GAZE_RAD, MAX_GAZE_RAD))
     return replace(base, pose=pose, depth_offset=depth, expression=expr, residual=residual, gaze=gaze)
 
 

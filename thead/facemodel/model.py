@@ -7,7 +7,7 @@ A face in model space (centimetres, X subject's left, Y down, Z into the head; s
 ``identity`` is a subject's neutral shape [478, 3] (the mean shape plus a smooth, per-point offset solved by the
 fitter). ``expression`` [E] holds the named units of ``thead.facemodel.expressions`` (0 neutral, 1 full).
 ``residual`` [478, 3] is whatever the units cannot explain. ``gaze`` [4] = (right_yaw, right_pitch, left_yaw,
-left_pitch) in degrees, eye directions relative to the head: each iris ring (5 points) turns about an eyeball
+left_pitch) in radians, eye directions relative to the head: each iris ring (5 points) turns about an eyeball
 centre 1.2 cm behind its rest position (rest = the eye-corner midpoint plus the mean face's iris offset), with the
 sign conventions of head pose (positive yaw looks towards model +X, positive pitch looks up).
 """
@@ -34,7 +34,7 @@ GAZE_NAMES = ("right_yaw", "right_pitch", "left_yaw", "left_pitch")
 
 
 def gaze_angles(iris_centres: torch.Tensor, rest: torch.Tensor, radius: torch.Tensor | float) -> torch.Tensor:
-    """Gaze [..., 4] degrees (right yaw, pitch, left yaw, pitch) of model-frame iris centres [..., 2, 3].
+    """Gaze [..., 4] radians (right yaw, pitch, left yaw, pitch) of model-frame iris centres [..., 2, 3].
 
     rest [..., 2, 3]: iris centres at gaze 0; radius [..., 2] or scalar: eyeball radius. The iris is taken to lie
     on the eyeball sphere; only its x, y offset from rest is used (MediaPipe's iris depth is unreliable).
@@ -44,7 +44,7 @@ def gaze_angles(iris_centres: torch.Tensor, rest: torch.Tensor, radius: torch.Te
     norm = v.norm(dim=-1, keepdim=True)
     v = v * (norm.clamp(max=0.95) / norm.clamp_min(1e-9))
     direction = torch.cat([v, -(1 - (v ** 2).sum(-1, keepdim=True)).sqrt()], -1)
-    return torch.rad2deg(geo.direction_to_angles(direction)).flatten(-2)
+    return geo.direction_to_angles(direction).flatten(-2)
 
 
 class FaceModel:
@@ -98,7 +98,7 @@ class FaceModel:
         return gaze_angles(iris_centres, self.iris_rest(identity), self.eyeball_radius(identity)[..., None])
 
     def _apply_gaze(self, vertices: torch.Tensor, identity: torch.Tensor, gaze: torch.Tensor | None) -> torch.Tensor:
-        """Place the iris rings of ``vertices`` [B, 478, 3] at rest and turn them by gaze [B, 4] degrees."""
+        """Place the iris rings of ``vertices`` [B, 478, 3] at rest and turn them by gaze [B, 4] radians."""
         rest = self.iris_rest(identity)  # [B or 1, 2, 3]
         ring = identity[..., IRIS, :] - identity[..., IRIS[:, :1], :]  # [.., 2, 5, 3] relative to the centre
         radius = self.eyeball_radius(identity)  # [B or 1]
@@ -107,7 +107,7 @@ class FaceModel:
         centre = rest + back * radius[:, None, None]  # eyeball centres [B or 1, 2, 3]
         local = ring + (rest - centre)[..., None, :]  # iris points relative to the eyeball centre [.., 2, 5, 3]
         if gaze is not None:
-            angles = torch.deg2rad(gaze.reshape(*gaze.shape[:-1], 2, 2))
+            angles = gaze.reshape(*gaze.shape[:-1], 2, 2)
             rot = geo.euler_to_matrix(torch.cat([angles, torch.zeros_like(angles[..., :1])], -1))  # [B, 2, 3, 3]
             local = local @ rot.transpose(-1, -2)
         iris = (centre[..., None, :] + local).expand(vertices.shape[0], 2, 5, 3)
@@ -120,7 +120,7 @@ class FaceModel:
         """Model-space vertices [B, 478, 3] (cm).
 
         identity: neutral shape [478, 3] or [B, 478, 3] (default: the mean shape); expression [B, E] or [E]
-        (default 0); residual [B, 478, 3] or None; gaze [B, 4] degrees or None (irises at rest). Returns numpy when
+        (default 0); residual [B, 478, 3] or None; gaze [B, 4] radians or None (irises at rest). Returns numpy when
         the first given argument is numpy, else torch.
         """
         given = [x for x in (identity, expression, residual, gaze) if x is not None]

@@ -49,12 +49,12 @@ EYELID_CUTOFF_HZ = 8.0
 GAZE_CUTOFF_HZ = 5.0
 RESIDUAL_CUTOFF_HZ = 8.0
 # Range (low, high) of jitter std the adaptive smoother assumes: pose = (yaw, pitch, roll rad, tx, ty, depth in
-# units of the face scale (pixels per cm), log scale); expression coefficients; gaze degrees. Larger
+# units of the face scale (pixels per cm), log scale); expression coefficients; gaze radians. Larger
 # frame-to-frame changes count as motion and are followed.
 POSE_JITTER = (np.array([2e-4, 2e-4, 2e-4, 2e-3, 2e-3, 2e-3, 2e-4]),
                np.array([4e-3, 4e-3, 4e-3, 0.02, 0.02, 0.02, 3e-3]))
 EXPRESSION_JITTER = (0.005, 0.03)
-GAZE_JITTER = (0.2, 1.0)
+GAZE_JITTER = (float(np.radians(0.2)), float(np.radians(1.0)))  # 0.2 and 1 degree
 
 IDENTITY_SMOOTHNESS = 0.05  # weight of the bi-Laplacian identity prior (per landmark, model units^2)
 SPAN_PENALTY = 1e3  # keeps the identity out of the pose (similarity) and expression directions
@@ -383,7 +383,7 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
     Returns
     -------
     FitResult
-        T frames of pose (radians, pixels), expression, gaze (degrees), residual (cm) and the identity; frames
+        T frames of pose (radians, pixels), expression, gaze (radians), residual (cm) and the identity; frames
         without landmarks interpolated and flagged.
 
     Raises
@@ -540,7 +540,7 @@ def _points_index(model: Any, spec: FittingSpec) -> torch.Tensor:
 
 
 def _identity_gaze_model(model: Any, sol: _Solution, deposed_full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(identity of the result, gaze [Tv, 4] degrees of the valid frames)."""
+    """(identity of the result, gaze [Tv, 4] radians of the valid frames)."""
     iris_centres = deposed_full[:, IRIS[:, 0]]
     mesh = model if isinstance(model, FaceModel) else load_face_model()
     if isinstance(model, FaceModel):

@@ -33,7 +33,7 @@ class FitResult:
         scale = pixels per model unit (cm for the 478-point model).
     depth_offset [T] pixels: depth of the model origin (landmark z convention); only needed to rebuild z.
     expression [T, E] float32, ``expression_names`` (E): unit coefficients (0 neutral, 1 full).
-    gaze [T, 4] degrees: (right_yaw, right_pitch, left_yaw, left_pitch), eye directions relative to the head.
+    gaze [T, 4] radians (degrees on disk): (right_yaw, right_pitch, left_yaw, left_pitch), eye directions relative to the head.
     identity: the subject's neutral shape [478, 3] in model units (478-point model), or identity coefficients [K]
         (PCA model).
     residual [T, P, 3] model units: landmarks minus the model, in the model frame (P = 478, or the PCA model's
@@ -83,7 +83,7 @@ class FitResult:
             "pose": pose_deg,
             "depth_offset": self.depth_offset.astype(np.float32),
             "expression": self.expression.astype(np.float32),
-            "gaze": self.gaze.astype(np.float32),
+            "gaze": np.degrees(self.gaze).astype(np.float32),
             "identity": self.identity.astype(np.float32),
             "residual": self.residual.astype(np.float32),
             "fit_error": self.fit_error.astype(np.float32),
@@ -131,7 +131,8 @@ class FitResult:
         pose = t["pose"].astype(np.float32)
         pose[:, :3] = np.radians(pose[:, :3])
         return cls(pose=pose, depth_offset=t["depth_offset"], expression=t["expression"],
-                   expression_names=list(meta["expression"]["names"]), gaze=t["gaze"], identity=t["identity"],
+                   expression_names=list(meta["expression"]["names"]), gaze=np.radians(t["gaze"]).astype(np.float32),
+                   identity=t["identity"],
                    residual=t["residual"], fit_error=t["fit_error"], valid=t["valid"].astype(bool),
                    image_size=int(meta["image_size"]), fps=meta.get("fps"), model=meta.get("model", "mediapipe478"),
                    extra=meta.get("extra", {}))

@@ -45,11 +45,11 @@ class EditParams:
     source_frame: int | None = None  # videos: the frame rendered at every frame's edit (None: first with a face)
 
     def engine_edit(self) -> dict:
-        """The keyword arguments of ``thead.engines.motion.edit_params`` (head angles in radians, gaze degrees)."""
+        """The keyword arguments of ``thead.engines.motion.edit_params`` (every angle in radians: the CLI's degrees converted here, at the edge)."""
         rad = lambda v: None if v is None else float(np.radians(v))  # noqa: E731
         return {"yaw": rad(self.yaw), "pitch": rad(self.pitch), "roll": rad(self.roll),
                 "frontalize": self.frontalize, "neutral": self.neutral, "expression": dict(self.expression),
-                "gaze_yaw": self.gaze_yaw, "gaze_pitch": self.gaze_pitch}
+                "gaze_yaw": rad(self.gaze_yaw), "gaze_pitch": rad(self.gaze_pitch)}
 
 
 def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,

@@ -285,7 +285,7 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         pf["apd"], pf["yaw_err"], pf["pitch_err"], pf["roll_err"] = (nan_rows(pose.apd), nan_rows(pose.yaw),
                                                                        nan_rows(pose.pitch), nan_rows(pose.roll))
         gz = lambda g: np.stack([g[:, [1, 0]], g[:, [3, 2]]], axis=1)  # (pitch, yaw) per eye  # noqa: E731
-        pf["gaze_err"] = nan_rows(gaze_distance(gz(fit_g.gaze[:n]), gz(fit_r.gaze[:n])))
+        pf["gaze_err"] = nan_rows(gaze_distance(gz(fit_g.gaze[:n]), gz(fit_r.gaze[:n]), degrees=False))
         au = au_agreement(fit_g.expression[:n], fit_r.expression[:n])
         pf["au_hamming"] = nan_rows(au.hamming)
         if protocol == "self":
