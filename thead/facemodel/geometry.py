@@ -24,7 +24,6 @@ import torch
 
 from thead.geometry.rotation import apply_pose, euler_to_matrix, matrix_to_euler
 
-transform_points = apply_pose  # the engine's old name; thead.geometry.rotation.apply_pose is the one to use
 
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 POSE_UNITS = ("rad", "rad", "rad", "px", "px", "px/unit")

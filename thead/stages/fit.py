@@ -167,7 +167,8 @@ _FEATURE_LINES = (topology.RIGHT_BROW[:5], topology.LEFT_BROW[:5])
 
 def draw_fit(frame: np.ndarray, points: np.ndarray, fit_row: dict[str, float]) -> np.ndarray:
     """Draw the fitted mesh (faint edges, bright feature contours), irises and a pose readout on an RGB frame."""
-    xy = np.round(points[:, :2] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    # OpenCV draws with pixel centres at the integers: shift from the package convention (centres at i + 0.5).
+    xy = np.round((points[:, :2] - 0.5) * 4).astype(np.int32)  # 2 bits of sub-pixel precision
     edges = topology.mesh_edges()
     mesh = frame.copy()
     cv2.polylines(mesh, list(np.stack([xy[edges[:, 0]], xy[edges[:, 1]]], axis=1)), False, (80, 255, 120), 1,

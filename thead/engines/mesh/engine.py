@@ -280,7 +280,7 @@ class MeshEngine:
         head = head_src = None
         if cfg.head_proxy:
             head = head_proxy_points(identity, cfg)
-            head_src = geo.transform_points(head[None], pose, depth) + shift
+            head_src = geo.apply_pose(head[None], pose, depth) + shift
         mask = background = None
         if cfg.background == "still":
             mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture)
@@ -401,7 +401,7 @@ class MeshEngine:
         if prepared.head_points is not None:
             pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
             depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
-            dst_head = (geo.transform_points(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
+            dst_head = (geo.apply_pose(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
         image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image)
         if prepared.mirrored is not None:
             weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
