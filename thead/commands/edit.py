@@ -98,5 +98,6 @@ def edit(
     pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
     results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
                                                                        FitParams(device=device), params, options,
-                                                                       force, report), failures, json_lines)
+                                                                       force, report), failures, json_lines,
+                        work=work)
     finish("thead edit", results)

@@ -89,7 +89,7 @@ def reenact(
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
                                                           FitParams(device=device), params, options, force, report),
-                        failures, json_lines)
+                        failures, json_lines, work=work)
     rows_out = [ManifestRow(str(Path(r.output).resolve()) if r.output else "",
                             str(by_name[r.item].source.path.resolve()), str(by_name[r.item].driver.path.resolve()),
                             params.mode, r.status, r.message) for r in results if r.item in by_name]

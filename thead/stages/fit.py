@@ -102,7 +102,7 @@ def fit_item(
     is_image = pre.meta.kind == "image"
     wants_overlay = params.overlay and not (stage_dir / ("overlay.png" if is_image else "overlay.mp4")).is_file()
     current = FitMeta.read(stage_dir)
-    if not force and not wants_overlay and current is not None and current.key == key:
+    if not force and not wants_overlay and current is not None and current.key == key and _loads(item_dir):
         return ItemResult(source, item_dir.name, "skipped", str(stage_dir), "cache current")
     if params.overlay and pre.crop_path is None:
         raise InputError(preprocess_dir, "--overlay draws on the crops, and this preprocess result was made without "
@@ -214,9 +214,23 @@ def write_overlay(pre: PreprocessResult, fit: FitResult, folder: Path, params: F
                 progress(len(points) + t + 1, 2 * len(points))
 
 
+def _loads(item_dir: Path) -> bool:
+    """Whether a finished fit's files can be read (a damaged fit.safetensors or fit.json makes it stale)."""
+    try:
+        load_fit(item_dir)
+    except Exception:  # noqa: BLE001 - SafetensorError, a JSON error, a missing key: all mean "make it again"
+        return False
+    return True
+
+
 def load_fit(item_dir: str | Path) -> FitResult:
     """The fit of an item folder (``<workdir>/<item>``); raises ``InputError`` when it has none."""
     stage_dir = Path(item_dir) / STAGE.name
     if FitMeta.read(stage_dir) is None:
         raise InputError(item_dir, "no finished fit-3dmm result here (run thead fit-3dmm)")
-    return FitResult.load(stage_dir)
+    try:
+        return FitResult.load(stage_dir)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged fit.safetensors (SafetensorError), fit.json, a missing key
+        raise InputError(stage_dir, f"damaged fit-3dmm result ({type(exc).__name__}: {exc})") from exc

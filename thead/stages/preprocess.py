@@ -164,6 +164,8 @@ def preprocess_item(
     current = PreprocessMeta.read(stage_dir)
     if current is not None and current.key != key:
         current = None
+    if current is not None and not _loads(stage_dir):
+        current = None  # a damaged cache file: stale, made again
     wants_png = params.png and not (stage_dir / "frames").is_dir()
     wants_crop = params.write_crop and current is not None and current.crop is None
     if not force and current is not None:
@@ -336,12 +338,22 @@ def load_preprocess(stage_dir: str | Path) -> PreprocessResult:
     try:
         with np.load(lm_path) as data:
             arrays = {k: data[k] for k in _ARRAYS if k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(stage_dir, f"preprocess result has no readable {LANDMARKS_FILE} ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged zip (BadZipFile), a truncated array, an OS error
+        raise InputError(stage_dir, f"preprocess result has no readable {LANDMARKS_FILE} "
+                         f"({type(exc).__name__}: {exc})") from exc
     missing = [k for k in _ARRAYS[:-1] if k not in arrays]
     if missing:
         raise InputError(stage_dir, f"{LANDMARKS_FILE} lacks {', '.join(missing)}")
     return PreprocessResult(stage_dir, meta, **arrays)
+
+
+def _loads(stage_dir: Path) -> bool:
+    """Whether a finished preprocess folder's files can be read (a damaged landmarks.npz makes it stale)."""
+    try:
+        load_preprocess(stage_dir)
+    except InputError:
+        return False
+    return True
 
 
 def split_cached(args: Iterable[str]) -> tuple[list[Path], list[str]]:
