@@ -78,7 +78,7 @@ def evaluate(
     failures: list[ItemResult] = []
     if pairs is not None:
         try:
-            jobs = pairs_from_csv(pairs)
+            jobs, failures = pairs_from_csv(pairs)
         except InputError as exc:
             console.print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)

@@ -62,7 +62,7 @@ def reenact(
     """
     if pairs is not None:
         try:
-            rows = read_pairs_csv(pairs)
+            rows, bad_rows = read_pairs_csv(pairs)
         except InputError as exc:
             stderr_console().print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
@@ -71,6 +71,7 @@ def reenact(
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         by_path = {i.path: i for i in src_items + drv_items}
         jobs = [Pair(by_path[s], by_path[d]) for s, d in rows if s in by_path and d in by_path]
+        f1 = bad_rows + f1
     elif source is not None and driver is not None:
         src_items, f1 = collect_inputs([str(source)], INPUT_SUFFIXES)
         drv_items, f2 = collect_inputs([str(driver)], INPUT_SUFFIXES)
