@@ -16,6 +16,7 @@ from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
 from thead.jobs.reenact import ReenactParams, reenact_pair
 from thead.jobs.render import RenderOptions
+from thead.stages.store import clean_stale_temps
 from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 
@@ -87,6 +88,7 @@ def reenact(
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
                             symmetry=symmetry)
     by_name = {job.name: job for job in jobs}
+    clean_stale_temps(output)  # what killed runs left half-written
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
                                                           FitParams(device=device), params, options, force, report),

@@ -22,7 +22,7 @@ from thead.io import VideoInfo, VideoWriter, iter_frames, read_image, write_imag
 from thead.progress import ProgressFn
 from thead.stages.item import ItemResult
 from thead.stages.preprocess import STAGE as PREPROCESS, PreprocessResult, load_preprocess
-from thead.stages.store import StageInfo, StageMeta, file_digest, stage_key, stamp, write_stage
+from thead.stages.store import StageInfo, StageMeta, file_digest, item_lock, stage_key, stamp, write_stage
 
 STAGE = StageInfo("fit3dmm", 1)
 
@@ -92,8 +92,14 @@ def fit_item(
     Returns
     -------
     ItemResult with status "done" or "skipped" and ``output`` = the fit3dmm folder; raises ``InputError`` when the
-    preprocess result is missing or holds nothing to fit.
+    preprocess result is missing or holds nothing to fit. Holds the item folder's lock (``item_lock``).
     """
+    with item_lock(Path(preprocess_dir).parent):
+        return _fit_item(Path(preprocess_dir), params, force, progress)
+
+
+def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: ProgressFn | None) -> ItemResult:
+    """``fit_item`` with the item's lock held."""
     pre = load_preprocess(preprocess_dir)
     item_dir = preprocess_dir.parent
     stage_dir = item_dir / STAGE.name

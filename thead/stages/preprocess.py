@@ -31,8 +31,8 @@ from thead.io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoInfo, VideoWriter, it
                       write_image)
 from thead.progress import ProgressFn
 from thead.stages.item import InputItem, ItemResult
-from thead.stages.store import (META_NAME, StageInfo, StageMeta, file_digest, find_stage_dirs, stage_key, stamp,
-                                write_stage)
+from thead.stages.store import (META_NAME, StageInfo, StageMeta, file_digest, find_stage_dirs, item_lock, stage_key,
+                                stamp, write_stage)
 
 STAGE = StageInfo("preprocess", 3)  # 2: vox boxes kept inside the frame, mirrored padding; 3: one pixel convention
 INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -152,12 +152,21 @@ def preprocess_item(
     Returns
     -------
     ItemResult with status "done" or "skipped" and ``output`` = the stage folder; raises ``InputError`` for a
-    missing or unreadable file, no face, or several faces without a choice.
+    missing or unreadable file, no face, or several faces without a choice. Holds the item folder's lock
+    (``item_lock``): a second process on the same item waits, then finds the cache current.
     """
     params.validate()
     path = item.path
     if not path.is_file():
         raise InputError(path, "file not found")
+    with item_lock(workdir / item.item_id):
+        return _preprocess_item(item, workdir, params, force, progress)
+
+
+def _preprocess_item(item: InputItem, workdir: Path, params: PreprocessParams, force: bool,
+                     progress: ProgressFn | None) -> ItemResult:
+    """``preprocess_item`` with the item's lock held."""
+    path = item.path
     stage_dir = workdir / item.item_id / STAGE.name
     digest = file_digest(path)
     key = stage_key(STAGE, {"source": digest}, params.key_params())
