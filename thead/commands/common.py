@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from thead.jobs.items import InputItem, ItemResult, run_item
+from pathlib import Path
+
+from thead.jobs.items import InputItem, ItemResult, append_failure_log, run_item
 from thead.progress import ProgressFn
 
 ItemStage = Callable[[InputItem, ProgressFn], ItemResult]
@@ -64,7 +66,32 @@ def check_crop_size(value: int) -> int:
 CRF_RANGE = (0, 51)  # H.264 quality: 0 lossless .. 51 worst
 
 # Options that read the same in every command that takes them (declare as ``device: DeviceOption = None``).
-DeviceOption = Annotated[Optional[str], typer.Option(help="torch device (cpu, cuda); default cuda when present.")]
+def check_device(value: str | None) -> str | None:
+    """A Typer option callback: ``value`` (None passes) must name a torch device this machine has: a misspelt
+    device, ``cuda`` without CUDA or ``cuda:3`` on a two-GPU machine is a usage error (exit 2) before any work."""
+    if value is None:
+        return value
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError) as exc:
+        raise typer.BadParameter(f"'{value}' is not a torch device (use cpu, cuda or cuda:N)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(f"'{value}': CUDA is not available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise typer.BadParameter(f"'{value}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise typer.BadParameter(f"'{value}': MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise typer.BadParameter(f"'{value}': thead computes on cpu, cuda or mps")
+    return value
+
+
+DeviceOption = Annotated[Optional[str], typer.Option(help="torch device (cpu, cuda, cuda:N); default cuda when "
+                                                     "present.", callback=check_device)]
 SymmetryOption = Annotated[bool, typer.Option(
     "--symmetry/--no-symmetry",
     help="Fill the side of the head the source turned away from its mirror image (off: stretch what the source "
@@ -88,8 +115,12 @@ def run_batch(
     stage: ItemStage,
     failures: Sequence[ItemResult] = (),
     json_lines: bool = False,
+    work: Path | None = None,
 ) -> list[ItemResult]:
-    """Run ``stage(item, progress)`` over ``items`` with rich progress on stderr; print JSON lines on stdout."""
+    """Run ``stage(item, progress)`` over ``items`` with rich progress on stderr; print JSON lines on stdout.
+
+    Any exception in one item is that item's failure: one line on screen, and (given the ``work`` folder) an entry
+    with its traceback in ``work/.thead/failures.jsonl`` (``thead.jobs.items.append_failure_log``)."""
     console = stderr_console()
     results: list[ItemResult] = list(failures)
     for res in failures:
@@ -109,7 +140,9 @@ def run_batch(
             res = run_item(item, lambda it: stage(it, report))
             results.append(res)
             if res.failed:
-                console.print(f"[red]error[/red] {res.message}")
+                log = append_failure_log(work, title, res) if work is not None else None
+                where = f" (traceback in {log})" if log is not None and res.info.get("traceback") else ""
+                console.print(f"[red]error[/red] {res.message}{where}")
             for w in res.warnings:
                 console.print(f"[yellow]warning[/yellow] {item.path}: {w}")
             if json_lines:

@@ -14,6 +14,7 @@ from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.jobs.edit import EditParams, edit_item
 from thead.jobs.items import collect_inputs
 from thead.jobs.render import RenderOptions
+from thead.stages.store import clean_stale_temps
 from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 _UNIT = "Expression unit, 0 = neutral, 1 = full."
@@ -96,7 +97,9 @@ def edit(
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
     pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
+    clean_stale_temps(output)  # what killed runs left half-written
     results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
                                                                        FitParams(device=device), params, options,
-                                                                       force, report), failures, json_lines)
+                                                                       force, report), failures, json_lines,
+                        work=work)
     finish("thead edit", results)

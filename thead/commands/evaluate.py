@@ -78,7 +78,7 @@ def evaluate(
     failures: list[ItemResult] = []
     if pairs is not None:
         try:
-            jobs = pairs_from_csv(pairs)
+            jobs, failures = pairs_from_csv(pairs)
         except InputError as exc:
             console.print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
@@ -107,7 +107,7 @@ def evaluate(
         return ItemResult(str(pair.generated.path), pair.name, "done", str(grid_file) if grid_file else None,
                           warnings=rep.notes)
 
-    results = run_batch("evaluate", items, stage, failures)
+    results = run_batch("evaluate", items, stage, failures, work=work)
     done = [reports[i.item_id] for i in items if i.item_id in reports]
     if done:
         _print_table(done)

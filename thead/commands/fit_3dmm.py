@@ -43,14 +43,15 @@ def fit_3dmm(
         items, failures = collect_inputs(raw, INPUT_SUFFIXES)
         pre_results = run_batch("preprocess", items,
                                 lambda item, report: preprocess_item(item, output, pre_params, False, report),
-                                failures, json_lines=False)
+                                failures, json_lines=False, work=output)
         results.extend(r for r in pre_results if r.failed)
         cached.extend(Path(r.output) for r in pre_results if not r.failed and r.output)
     params = FitParams(smooth=smooth, iterations=iterations, model=str(model) if model else None, overlay=overlay,
                        device=device)
     fit_items = [InputItem(d, d.parent.name) for d in dict.fromkeys(cached)]
     results.extend(run_batch("fit-3dmm", fit_items, lambda item, report: fit_item(item.path, params, force, report),
-                             json_lines=json_lines))
+                             json_lines=json_lines,
+                             work=fit_items[0].path.parent.parent if fit_items else output))
     if json_lines:  # preprocess failures are part of this command's outcome too
         import json
 

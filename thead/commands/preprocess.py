@@ -62,5 +62,5 @@ def preprocess(
     items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
     results = run_batch("preprocess", items, lambda item, report: preprocess_item(item, output, params, force,
                                                                                      report),
-                        failures, json_lines)
+                        failures, json_lines, work=output)
     finish("thead preprocess", results)

@@ -16,6 +16,7 @@ from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
 from thead.jobs.reenact import ReenactParams, reenact_pair
 from thead.jobs.render import RenderOptions
+from thead.stages.store import clean_stale_temps
 from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 
@@ -62,7 +63,7 @@ def reenact(
     """
     if pairs is not None:
         try:
-            rows = read_pairs_csv(pairs)
+            rows, bad_rows = read_pairs_csv(pairs)
         except InputError as exc:
             stderr_console().print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
@@ -71,6 +72,7 @@ def reenact(
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         by_path = {i.path: i for i in src_items + drv_items}
         jobs = [Pair(by_path[s], by_path[d]) for s, d in rows if s in by_path and d in by_path]
+        f1 = bad_rows + f1
     elif source is not None and driver is not None:
         src_items, f1 = collect_inputs([str(source)], INPUT_SUFFIXES)
         drv_items, f2 = collect_inputs([str(driver)], INPUT_SUFFIXES)
@@ -86,10 +88,11 @@ def reenact(
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
                             symmetry=symmetry)
     by_name = {job.name: job for job in jobs}
+    clean_stale_temps(output)  # what killed runs left half-written
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
                                                           FitParams(device=device), params, options, force, report),
-                        failures, json_lines)
+                        failures, json_lines, work=work)
     rows_out = [ManifestRow(str(Path(r.output).resolve()) if r.output else "",
                             str(by_name[r.item].source.path.resolve()), str(by_name[r.item].driver.path.resolve()),
                             params.mode, r.status, r.message) for r in results if r.item in by_name]

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from thead.errors import InputError
+from thead.errors import InputError, path_problem
 from thead.face import topology
 from thead.face.crop import crop_frame
 from thead.geometry import Affine2D
@@ -52,6 +52,7 @@ from thead.metrics.fid import (
 )
 from thead.metrics.result import MetricResult
 from thead.jobs.items import merge_item_groups
+from thead.jobs.pairs import csv_lines, row_failure
 from thead.progress import ProgressFn
 from thead.stages import Face, FitParams, InputItem, ItemResult, PreprocessParams, ensure, item_id_for
 from thead.weights import find_weights
@@ -151,34 +152,55 @@ def pairs_from_dirs(generated: Path, reference: Path) -> tuple[list[EvalPair], l
     return pairs, failures
 
 
-def pairs_from_csv(path: Path) -> list[EvalPair]:
+def pairs_from_csv(path: Path) -> tuple[list[EvalPair], list[ItemResult]]:
     """Rows ``generated,reference[,source]`` (header optional; relative paths from the CSV's folder). Also reads
-    the manifest ``thead reenact`` writes (columns generated, source, driver, status)."""
+    the manifest ``thead reenact`` writes (columns generated, source, driver, status).
+
+    Returns the pairs of the good rows and one failed ``ItemResult`` per bad row (too few cells, an empty cell, a
+    malformed line) naming the file and line; raises ``InputError`` when the file is unreadable or has no rows."""
     if not path.is_file():
-        raise InputError(path, "file not found")
-    with open(path, newline="", encoding="utf8") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
-    if not rows:
+        raise InputError(path, path_problem(path) or "file not found")
+    lines = list(csv_lines(path))
+    if not lines:
         raise InputError(path, "no rows")
-    header = [c.strip().lower() for c in rows[0]]
     resolve = lambda c: (Path(c) if Path(c).is_absolute() else path.parent / c) if c else None  # noqa: E731
     pairs: list[tuple[Path, Path, Path | None]] = []
+    failures: list[ItemResult] = []
+    first = lines[0][1]
+    header = [c.lower() for c in first] if isinstance(first, list) else []
     if "generated" in header:
         col = {name: header.index(name) for name in header}
         ref_col = col.get("reference", col.get("driver"))
         if ref_col is None:
             raise InputError(path, "needs a 'reference' or 'driver' column")
-        for r in rows[1:]:
-            if "status" in col and r[col["status"]].strip() not in ("done", "skipped"):
+        gen_col = col["generated"]
+        for number, r in lines[1:]:
+            if isinstance(r, str):
+                failures.append(row_failure(path, number, r))
                 continue
-            src = resolve(r[col["source"]].strip()) if "source" in col and col["source"] < len(r) else None
-            pairs.append((resolve(r[col["generated"]].strip()), resolve(r[ref_col].strip()), src))
-        return eval_pairs(pairs)
-    for i, r in enumerate(rows, 1):
+            if "status" in col and col["status"] < len(r) and r[col["status"]] not in ("done", "skipped"):
+                continue
+            if max(gen_col, ref_col) >= len(r):
+                failures.append(row_failure(path, number, f"expected {len(header)} cells, found {len(r)}"))
+                continue
+            if not r[gen_col] or not r[ref_col]:
+                failures.append(row_failure(path, number, "empty generated or reference cell"))
+                continue
+            src = resolve(r[col["source"]]) if "source" in col and col["source"] < len(r) else None
+            pairs.append((resolve(r[gen_col]), resolve(r[ref_col]), src))
+        return eval_pairs(pairs), failures
+    for number, r in lines:
+        if isinstance(r, str):
+            failures.append(row_failure(path, number, r))
+            continue
         if len(r) < 2:
-            raise InputError(path, f"line {i}: expected generated,reference[,source]")
-        pairs.append((resolve(r[0].strip()), resolve(r[1].strip()), resolve(r[2].strip()) if len(r) > 2 else None))
-    return eval_pairs(pairs)
+            failures.append(row_failure(path, number, "expected generated,reference[,source]"))
+            continue
+        if not r[0] or not r[1]:
+            failures.append(row_failure(path, number, "empty generated or reference cell"))
+            continue
+        pairs.append((resolve(r[0]), resolve(r[1]), resolve(r[2]) if len(r) > 2 else None))
+    return eval_pairs(pairs), failures
 
 
 # ------------------------------------------------------------------------------------------------ preparation

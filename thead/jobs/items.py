@@ -7,17 +7,43 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
 
-from thead.errors import TheadError
+from thead.errors import TheadError, describe_os_error
 from thead.stages.item import InputItem, ItemResult
 from thead.stages.store import item_id_for
 
-__all__ = ["InputItem", "ItemResult", "collect_inputs", "expand_stdin", "merge_item_groups", "run_item"]
+__all__ = ["FAILURE_LOG", "InputItem", "ItemResult", "append_failure_log", "collect_inputs", "expand_stdin", "failure_message", "merge_item_groups", "run_item"]
+
+
+FAILURE_LOG = Path(".thead") / "failures.jsonl"  # under the work folder: one JSON object per failed item
+
+
+def append_failure_log(workdir: Path, command: str, result: ItemResult) -> Path | None:
+    """Append a failed item to ``workdir/.thead/failures.jsonl`` (one JSON object a line with the keys ``time``,
+    ``command``, ``item``, ``input``, ``message`` and ``traceback``: the Python traceback of an unexpected error,
+    "" for a reason worded for users). Returns the log's path, or None when it cannot be written (the failure is
+    still on screen; logging never fails an item)."""
+    log = Path(workdir) / FAILURE_LOG
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "item": result.item,
+             "input": result.input, "message": result.message, "traceback": result.info.get("traceback", "")}
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(entry) + "\n").encode("utf8")
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)  # one write of an O_APPEND file: lines of concurrent runs never interleave
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return log
 
 
 def expand_stdin(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
@@ -117,19 +143,34 @@ def collect_inputs(
     return _unique_ids(found), failures
 
 
+def failure_message(item: InputItem, exc: BaseException) -> str:
+    """One line for a user naming the item's file and what went wrong: a ``TheadError`` as it reads, an ``OSError``
+    worded by ``describe_os_error``, anything else as "<file>: <ExceptionType>: <first line of its text>"."""
+    if isinstance(exc, TheadError):
+        msg = str(exc)
+    elif isinstance(exc, OSError):
+        msg = describe_os_error(exc)
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        if isinstance(exc, (ValueError, RuntimeError)) and text:
+            msg = text
+    if str(item.path) not in msg:
+        msg = f"{item.path}: {msg}"
+    return msg
+
+
 def run_item(item: InputItem, stage: Callable[[InputItem], ItemResult]) -> ItemResult:
-    """Run ``stage`` on one item, turning any error into a failed result with a one-line message."""
+    """Run ``stage`` on one item, turning any error (every ``Exception``: a bug, a damaged file, a library's own
+    error type) into a failed result with a one-line message; anything but a ``TheadError`` (a reason worded for
+    users) keeps its full traceback in ``info["traceback"]``. Ctrl-C and exits still end the batch."""
     start = time.perf_counter()
     try:
         result = stage(item)
     except TheadError as exc:
-        result = ItemResult(str(item.path), item.item_id, "failed", message=str(exc))
-    except (OSError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if str(item.path) not in msg:
-            msg = f"{item.path}: {msg}"
-        result = ItemResult(str(item.path), item.item_id, "failed", message=msg,
-                            info={"traceback": traceback.format_exc(limit=4)})
+        result = ItemResult(str(item.path), item.item_id, "failed", message=failure_message(item, exc))
+    except Exception as exc:  # noqa: BLE001 - one bad item never ends the batch
+        result = ItemResult(str(item.path), item.item_id, "failed", message=failure_message(item, exc),
+                            info={"traceback": traceback.format_exc()})
     result.seconds = time.perf_counter() - start
     return result
-

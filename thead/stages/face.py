@@ -18,11 +18,12 @@ from typing import Iterator
 
 import numpy as np
 
-from thead.errors import InputError
+from thead.errors import InputError, path_problem
 from thead.face.crop import crop_frame, crop_surroundings
 from thead.fitting import FitResult
 from thead.io import VideoInfo, iter_frames, read_image
 from thead.progress import ProgressFn
+from thead.stages.store import item_lock
 from thead.stages.fit import STAGE as FIT, FitMeta, FitParams, fit_item, load_fit
 from thead.stages.item import InputItem
 from thead.stages.preprocess import STAGE as PREPROCESS, PreprocessMeta, PreprocessParams, load_preprocess, \
@@ -230,7 +231,10 @@ def ensure(item: InputItem, workdir: Path, preprocess_params: PreprocessParams, 
     -------
     Face, whose pictures come from ``item.path``. Raises ``InputError`` when a stage fails (no face, unreadable).
     """
-    res = preprocess_item(item, workdir, preprocess_params, progress=progress)
-    stage_dir = Path(res.output or workdir / item.item_id / PREPROCESS.name)
-    fit_item(stage_dir, fit_params)
-    return load_face(item, stage_dir.parent)
+    if not item.path.is_file():
+        raise InputError(item.path, path_problem(item.path) or "not a regular file")
+    with item_lock(workdir / item.item_id):  # one process makes and reads an item's stages at a time
+        res = preprocess_item(item, workdir, preprocess_params, progress=progress)
+        stage_dir = Path(res.output or workdir / item.item_id / PREPROCESS.name)
+        fit_item(stage_dir, fit_params)
+        return load_face(item, stage_dir.parent)

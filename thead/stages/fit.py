@@ -22,7 +22,7 @@ from thead.io import VideoInfo, VideoWriter, iter_frames, read_image, write_imag
 from thead.progress import ProgressFn
 from thead.stages.item import ItemResult
 from thead.stages.preprocess import STAGE as PREPROCESS, PreprocessResult, load_preprocess
-from thead.stages.store import StageInfo, StageMeta, file_digest, stage_key, stamp, write_stage
+from thead.stages.store import StageInfo, StageMeta, file_digest, item_lock, stage_key, stamp, write_stage
 
 STAGE = StageInfo("fit3dmm", 1)
 
@@ -92,8 +92,14 @@ def fit_item(
     Returns
     -------
     ItemResult with status "done" or "skipped" and ``output`` = the fit3dmm folder; raises ``InputError`` when the
-    preprocess result is missing or holds nothing to fit.
+    preprocess result is missing or holds nothing to fit. Holds the item folder's lock (``item_lock``).
     """
+    with item_lock(Path(preprocess_dir).parent):
+        return _fit_item(Path(preprocess_dir), params, force, progress)
+
+
+def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: ProgressFn | None) -> ItemResult:
+    """``fit_item`` with the item's lock held."""
     pre = load_preprocess(preprocess_dir)
     item_dir = preprocess_dir.parent
     stage_dir = item_dir / STAGE.name
@@ -102,7 +108,7 @@ def fit_item(
     is_image = pre.meta.kind == "image"
     wants_overlay = params.overlay and not (stage_dir / ("overlay.png" if is_image else "overlay.mp4")).is_file()
     current = FitMeta.read(stage_dir)
-    if not force and not wants_overlay and current is not None and current.key == key:
+    if not force and not wants_overlay and current is not None and current.key == key and _loads(item_dir):
         return ItemResult(source, item_dir.name, "skipped", str(stage_dir), "cache current")
     if params.overlay and pre.crop_path is None:
         raise InputError(preprocess_dir, "--overlay draws on the crops, and this preprocess result was made without "
@@ -215,9 +221,23 @@ def write_overlay(pre: PreprocessResult, fit: FitResult, folder: Path, params: F
                 progress(len(points) + t + 1, 2 * len(points))
 
 
+def _loads(item_dir: Path) -> bool:
+    """Whether a finished fit's files can be read (a damaged fit.safetensors or fit.json makes it stale)."""
+    try:
+        load_fit(item_dir)
+    except Exception:  # noqa: BLE001 - SafetensorError, a JSON error, a missing key: all mean "make it again"
+        return False
+    return True
+
+
 def load_fit(item_dir: str | Path) -> FitResult:
     """The fit of an item folder (``<workdir>/<item>``); raises ``InputError`` when it has none."""
     stage_dir = Path(item_dir) / STAGE.name
     if FitMeta.read(stage_dir) is None:
         raise InputError(item_dir, "no finished fit-3dmm result here (run thead fit-3dmm)")
-    return FitResult.load(stage_dir)
+    try:
+        return FitResult.load(stage_dir)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged fit.safetensors (SafetensorError), fit.json, a missing key
+        raise InputError(stage_dir, f"damaged fit-3dmm result ({type(exc).__name__}: {exc})") from exc

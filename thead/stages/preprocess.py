@@ -31,8 +31,8 @@ from thead.io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoInfo, VideoWriter, it
                       write_image)
 from thead.progress import ProgressFn
 from thead.stages.item import InputItem, ItemResult
-from thead.stages.store import (META_NAME, StageInfo, StageMeta, file_digest, find_stage_dirs, stage_key, stamp,
-                                write_stage)
+from thead.stages.store import (META_NAME, StageInfo, StageMeta, file_digest, find_stage_dirs, item_lock, stage_key,
+                                stamp, write_stage)
 
 STAGE = StageInfo("preprocess", 3)  # 2: vox boxes kept inside the frame, mirrored padding; 3: one pixel convention
 INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -152,18 +152,29 @@ def preprocess_item(
     Returns
     -------
     ItemResult with status "done" or "skipped" and ``output`` = the stage folder; raises ``InputError`` for a
-    missing or unreadable file, no face, or several faces without a choice.
+    missing or unreadable file, no face, or several faces without a choice. Holds the item folder's lock
+    (``item_lock``): a second process on the same item waits, then finds the cache current.
     """
     params.validate()
     path = item.path
     if not path.is_file():
         raise InputError(path, "file not found")
+    with item_lock(workdir / item.item_id):
+        return _preprocess_item(item, workdir, params, force, progress)
+
+
+def _preprocess_item(item: InputItem, workdir: Path, params: PreprocessParams, force: bool,
+                     progress: ProgressFn | None) -> ItemResult:
+    """``preprocess_item`` with the item's lock held."""
+    path = item.path
     stage_dir = workdir / item.item_id / STAGE.name
     digest = file_digest(path)
     key = stage_key(STAGE, {"source": digest}, params.key_params())
     current = PreprocessMeta.read(stage_dir)
     if current is not None and current.key != key:
         current = None
+    if current is not None and not _loads(stage_dir):
+        current = None  # a damaged cache file: stale, made again
     wants_png = params.png and not (stage_dir / "frames").is_dir()
     wants_crop = params.write_crop and current is not None and current.crop is None
     if not force and current is not None:
@@ -336,12 +347,22 @@ def load_preprocess(stage_dir: str | Path) -> PreprocessResult:
     try:
         with np.load(lm_path) as data:
             arrays = {k: data[k] for k in _ARRAYS if k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(stage_dir, f"preprocess result has no readable {LANDMARKS_FILE} ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged zip (BadZipFile), a truncated array, an OS error
+        raise InputError(stage_dir, f"preprocess result has no readable {LANDMARKS_FILE} "
+                         f"({type(exc).__name__}: {exc})") from exc
     missing = [k for k in _ARRAYS[:-1] if k not in arrays]
     if missing:
         raise InputError(stage_dir, f"{LANDMARKS_FILE} lacks {', '.join(missing)}")
     return PreprocessResult(stage_dir, meta, **arrays)
+
+
+def _loads(stage_dir: Path) -> bool:
+    """Whether a finished preprocess folder's files can be read (a damaged landmarks.npz makes it stale)."""
+    try:
+        load_preprocess(stage_dir)
+    except InputError:
+        return False
+    return True
 
 
 def split_cached(args: Iterable[str]) -> tuple[list[Path], list[str]]:

@@ -257,6 +257,85 @@ def write_stage(stage_dir: str | Path, stage: StageInfo, key: str, meta: dict[st
     shutil.rmtree(old, ignore_errors=True)
 
 
+LOCK_NAME = ".lock"
+_held: dict[str, list] = {}  # item folder -> [open lock file, depth]: the locks this process holds
+_TEMP = re.compile(r"\.tmp-(\d+)(?:-|\.|$)")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary files and folders that processes which are no longer running left in ``folder`` (not
+    recursive): names with ``.tmp-<pid>`` in them (stage folders ``.<stage>.tmp-<pid>-<n>``, files
+    ``.<name>.tmp-<pid>``) whose pid is not alive. A live process's temporaries are never touched. Returns what
+    was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.search(entry.name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue  # another run cleaned it
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def item_lock(item_dir: str | Path) -> Iterator[Path]:
+    """Hold the item folder's lock (``fcntl.flock`` on ``<item_dir>/.lock``, created with the folder) while making
+    or reading its stages: another process working on the same item waits here until this one is done (then finds
+    the cache current). Re-entrant within a process (``ensure`` holds it around the stages, which take it too).
+    On taking it, temporaries of dead processes in the folder are removed (``clean_stale_temps``); the stage
+    folders' interrupted swaps are finished by ``read_meta``.
+
+    Yields the item folder."""
+    import fcntl
+
+    item_dir = Path(item_dir)
+    key = os.path.realpath(item_dir)
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield item_dir
+        finally:
+            _held[key][1] -= 1
+        return
+    item_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(item_dir / LOCK_NAME, "a+b")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        _held[key] = [fh, 1]
+        try:
+            clean_stale_temps(item_dir)
+            yield item_dir
+        finally:
+            del _held[key]
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
