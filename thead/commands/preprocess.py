@@ -8,7 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import CRF_RANGE, check_crop_size, finish, number_option, parse_box, run_batch
+from thead.commands.common import (CRF_RANGE, AddressOption, ExecutorOption, RetryFailedOption, ShardOption,
+                                  batch_executor, check_crop_size, finish, number_option, parse_box, retry_inputs,
+                                  run_batch)
 from thead.face.crop import VOX_ENLARGE
 from thead.jobs.items import collect_inputs
 from thead.stages import INPUT_SUFFIXES, PreprocessParams, preprocess_item
@@ -25,7 +27,7 @@ class Backend(str, Enum):
 
 
 def preprocess(
-    inputs: List[str] = typer.Argument(..., help="Videos, images, directories (searched recursively), or - to "
+    inputs: Optional[List[str]] = typer.Argument(None, help="Videos, images, directories (searched recursively), or - to "
                                        "read paths from stdin."),
     output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for the stage caches."),
     protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol: vox (one box per clip/segment) or ffhq "
@@ -48,6 +50,10 @@ def preprocess(
     png: bool = typer.Option(False, "--png", help="Also write the crops as a PNG sequence (frames/)."),
     force: bool = typer.Option(False, "--force", help="Redo items whose cache is current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),
+    shard: ShardOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    retry_failed: RetryFailedOption = None,
 ) -> None:
     """Detect, track and crop/align one face per input into WORKDIR/<item>/preprocess.
 
@@ -59,8 +65,12 @@ def preprocess(
     params = PreprocessParams(protocol=protocol.value, size=size, landmarks=landmarks.value, face_index=face_index,
                               face_box=parse_box(face_box), max_gap=max_gap, smooth_sigma=smooth, enlarge=enlarge,
                               crf=crf, png=png)
-    items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
+    args = list(inputs or []) + retry_inputs(retry_failed, "preprocess")
+    if not args and retry_failed is None:
+        raise typer.BadParameter("give at least one input (or --retry-failed WORK)", param_hint="INPUTS")
+    items, failures = collect_inputs(args, INPUT_SUFFIXES)
     results = run_batch("preprocess", items, lambda item, report: preprocess_item(item, output, params, force,
                                                                                      report),
-                        failures, json_lines)
+                        failures, json_lines, shard=shard, executor=batch_executor(executor, address),
+                        workdir=output)
     finish("thead preprocess", results)
