@@ -181,7 +181,7 @@ def test_status_counts_current_stale_failed_missing(tmp_path, astronaut):
     pre = stages["preprocess"]
     assert pre["counts"] == {"current": 1, "stale": 0, "failed": 1, "missing": 1}
     assert pre["items"]["missing"] == ["face01"] and "broken.png" in pre["reasons"]["broken"]
-    assert stages["fit3dmm"]["counts"]["missing"] == 1 and stages["fit3dmm"]["counts"]["failed"] == 0
+    assert stages["fit3dmm"]["counts"]["missing"] == 3 and stages["fit3dmm"]["counts"]["failed"] == 0
     write_image(photos[0], astronaut[::3, ::3])  # the input changed: its cache is stale
     proc = _thead("status", work, "--json", "--inputs", tmp_path / "in")
     out, _ = proc.communicate(timeout=300)
