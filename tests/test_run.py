@@ -186,3 +186,35 @@ def test_status_counts_current_stale_failed_missing(tmp_path, astronaut):
     proc = _thead("status", work, "--json", "--inputs", tmp_path / "in")
     out, _ = proc.communicate(timeout=300)
     assert {s["stage"]: s for s in json.loads(out)["stages"]}["preprocess"]["items"]["stale"] == ["face00"]
+
+
+def test_metadata_recipe_cuts_the_published_crops(tmp_path):
+    """vox-metadata.csv rows (start/end frames at the metadata's fps, bbox in the metadata's frame size) cut
+    from a synthetic 20-frame 128x96 clip whose every frame holds its index as a grey level."""
+    from thead.io import VideoWriter, read_frames
+    from thead.jobs.items import InputItem
+    from thead.jobs.recipes import cut_crop, read_crop_metadata
+
+    video = tmp_path / "vidA.mp4"
+    with VideoWriter(video, 25.0, crf=0) as w:
+        for t in range(20):
+            frame = np.full((96, 128, 3), 10 * t, np.uint8)
+            frame[:48, :64] = 255  # the top-left quarter white: the box (in a 256x192 frame) cuts exactly it
+            w.write(frame)
+    csv = tmp_path / "vox-metadata.csv"
+    csv.write_text("video_id,start,end,bbox,fps,width,height,partition\n"
+                   "vidA,10,20,0-0-128-96,50,256,192,train\n"  # 50 fps frames 10..19 = our frames 5..9
+                   "vidA,0,4,128-96-256-192,25,256,192,test\n")
+    specs = read_crop_metadata(csv)
+    assert [s.name for s in specs] == ["vidA#000010#000020", "vidA#000000#000004"]
+    out = tmp_path / "crops"
+    res = cut_crop(InputItem(video, specs[0].name), specs[0], out, size=32)
+    frames = read_frames(res.output)
+    assert frames.shape == (5, 32, 32, 3) and frames.min() > 240  # the white quarter, 5 frames
+    frames = read_frames(cut_crop(InputItem(video, specs[1].name), specs[1], out, size=32).output)
+    assert frames.shape[0] == 4  # frames 0..3: grey levels 0, 10, 20, 30
+    assert np.allclose(frames.reshape(4, -1).mean(1), [0, 10, 20, 30], atol=3)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,start,end,bbox\nvidA,5,2,0-0-1-1\n")
+    with pytest.raises(Exception, match="line 2"):
+        read_crop_metadata(bad)
