@@ -67,8 +67,9 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            env = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
-            env.update({"THEAD_THREADS": str(self.threads), "OMP_NUM_THREADS": str(self.threads)})
+            env = {"THEAD_THREADS": str(self.threads), "OMP_NUM_THREADS": str(self.threads)}
+            if not self.address and "PYTHONPATH" in os.environ:  # a local instance imports this same thead
+                env["PYTHONPATH"] = os.environ["PYTHONPATH"]
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "runtime_env": {"env_vars": env}}
             if self.address:
