@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from thead.cli import app
 from thead.commands.common import run_batch
 from thead.io import write_image
-from thead.jobs.items import FAILURE_LOG, InputItem, ItemResult, run_item
+from thead.jobs.items import InputItem, ItemResult, run_item
+from thead.run import FAILURE_LOG
 
 runner = CliRunner()
 

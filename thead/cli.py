@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reenact": ("thead.commands.reenact", "reenact"),
     "edit": ("thead.commands.edit", "edit"),
     "evaluate": ("thead.commands.evaluate", "evaluate"),
+    "status": ("thead.commands.status", "status"),
     "weights": ("thead.commands.weights", "weights"),
 }
 

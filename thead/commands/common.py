@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
@@ -11,10 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pathlib import Path
-
-from thead.jobs.items import InputItem, ItemResult, append_failure_log, run_item
+from thead.jobs.items import InputItem, ItemResult
 from thead.progress import ProgressFn
+from thead.run import Executor, LocalExecutor, Shard, make_executor, parse_shard, record_failure, select_shard
 
 ItemStage = Callable[[InputItem, ProgressFn], ItemResult]
 
@@ -105,6 +105,60 @@ ForceOutputsOption = Annotated[bool, typer.Option("--force", help="Redo outputs 
 JsonOutputsOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout.")]
 
 
+def _shard(value: Optional[str]) -> Optional[Shard]:
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+# Options of every batch command (declare as ``shard: ShardOption = None`` and so on; see ``batch_executor``).
+ShardOption = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N|auto",
+    help="Only the items of shard K of N (K 0-based), partitioned by a hash of the item id, so the N tasks of a "
+    "job array cover every item exactly once whatever order they list the inputs in; auto: "
+    "$SLURM_ARRAY_TASK_ID - $SLURM_ARRAY_TASK_MIN of $SLURM_ARRAY_TASK_COUNT.")]
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", metavar="local|ray",
+    help="Where items run: local (this process, one after another) or ray (one Ray task per item; pip install "
+    "'thead[ray]').")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="--executor ray: the Ray cluster (auto, ray://HOST:10001); default: a local instance.")]
+RetryFailedOption = Annotated[Optional[Path], typer.Option(
+    "--retry-failed", metavar="WORK",
+    help="Redo the inputs this command failed on in WORK (from WORK/.thead/failures.jsonl), besides any given.")]
+
+
+def batch_executor(name: str, address: Optional[str], device: Optional[str] = None) -> Executor:
+    """The executor of ``--executor``/``--address``: one CPU-thread share (``--threads``, default 1) per Ray task
+    and one GPU per task when the command runs on CUDA. A usage error (exit 2) for an unknown name or missing
+    Ray."""
+    if name not in ("local", "ray"):
+        raise typer.BadParameter(f"'{name}' is not an executor: use local or ray", param_hint="--executor")
+    if name == "local":
+        return LocalExecutor()
+    from thead import runtime
+
+    plan = runtime.current_plan()
+    threads = plan.threads if plan is not None and plan.source in ("--threads", runtime.THREADS_ENV) else 1
+    wants_cuda = device is not None and device.startswith("cuda")
+    try:
+        return make_executor("ray", address, threads=threads, gpus=1.0 if wants_cuda else 0.0)
+    except RuntimeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--executor") from exc
+
+
+def retry_inputs(retry_failed: Optional[Path], command: str) -> list[str]:
+    """The inputs ``command`` failed on in the work folder ``retry_failed`` (none when it is None)."""
+    if retry_failed is None:
+        return []
+    from thead.run import failed_inputs
+
+    found = failed_inputs(retry_failed, command)
+    stderr_console().print(f"retrying {len(found)} failed input(s) of {command} from {retry_failed}")
+    return found
+
+
 def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -115,41 +169,59 @@ def run_batch(
     stage: ItemStage,
     failures: Sequence[ItemResult] = (),
     json_lines: bool = False,
-    work: Path | None = None,
+    shard: Shard | str | None = None,
+    executor: Executor | None = None,
+    workdir: Path | None = None,
 ) -> list[ItemResult]:
     """Run ``stage(item, progress)`` over ``items`` with rich progress on stderr; print JSON lines on stdout.
 
-    Any exception in one item is that item's failure: one line on screen, and (given the ``work`` folder) an entry
-    with its traceback in ``work/.thead/failures.jsonl`` (``thead.jobs.items.append_failure_log``)."""
+    Only the items of ``shard`` (a Shard or ``--shard`` text) run (all when None); ``executor`` runs them (``LocalExecutor`` when None). Each
+    failed item is appended to ``workdir``'s failure log (``thead.run.record_failure``) under the command name
+    ``title`` when ``workdir`` is given.
+    """
     console = stderr_console()
+    if isinstance(shard, str):  # the option's text (checked by its callback when the command line was parsed)
+        shard = _shard(shard)
+    items = select_shard(items, shard)
+    executor = executor or LocalExecutor()
     results: list[ItemResult] = list(failures)
-    for res in failures:
-        console.print(f"[red]error[/red] {res.message}")
+    ran: list[tuple[InputItem, ItemResult]] = []
+
+    def emit(res: ItemResult, path: Path | str) -> None:
+        if res.failed:
+            log = record_failure(workdir, title, res) if workdir is not None else None
+            where = f" (traceback in {log})" if log is not None and res.info.get("traceback") else ""
+            console.print(f"[red]error[/red] {res.message}{where}")
+        for w in res.warnings:
+            console.print(f"[yellow]warning[/yellow] {path}: {w}")
         if json_lines:
             print(json.dumps(res.to_json()), flush=True)
+
+    for res in failures:
+        emit(res, res.input)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    label = title if shard is None else f"{title} (shard {shard})"
     with Progress(*columns, console=console, transient=True, disable=not items) as progress:
-        overall = progress.add_task(title, total=len(items))
+        overall = progress.add_task(label, total=len(items))
         current = progress.add_task("", total=1, visible=False)
-        for item in items:
+
+        def on_start(item: InputItem) -> ProgressFn:
             progress.update(current, description=item.item_id, completed=0, total=1, visible=True)
 
             def report(done: int, total: int) -> None:
                 progress.update(current, completed=done, total=max(total, 1))
 
-            res = run_item(item, lambda it: stage(it, report))
-            results.append(res)
-            if res.failed:
-                log = append_failure_log(work, title, res) if work is not None else None
-                where = f" (traceback in {log})" if log is not None and res.info.get("traceback") else ""
-                console.print(f"[red]error[/red] {res.message}{where}")
-            for w in res.warnings:
-                console.print(f"[yellow]warning[/yellow] {item.path}: {w}")
-            if json_lines:
-                print(json.dumps(res.to_json()), flush=True)
+            return report
+
+        def on_result(item: InputItem, res: ItemResult) -> None:
+            ran.append((item, res))
+            emit(res, item.path)
             progress.advance(overall)
+
+        executor.run(items, stage, on_start, on_result)
         progress.update(current, visible=False)
-    return results
+    order = {item.item_id: i for i, item in enumerate(items)}  # listed order, whatever order results came in
+    return results + [res for _, res in sorted(ran, key=lambda pair: order[pair[0].item_id])]
 
 
 def print_summary(title: str, results: Sequence[ItemResult]) -> None:

@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch)
+                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
+                                  AddressOption, ExecutorOption, RetryFailedOption, ShardOption, batch_executor,
+                                  retry_inputs)
 from thead.engines.motion import EXPRESSION_ALIASES, MAX_ANGLES_DEG, MAX_GAZE_DEG
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.jobs.edit import EditParams, edit_item
@@ -30,7 +32,7 @@ def _unit(name: str, help: str = _UNIT) -> Optional[float]:
 
 
 def edit(
-    inputs: List[str] = typer.Argument(..., help="Photos, videos, directories of them, or - for stdin."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Photos, videos, directories of them, or - for stdin."),
     output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the edited files."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
     yaw: Optional[float] = number_option(None, help="Head yaw, degrees (absolute; + turns the nose to image "
@@ -82,6 +84,10 @@ def edit(
     device: DeviceOption = None,
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
+    shard: ShardOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    retry_failed: RetryFailedOption = None,
 ) -> None:
     """Edit head pose, expression and gaze: OUTPUT/<item>_edit.png (photos) or _edit.mp4 (videos, every frame,
     timing and audio kept), or _orbit.mp4 with --orbit."""
@@ -95,11 +101,14 @@ def edit(
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
                         orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate, source_frame=source_frame)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
-    items, failures = collect_inputs(inputs, INPUT_SUFFIXES)
+    args = list(inputs or []) + retry_inputs(retry_failed, "edit")
+    if not args and retry_failed is None:
+        raise typer.BadParameter("give at least one input (or --retry-failed WORK)", param_hint="INPUTS")
+    items, failures = collect_inputs(args, INPUT_SUFFIXES)
     pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
     clean_stale_temps(output)  # what killed runs left half-written
     results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
                                                                        FitParams(device=device), params, options,
                                                                        force, report), failures, json_lines,
-                        work=work)
+                        shard=shard, executor=batch_executor(executor, address, device), workdir=work)
     finish("thead edit", results)

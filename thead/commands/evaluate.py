@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from thead.commands.common import DeviceOption, check_crop_size, number_option, print_summary, run_batch, stderr_console
+from thead.commands.common import (AddressOption, DeviceOption, ExecutorOption, ShardOption, batch_executor,
+                                  check_crop_size, number_option, print_summary, run_batch, stderr_console)
 from thead.errors import InputError
 from thead.jobs.evaluate import (
     EvalParams,
@@ -70,6 +71,9 @@ def evaluate(
     plots: Optional[Path] = typer.Option(None, help="Folder for PNG plots of per-frame metrics, one per video."),
     grid: Optional[Path] = typer.Option(None, help="Folder for side-by-side videos (source | driver | generated)."),
     device: DeviceOption = None,
+    shard: ShardOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Compare generated videos with references: pixel (L1, PSNR, SSIM, MS-SSIM, LPIPS), landmark (AKD, LMD),
     face-model (AED, APD, gaze, AU agreement, AVD), identity (CSIM), temporal (jitter, flicker) and audio-visual
@@ -101,13 +105,17 @@ def evaluate(
         pair = by_id[item.item_id]
         grid_file = grid / f"{pair.name}.mp4" if grid else None
         rep = evaluate_pair(pair, params, work, report, grid_file)
-        reports[item.item_id] = rep
         if plots is not None:
             plot_report(rep, plots / f"{pair.name}.png")
+        # the report travels back in the result (it may come from a Ray worker)
         return ItemResult(str(pair.generated.path), pair.name, "done", str(grid_file) if grid_file else None,
-                          warnings=rep.notes)
+                          warnings=rep.notes, info={"report": rep, "item_id": item.item_id})
 
-    results = run_batch("evaluate", items, stage, failures, work=work)
+    results = run_batch("evaluate", items, stage, failures, shard=shard,
+                        executor=batch_executor(executor, address, device), workdir=work)
+    for res in results:
+        if "report" in res.info:
+            reports[res.info.pop("item_id")] = res.info.pop("report")
     done = [reports[i.item_id] for i in items if i.item_id in reports]
     if done:
         _print_table(done)

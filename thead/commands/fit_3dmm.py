@@ -7,14 +7,15 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import DeviceOption, check_crop_size, finish, number_option, run_batch
+from thead.commands.common import (AddressOption, DeviceOption, ExecutorOption, RetryFailedOption, ShardOption,
+                                  batch_executor, check_crop_size, finish, number_option, retry_inputs, run_batch)
 from thead.commands.preprocess import Protocol
 from thead.jobs.items import InputItem, collect_inputs, expand_stdin
 from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams, fit_item, preprocess_item, split_cached
 
 
 def fit_3dmm(
-    inputs: List[str] = typer.Argument(..., help="Work directories or item folders holding preprocess results, "
+    inputs: Optional[List[str]] = typer.Argument(None, help="Work directories or item folders holding preprocess results, "
                                        "or videos/images/directories (preprocessed first), or - for stdin."),
     output: Path = typer.Option(Path("thead-work"), "--output", "-o", help="Work directory for inputs that still "
                                 "need preprocessing."),
@@ -30,28 +31,39 @@ def fit_3dmm(
     protocol: Protocol = typer.Option(Protocol.vox, help="Crop protocol for inputs preprocessed here."),
     force: bool = typer.Option(False, "--force", help="Redo fits whose cache is current."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per item on stdout."),
+    shard: ShardOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    retry_failed: RetryFailedOption = None,
 ) -> None:
     """Fit the 3D face model to every frame: WORKDIR/<item>/fit3dmm (pose, expression, gaze, identity).
 
     Pose is yaw, pitch, roll (degrees), translation and scale of a scaled-orthographic camera; expression is a
     set of named units in [0, 1] (jaw_open, smile_left, ..., blink_right), the rest kept as a residual.
     """
-    cached, raw = split_cached(expand_stdin(inputs))
+    # a retry redoes this command's failed fits and the inputs it (or preprocess) failed to preprocess
+    args = expand_stdin(inputs or []) + retry_inputs(retry_failed, "fit-3dmm") + retry_inputs(retry_failed,
+                                                                                            "preprocess")
+    if not args and retry_failed is None:
+        raise typer.BadParameter("give at least one input (or --retry-failed WORK)", param_hint="INPUTS")
+    cached, raw = split_cached(args)
+    runner = batch_executor(executor, address, device)
     results = []
     if raw:
         pre_params = PreprocessParams(protocol=protocol.value, size=size)
         items, failures = collect_inputs(raw, INPUT_SUFFIXES)
         pre_results = run_batch("preprocess", items,
                                 lambda item, report: preprocess_item(item, output, pre_params, False, report),
-                                failures, json_lines=False, work=output)
+                                failures, json_lines=False, shard=shard, executor=runner, workdir=output)
         results.extend(r for r in pre_results if r.failed)
         cached.extend(Path(r.output) for r in pre_results if not r.failed and r.output)
     params = FitParams(smooth=smooth, iterations=iterations, model=str(model) if model else None, overlay=overlay,
                        device=device)
     fit_items = [InputItem(d, d.parent.name) for d in dict.fromkeys(cached)]
+    work_dirs = {item.path.parent.parent for item in fit_items}
+    fit_work = work_dirs.pop() if len(work_dirs) == 1 else output  # failures logged in the one work folder
     results.extend(run_batch("fit-3dmm", fit_items, lambda item, report: fit_item(item.path, params, force, report),
-                             json_lines=json_lines,
-                             work=fit_items[0].path.parent.parent if fit_items else output))
+                             json_lines=json_lines, shard=shard, executor=runner, workdir=fit_work))
     if json_lines:  # preprocess failures are part of this command's outcome too
         import json
 

@@ -10,8 +10,10 @@ import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
                                   RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
+                                  AddressOption, ExecutorOption, ShardOption, batch_executor,
                                   stderr_console)
 from thead.errors import InputError
+from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
 from thead.jobs.reenact import ReenactParams, reenact_pair
@@ -55,6 +57,9 @@ def reenact(
     batch_size: int = number_option(16, help="Frames rendered per batch.", lo=1, hi=1024),
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
+    shard: ShardOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Make each source face perform each driver's motion (every source x every driver, or --pairs).
 
@@ -92,11 +97,15 @@ def reenact(
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
                         lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
                                                           FitParams(device=device), params, options, force, report),
-                        failures, json_lines, work=work)
+                        failures, json_lines, shard=shard, executor=batch_executor(executor, address, device),
+                        workdir=work)
     rows_out = [ManifestRow(str(Path(r.output).resolve()) if r.output else "",
                             str(by_name[r.item].source.path.resolve()), str(by_name[r.item].driver.path.resolve()),
                             params.mode, r.status, r.message) for r in results if r.item in by_name]
     if rows_out:
-        write_manifest(output / "manifest.csv", rows_out)
+        # each task of a job array writes its own manifest (concatenate them for evaluate --pairs)
+        part = parse_shard(shard) if shard is not None else None
+        name = "manifest.csv" if part is None else f"manifest.shard-{part.index}-of-{part.count}.csv"
+        write_manifest(output / name, rows_out)
     finish("thead reenact", results)
 

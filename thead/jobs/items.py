@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sys
 import time
 import traceback
@@ -19,31 +17,10 @@ from thead.errors import TheadError, describe_os_error
 from thead.stages.item import InputItem, ItemResult
 from thead.stages.store import item_id_for
 
-__all__ = ["FAILURE_LOG", "InputItem", "ItemResult", "append_failure_log", "collect_inputs", "expand_stdin", "failure_message", "merge_item_groups", "run_item"]
+__all__ = ["InputItem", "ItemResult", "collect_inputs", "expand_stdin", "failure_message", "merge_item_groups", "run_item"]
 
 
-FAILURE_LOG = Path(".thead") / "failures.jsonl"  # under the work folder: one JSON object per failed item
 
-
-def append_failure_log(workdir: Path, command: str, result: ItemResult) -> Path | None:
-    """Append a failed item to ``workdir/.thead/failures.jsonl`` (one JSON object a line with the keys ``time``,
-    ``command``, ``item``, ``input``, ``message`` and ``traceback``: the Python traceback of an unexpected error,
-    "" for a reason worded for users). Returns the log's path, or None when it cannot be written (the failure is
-    still on screen; logging never fails an item)."""
-    log = Path(workdir) / FAILURE_LOG
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "item": result.item,
-             "input": result.input, "message": result.message, "traceback": result.info.get("traceback", "")}
-    try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(entry) + "\n").encode("utf8")
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line)  # one write of an O_APPEND file: lines of concurrent runs never interleave
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    return log
 
 
 def expand_stdin(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
