@@ -14,9 +14,6 @@ from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputs
 from thead.errors import InputError
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
-from thead.jobs.reenact import ReenactParams, reenact_pair
-from thead.jobs.render import RenderOptions
-from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 
 class Mode(str, Enum):
@@ -60,6 +57,11 @@ def reenact(
     Writes OUTPUT/<source>__<driver>.mp4 with the driver's audio and OUTPUT/manifest.csv (read by thead
     evaluate --pairs). The source keeps its identity; only the driver's motion is used.
     """
+    # Imported here, not at the top: they load torch, OpenCV and SciPy, which --help and bad arguments never need.
+    from thead.jobs.reenact import ReenactParams, reenact_pair
+    from thead.jobs.render import RenderOptions
+    from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
+
     if pairs is not None:
         try:
             rows = read_pairs_csv(pairs)
