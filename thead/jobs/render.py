@@ -110,13 +110,18 @@ def timed(batches: Iterable[T], name: str) -> Iterator[T]:
     """``batches`` with the making of each item timed as phase ``name`` (``thead.runtime.phase``; the phases
     nested in it, e.g. waiting for decoded frames, count for themselves)."""
     it = iter(batches)
-    while True:
-        with phase(name):
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-        yield item
+    try:
+        while True:
+            with phase(name):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:  # stops what feeds it (a decode thread) when the consumer gives up early
+            close()
 
 
 # Frames queued to the encoder's feeder thread: up to a batch or two, and at most ~64 MB of frames.
