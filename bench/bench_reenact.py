@@ -69,6 +69,14 @@ def prepare(engine, crop: np.ndarray, landmarks: np.ndarray, fit, original: np.n
     return engine.prepare(crop, landmarks, fit, surroundings=surroundings, picture=picture)
 
 
+def speed_engine(device: str, symmetry: bool = True):
+    """The engine the speed section times: built as ``thead reenact`` builds it (``thead.jobs.render.make_engine``
+    with the command's default ``RenderOptions``: batch 16, the same canvas and settings), on ``device``."""
+    from thead.jobs.render import RenderOptions, make_engine
+
+    return make_engine(RenderOptions(device=device, symmetry=symmetry))
+
+
 def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
     """Preprocess (vox crop, 256) every video and photo of the shared media (cached in ``work``)."""
     from thead.io import iter_frames, read_frames, read_image
@@ -296,7 +304,7 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
 def speed(clips: list[Clip], threads: int, frames: int = 64) -> dict:
     import torch
 
-    from thead.engines import MeshEngine, edit_params, transfer_motion
+    from thead.engines import edit_params, transfer_motion
     from thead.fitting import fit_image, fit_sequence
 
     clip = max(clips, key=lambda c: np.ptp(c.landmarks[:, 1, 0]))
@@ -321,7 +329,7 @@ def speed(clips: list[Clip], threads: int, frames: int = 64) -> dict:
     try:
         for dev in devices:
             for name, tgt, symmetry, frame, fit in cases:
-                engine = MeshEngine(dev, batch_size=16, symmetry=symmetry)
+                engine = speed_engine(dev, symmetry)
                 prepared = prepare(engine, clip.frames[frame], clip.landmarks[frame], fit,
                                    clip.original if frame == 0 else None, clip.transform)
                 engine.render(prepared, tgt[:16])  # warm-up

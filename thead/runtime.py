@@ -39,13 +39,16 @@ import atexit
 import json
 import math
 import os
+import queue
 import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, MutableMapping
+from typing import Iterable, Iterator, Mapping, MutableMapping, TypeVar
+
+T = TypeVar("T")
 
 THREADS_ENV = "THEAD_THREADS"
 PROFILE_ENV = "THEAD_PROFILE"
@@ -523,3 +526,80 @@ def _write_profile() -> None:
     _emit({"thead_profile": "total", "wall_s": round(process_age() or 0.0, 4),
            "cpu_s": round(own.ru_utime + own.ru_stime, 4),
            "children_cpu_s": round(children.ru_utime + children.ru_stime, 4)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlapping I/O with compute
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetch(items: Iterable[T], depth: int = 2, wait_phase: str | None = "decode",
+             name: str = "thead-prefetch") -> Iterator[T]:
+    """``items`` produced in a background thread, at most ``depth`` ahead of the consumer (a bounded queue).
+
+    Decoding (an ffmpeg pipe, OpenCV warps) releases the GIL, so the thread runs while the caller renders. The
+    time the consumer waits for the next item counts as phase ``wait_phase`` (None: not timed). An exception
+    raised by ``items`` is raised in the consumer at the item where it happened. Closing the returned generator
+    (or dropping it) stops the thread after its current item and closes ``items`` when it is a generator.
+
+    Parameters
+    ----------
+    items : any iterable; iterated only in the background thread.
+    depth : items produced ahead (>= 1).
+    wait_phase : phase name of the consumer's waits.
+    name : the thread's name.
+
+    Yields
+    ------
+    The items of ``items``, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(obj: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(obj, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put(item):
+                    break
+            else:
+                put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            put(_Failure(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            if wait_phase is None:
+                obj = q.get()
+            else:
+                with phase(wait_phase):
+                    obj = q.get()
+            if obj is _DONE:
+                return
+            if isinstance(obj, _Failure):
+                raise obj.exc
+            yield obj
+    finally:
+        stop.set()
+        thread.join(timeout=10)

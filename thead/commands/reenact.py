@@ -16,10 +16,6 @@ from thead.errors import InputError
 from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
-from thead.jobs.reenact import ReenactParams, reenact_pair
-from thead.jobs.render import RenderOptions
-from thead.stages.store import clean_stale_temps
-from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
 
 
 class Mode(str, Enum):
@@ -66,6 +62,12 @@ def reenact(
     Writes OUTPUT/<source>__<driver>.mp4 with the driver's audio and OUTPUT/manifest.csv (read by thead
     evaluate --pairs). The source keeps its identity; only the driver's motion is used.
     """
+    # Imported here, not at the top: they load torch, OpenCV and SciPy, which --help and bad arguments never need.
+    from thead.jobs.reenact import ReenactParams, reenact_pair
+    from thead.jobs.render import RenderOptions
+    from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
+    from thead.stages.store import clean_stale_temps
+
     if pairs is not None:
         try:
             rows, bad_rows = read_pairs_csv(pairs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import threading
@@ -206,6 +207,7 @@ class VideoWriter:
         crf: int = 18,
         audio_from: str | Path | None = None,
         preset: str = "veryfast",
+        queue_frames: int = 0,
     ) -> None:
         self.path = Path(path)
         self.fps = float(fps)
@@ -216,6 +218,12 @@ class VideoWriter:
         self._proc: subprocess.Popen | None = None
         self._size: tuple[int, int] | None = None
         self.frames_written = 0
+        # With ``queue_frames`` > 0 a feeder thread writes frames to the encoder pipe, up to that many queued,
+        # so the caller renders the next frames while the encoder takes these.
+        self.queue_frames = max(0, int(queue_frames))
+        self._queue: queue.Queue | None = None
+        self._feeder: threading.Thread | None = None
+        self._feed_error: BaseException | None = None
 
     def _start(self, h: int, w: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +238,40 @@ class VideoWriter:
                 "-movflags", "+faststart", "-f", "mp4", str(self.tmp_path)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self._size = (h, w)
+        if self.queue_frames:
+            self._queue = queue.Queue(maxsize=self.queue_frames)
+            self._feeder = threading.Thread(target=self._feed, name="thead-encoder-feed", daemon=True)
+            self._feeder.start()
+
+    def _feed(self) -> None:
+        """Feeder thread: frames from the queue into the encoder pipe until None; the first error is kept."""
+        assert self._queue is not None and self._proc is not None and self._proc.stdin is not None
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            if self._feed_error is None:
+                try:
+                    with phase("encode"):
+                        self._proc.stdin.write(data)
+                except BaseException as exc:  # raised in the caller's next write or close
+                    self._feed_error = exc
+
+    def _raise_feed_error(self) -> None:
+        exc = self._feed_error
+        if exc is None:
+            return
+        if isinstance(exc, BrokenPipeError):
+            assert self._proc is not None
+            err = self._proc.stderr.read().decode("utf8", "replace") if self._proc.stderr else ""
+            raise OSError(f"{self.path}: encoder stopped ({_last_line(err)})") from exc
+        raise exc
+
+    def _stop_feeder(self) -> None:
+        if self._feeder is not None and self._queue is not None:
+            self._queue.put(None)
+            self._feeder.join()
+        self._feeder = self._queue = None
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 (H, W, 3) RGB frame; every frame must have the first frame's size."""
@@ -242,6 +284,13 @@ class VideoWriter:
         elif frame.shape[:2] != self._size:
             raise ValueError(f"frame size {frame.shape[:2]} differs from the first frame's {self._size}")
         assert self._proc is not None and self._proc.stdin is not None
+        if self._queue is not None:
+            self._raise_feed_error()
+            data = frame.tobytes()  # a copy: the caller may reuse its array
+            with phase("encode"):  # the time spent waiting for room in the queue
+                self._queue.put(data)
+            self.frames_written += 1
+            return
         try:
             with phase("encode"):  # the time spent waiting for the encoder to take the frame
                 self._proc.stdin.write(frame.tobytes())
@@ -256,6 +305,12 @@ class VideoWriter:
             raise ValueError(f"{self.path}: no frames were written")
         assert self._proc.stdin is not None and self._proc.stderr is not None
         with phase("encode"):  # the encoder finishing the frames still in the pipe
+            self._stop_feeder()
+            try:
+                self._raise_feed_error()
+            except BaseException:
+                self.abort()
+                raise
             self._proc.stdin.close()
             err = self._proc.stderr.read().decode("utf8", "replace")
             returncode = self._proc.wait()
@@ -270,6 +325,7 @@ class VideoWriter:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._stop_feeder()
         self._proc = None
         self.tmp_path.unlink(missing_ok=True)
 

@@ -19,9 +19,10 @@ from thead.face.crop import crop_frame
 from thead.fitting import FitResult
 from thead.io import write_image
 from thead.jobs.reenact import prepare_source, source_frame
-from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, write_frames,
-                               write_sidecar)
+from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, timed,
+                               write_frames, write_sidecar)
 from thead.progress import ProgressFn
+from thead.runtime import phase, prefetch
 from thead.stages import Face, FitParams, InputItem, ItemResult, PreprocessParams, ensure
 
 
@@ -91,15 +92,16 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         edited = _fit_with(face.fit, edit_params(face.fit, **params.engine_edit()), frame)
         targets = orbit_params(edited, params.orbit_frames, (-params.orbit_yaw, params.orbit_yaw),
                                (-params.orbit_pitch, params.orbit_pitch), frame=0)
-        batches = engine.render_frames(prepare_source(engine, face, frame), targets)
+        batches = timed(engine.render_frames(prepare_source(engine, face, frame), targets), "render")
         write_frames(out, batches, 25.0, options.crf, None, progress, len(targets))
     elif not face.is_video:
         from thead.engines.calibrate import calibrated_edit
 
         prepared = prepare_source(engine, face, 0)
-        result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
-                                              face.fit, params.engine_edit(), rounds=params.calibrate,
-                                              landmarks=face.crop_landmarks[0])
+        with phase("render"):
+            result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
+                                                  face.fit, params.engine_edit(), rounds=params.calibrate,
+                                                  landmarks=face.crop_landmarks[0])
         info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds}
         frame_out = result.frames[0]
         if options.paste_back:
@@ -107,7 +109,7 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         write_image(out, frame_out)
     else:
         targets = edit_params(face.fit, **params.engine_edit())
-        batches = edit_video_batches(engine, face, targets, frame, options.paste_back)
+        batches = timed(edit_video_batches(engine, face, targets, frame, options.paste_back), "render")
         write_frames(out, batches, face.fps, options.crf, face.path if face.has_audio else None, progress,
                      len(targets))
     write_sidecar(out, {"key": key, "input": str(item.path), "engine": engine.name, "params": asdict(params),
@@ -150,12 +152,19 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
     """
     prepared = prepare_source(engine, face, frame)
     paster = Paster(engine.device) if paste_back else None
-    originals = face.originals()
     size, n = face.crop_size, min(len(targets), face.num_frames)
-    for start in range(0, n, engine.batch_size):
-        sl = slice(start, min(start + engine.batch_size, n))
-        frames = np.stack([next(originals) for _ in range(sl.stop - sl.start)])
-        crops = np.stack([crop_frame(f, face.transforms[t], size) for t, f in enumerate(frames, sl.start)])
+    step = engine.batch_size
+
+    def clip_batches() -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        originals = face.originals()
+        for start in range(0, n, step):
+            sl = slice(start, min(start + step, n))
+            frames = np.stack([next(originals) for _ in range(sl.stop - sl.start)])
+            crops = np.stack([crop_frame(f, face.transforms[t], size) for t, f in enumerate(frames, sl.start)])
+            yield sl, frames, crops
+
+    # The original frames are decoded and cut in a background thread while the engine renders.
+    for sl, frames, crops in prefetch(clip_batches(), depth=2):
         batch, landmarks = targets[sl], face.crop_landmarks[sl]
         out = np.empty_like(crops)
         changed = np.empty(crops.shape[:3], np.float32)

@@ -16,9 +16,10 @@ import numpy as np
 from thead.errors import InputError
 from thead.io import write_image
 from thead.jobs.pairs import Pair
-from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, write_frames,
-                               write_sidecar)
+from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, timed,
+                               write_frames, write_sidecar)
 from thead.progress import ProgressFn
+from thead.runtime import phase, prefetch
 from thead.stages import Face, FitParams, ItemResult, PreprocessParams, ensure
 
 
@@ -46,12 +47,33 @@ def source_frame(face: Face, frame: int) -> int:
     return frame
 
 
+MATTE_CACHE = "source_matte"  # <item folder>/source_matte.npz: the engine's person matte of a source frame
+
+
+def matte_key(engine, face: Face, frame: int) -> str:
+    """Key of the cached person matte of frame ``frame`` of ``face``: the face's key (its file and stages), the
+    frame, the canvas pad and the engine's settings (``MeshConfig`` digest)."""
+    return output_key("person_matte", face.key, int(frame), engine.canvas_pad(face.crop_size), engine.key)
+
+
 def prepare_source(engine, face: Face, frame: int):
     """``engine.prepare`` frame ``frame`` of ``face``: its crop with the picture around it (so hair and background
-    beyond the crop come in from the picture when the head moves), all cut from the original."""
-    surroundings, picture = face.surroundings(frame, engine.canvas_pad(face.crop_size))
-    return engine.prepare(face.crop(frame), face.crop_landmarks[frame], face.fit, frame=frame,
-                          surroundings=surroundings, picture=picture)
+    beyond the crop come in from the picture when the head moves), all cut from the original.
+
+    The engine's person matte (the segmentation: most of a prepare) is cached in the face's item folder
+    (``Face.cached_arrays``, keyed by ``matte_key``), so a later job on the same source skips it; the prepared
+    source is the same either way."""
+    with phase("prepare"):
+        crop = face.crop(frame)
+        surroundings, picture = face.surroundings(frame, engine.canvas_pad(face.crop_size))
+        matte = None
+        if getattr(engine.config, "background", None) == "still":
+            with phase("segment"):
+                arrays = face.cached_arrays(MATTE_CACHE, matte_key(engine, face, frame),
+                                            lambda: {"matte": engine.person_matte(crop, surroundings)})
+            matte = arrays["matte"]
+        return engine.prepare(crop, face.crop_landmarks[frame], face.fit, frame=frame, surroundings=surroundings,
+                              picture=picture, matte=matte)
 
 
 def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,
@@ -102,16 +124,18 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
     total = len(targets)
     paster = Paster(engine.device) if options.paste_back else None
     if still:
-        result = engine.render_full(prepared, targets)
+        with phase("render"):
+            result = engine.render_full(prepared, targets)
         frame_out = result.frames[0] if paster is None else \
             paster(result.frames, src.original(frame), src.transforms[frame], result.changed)[0]
         write_image(out, frame_out)
     else:
         use_mouth = params.mouth == "driver"
-        mouth = zip(drv.crops(), drv.crop_landmarks) if use_mouth else None
-        batches = engine.render_frames(prepared, targets, mouth)
+        original, to_crop = (src.original(frame), src.transforms[frame]) if paster is not None else (None, None)
+        # The driver's crops are decoded and cut in a background thread while the engine renders.
+        mouth = prefetch(zip(drv.crops(), drv.crop_landmarks), depth=2 * engine.batch_size) if use_mouth else None
+        batches = timed(engine.render_frames(prepared, targets, mouth), "render")
         if paster is not None:
-            original, to_crop = src.original(frame), src.transforms[frame]
             batches = (paster(b, original, to_crop) for b in batches)
         write_frames(out, batches, drv.fps, options.crf, drv.path if drv.has_audio else None, progress, total)
     write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),

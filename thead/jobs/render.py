@@ -9,17 +9,21 @@ current output is not made again unless forced.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 from thead.io import VideoWriter
 from thead.progress import ProgressFn
+from thead.runtime import phase
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,17 +101,50 @@ class Paster:
         frames = frames_to_tensor(originals, self.device)
         maps = torch.as_tensor(np.asarray(to_crop, np.float32).reshape(-1, 2, 3), device=self.device)
         mask = None if changed is None else torch.as_tensor(changed, device=self.device)[:, None].float()
-        out = paste_back(c, frames.expand(b, -1, -1, -1), maps.expand(b, -1, -1), crop_mask=mask)
-        return tensor_to_frames(out)
+        with phase("paste"):
+            out = paste_back(c, frames.expand(b, -1, -1, -1), maps.expand(b, -1, -1), crop_mask=mask)
+            return tensor_to_frames(out)
+
+
+def timed(batches: Iterable[T], name: str) -> Iterator[T]:
+    """``batches`` with the making of each item timed as phase ``name`` (``thead.runtime.phase``; the phases
+    nested in it, e.g. waiting for decoded frames, count for themselves)."""
+    it = iter(batches)
+    try:
+        while True:
+            with phase(name):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:  # stops what feeds it (a decode thread) when the consumer gives up early
+            close()
+
+
+# Frames queued to the encoder's feeder thread: up to a batch or two, and at most ~64 MB of frames.
+ENCODER_QUEUE_BYTES = 64 << 20
+ENCODER_QUEUE_FRAMES = 32
 
 
 def write_frames(path: Path, batches: Iterable[np.ndarray], fps: float, crf: int, audio: Path | None,
                  progress: ProgressFn | None, total: int) -> int:
     """Encode batches of uint8 frames [b, H, W, 3] to ``path`` (H.264, with ``audio``'s first audio stream);
-    returns the number of frames written."""
+    returns the number of frames written.
+
+    A feeder thread writes the frames into the encoder's pipe (``VideoWriter(queue_frames=...)``), so the next
+    batch is rendered while the encoder takes this one."""
     done = 0
-    with VideoWriter(path, fps, crf=crf, audio_from=audio) as writer:
-        for batch in batches:
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    frame_bytes = max(1, int(np.prod(first.shape[1:])))
+    queued = max(2, min(ENCODER_QUEUE_FRAMES, ENCODER_QUEUE_BYTES // frame_bytes))
+    with VideoWriter(path, fps, crf=crf, audio_from=audio, queue_frames=queued) as writer:
+        for batch in itertools.chain([first], it):
             for frame in batch:
                 writer.write(frame)
             done += len(batch)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -24,10 +24,12 @@ from thead.fitting import FitResult
 from thead.io import VideoInfo, iter_frames, read_image
 from thead.progress import ProgressFn
 from thead.stages.store import item_lock
+from thead.runtime import phase
 from thead.stages.fit import STAGE as FIT, FitMeta, FitParams, fit_item, load_fit
 from thead.stages.item import InputItem
 from thead.stages.preprocess import STAGE as PREPROCESS, PreprocessMeta, PreprocessParams, load_preprocess, \
     preprocess_item
+from thead.stages.store import read_keyed_arrays, write_keyed_arrays
 
 
 class OriginalFrames:
@@ -198,6 +200,36 @@ class Face:
         ``MeshEngine.prepare`` takes them (``surroundings``, ``picture``)."""
         return crop_surroundings(self.original(t), self.transforms[self._check(t)], self.crop_size, pad)
 
+    # ------------------------------------------------------------------------------------- per-source cache
+    def cached_arrays(self, name: str, key: str,
+                      make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Arrays of per-source work (e.g. the engine's person matte of a source frame), made once per ``key``.
+
+        Kept as ``<item folder>/<name>.npz`` next to the stages, holding ``key`` (which must cover everything the
+        arrays depend on: the face's key, frame, settings); a file with another key is stale and replaced. The
+        file is written atomically; a folder that cannot be written costs only the cache.
+
+        Parameters
+        ----------
+        name : the file's name, without ``.npz``.
+        key : what the arrays are of.
+        make : computes the arrays (name -> array) when no current file exists.
+
+        Returns
+        -------
+        dict of name -> np.ndarray.
+        """
+        path = self.item_dir / f"{name}.npz"
+        found = read_keyed_arrays(path, key)
+        if found is not None:
+            return found
+        arrays = make()
+        try:
+            write_keyed_arrays(path, key, arrays)
+        except OSError:
+            pass
+        return arrays
+
 
 def load_face(item: InputItem, item_dir: Path) -> Face:
     """The ``Face`` of ``item`` from its finished caches in ``item_dir``; raises ``InputError`` when either stage is
@@ -234,7 +266,9 @@ def ensure(item: InputItem, workdir: Path, preprocess_params: PreprocessParams, 
     if not item.path.is_file():
         raise InputError(item.path, path_problem(item.path) or "not a regular file")
     with item_lock(workdir / item.item_id):  # one process makes and reads an item's stages at a time
-        res = preprocess_item(item, workdir, preprocess_params, progress=progress)
+        with phase("detect"):
+            res = preprocess_item(item, workdir, preprocess_params, progress=progress)
         stage_dir = Path(res.output or workdir / item.item_id / PREPROCESS.name)
-        fit_item(stage_dir, fit_params)
+        with phase("fit"):
+            fit_item(stage_dir, fit_params)
         return load_face(item, stage_dir.parent)

@@ -356,3 +356,40 @@ def find_stage_dirs(root: str | Path, stage_name: str) -> list[Path]:
     if (root / stage_name / META_NAME).is_file():
         return [root / stage_name]
     return sorted(p.parent for p in root.rglob(f"{stage_name}/{META_NAME}") if not p.parent.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keyed array files: per-source work a job caches next to an item's stages (e.g. the person matte of a source)
+
+
+def write_keyed_arrays(path: str | Path, key: str, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` (name -> numpy array) with ``key`` to the npz file ``path``, atomically (a temporary file
+    renamed into place: a killed run leaves the old file or the new one)."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __key__=np.array(key), **{k: np.asarray(v) for k, v in arrays.items()})
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_keyed_arrays(path: str | Path, key: str) -> dict[str, Any] | None:
+    """The arrays of ``write_keyed_arrays``' file ``path`` when it holds ``key``; None when it is missing, holds
+    another key (stale) or cannot be read."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "__key__" not in data.files or str(data["__key__"]) != key:
+                return None
+            return {k: data[k] for k in data.files if k != "__key__"}
+    except (OSError, ValueError, EOFError, KeyError):
+        return None

@@ -171,6 +171,11 @@ class MeshEngine:
         self.mirror = torch.as_tensor(self.model.mirror, dtype=torch.long, device=self.device)  # [478]
 
     @property
+    def batch_size(self) -> int:
+        """Frames per torch call (``config.batch_size``)."""
+        return max(1, int(self.config.batch_size))
+
+    @property
     def key(self) -> str:
         """What this engine renders, for output cache keys: ``config.digest()`` (batch size and device aside)."""
         return self.config.digest()
@@ -194,7 +199,8 @@ class MeshEngine:
     @torch.no_grad()
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
                 frame: int = 0, person: np.ndarray | None = None,
-                surroundings: np.ndarray | None = None, picture: np.ndarray | None = None) -> PreparedSource:
+                surroundings: np.ndarray | None = None, picture: np.ndarray | None = None,
+                matte: np.ndarray | None = None) -> PreparedSource:
         """Prepare a source face once for any number of renders.
 
         Parameters
@@ -218,6 +224,9 @@ class MeshEngine:
             float [S + 2 p, S + 2 p] in [0, 1]: where ``surroundings`` show the picture (1) rather than its mirror
             image past the picture's edge (0; ``picture_mask``): the person fades out past the picture's top and
             sides there, as past the crop's edge without surroundings.
+        matte : np.ndarray or None
+            float32 [S, S] or [S + 2 p, S + 2 p]: ``person_matte(source_image, surroundings)`` computed before (a
+            cached copy; the segmentation is then skipped and the result is the same). Overrides ``person``.
 
         Returns
         -------
@@ -243,12 +252,9 @@ class MeshEngine:
         bars = letterbox_bars(img)
         bar_alpha = framed = None
         if any(bars):
-            # Black bars framing the picture (a letterboxed video) are not part of the scene: the render sees the
-            # picture's edge repeated into them (a neck stretching up reads neck, not black) and the bars are put
-            # back over every output frame.
             bar_alpha = torch.as_tensor(bar_mask(img.shape[:2], bars), device=dev)[None, None]
             framed = frames_to_tensor(img, dev)
-            img = fill_bars(img, bars)
+        img, surroundings = self._scene(img, surroundings)
         identity = torch.as_tensor(source_fit.identity, dtype=torch.float32, device=dev)
         pose = torch.as_tensor(params.pose, device=dev)
         depth = torch.as_tensor(params.depth_offset, device=dev)
@@ -260,16 +266,6 @@ class MeshEngine:
         fix = exact[0] - torch.as_tensor(params.residual[0], device=dev)
         size = int(img.shape[0])
         pad = self.canvas_pad(size)
-        if surroundings is not None:
-            surroundings = np.asarray(surroundings)
-            if surroundings.shape != (size + 2 * pad, size + 2 * pad, 3) or surroundings.dtype != np.uint8:
-                raise ValueError(f"surroundings must be uint8 [{size + 2 * pad}, {size + 2 * pad}, 3] (the crop with "
-                                 f"{pad} pixels around it), got {surroundings.dtype} {surroundings.shape}")
-            if framed is not None:
-                surroundings = None  # the bars frame the picture: what lies past them is not the scene
-            else:
-                surroundings = surroundings.copy()
-                surroundings[pad:pad + size, pad:pad + size] = img  # the crop itself is the source, to the level
         image = frames_to_tensor(img if surroundings is None else surroundings, dev)
         if surroundings is None and pad:
             # Mirrored, not replicated: where the head moves away from a crop edge that cut the hair, the
@@ -283,7 +279,8 @@ class MeshEngine:
             head_src = geo.apply_pose(head[None], pose, depth) + shift
         mask = background = None
         if cfg.background == "still":
-            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture)
+            mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture,
+                                                      matte)
         weight = None
         if cfg.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], cfg)
@@ -294,6 +291,70 @@ class MeshEngine:
         if cfg.symmetry:
             self._prepare_mirror(prepared, image, lm_t + shift)
         return prepared
+
+    def _scene(self, img: np.ndarray, surroundings: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the crop, the canvas picture or None) as ``prepare`` renders them: black bars framing the crop filled,
+        the crop pasted into the middle of ``surroundings`` (None for a letterboxed crop)."""
+        bars = letterbox_bars(img)
+        if any(bars):
+            # Black bars framing the picture (a letterboxed video) are not part of the scene: the render sees the
+            # picture's edge repeated into them (a neck stretching up reads neck, not black) and the bars are put
+            # back over every output frame.
+            img = fill_bars(img, bars)
+        size = int(img.shape[0])
+        pad = self.canvas_pad(size)
+        if surroundings is not None:
+            surroundings = np.asarray(surroundings)
+            if surroundings.shape != (size + 2 * pad, size + 2 * pad, 3) or surroundings.dtype != np.uint8:
+                raise ValueError(f"surroundings must be uint8 [{size + 2 * pad}, {size + 2 * pad}, 3] (the crop with "
+                                 f"{pad} pixels around it), got {surroundings.dtype} {surroundings.shape}")
+            if any(bars):
+                surroundings = None  # the bars frame the picture: what lies past them is not the scene
+            else:
+                surroundings = surroundings.copy()
+                surroundings[pad:pad + size, pad:pad + size] = img  # the crop itself is the source, to the level
+        return img, surroundings
+
+    def person_matte(self, source_image: np.ndarray, surroundings: np.ndarray | None = None) -> np.ndarray | None:
+        """The soft person mask ``prepare`` segments (``thead.face.segment.person_mask``: the expensive, deterministic
+        part of a prepare), to be cached and given back as ``prepare(..., matte=...)``.
+
+        Parameters
+        ----------
+        source_image : np.ndarray
+            uint8 [S, S, 3], as for ``prepare``.
+        surroundings : np.ndarray or None
+            uint8 [S + 2 p, S + 2 p, 3], as for ``prepare``.
+
+        Returns
+        -------
+        np.ndarray or None
+            float32 [S, S] (no usable surroundings) or [S + 2 p, S + 2 p] in [0, 1]; None when
+            ``config.background`` is not ``"still"`` (no segmentation).
+        """
+        if self.config.background != "still":
+            return None
+        img, surr = self._scene(np.asarray(source_image), surroundings)
+        return self._person_matte(img, None, surr, self.canvas_pad(int(img.shape[0])))
+
+    def _person_matte(self, crop: np.ndarray, person: np.ndarray | None, surroundings: np.ndarray | None,
+                      pad: int) -> np.ndarray:
+        """float32 person mask of the crop [S, S], or of the canvas [S + 2 pad]^2 with usable surroundings."""
+        cfg = self.config
+        m = person_mask(crop) if person is None else np.asarray(person, np.float32)
+        if m.shape != crop.shape[:2]:
+            raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
+        if surroundings is not None and pad > 0:
+            # The picture around the crop is segmented too; the crop's own, finer mask takes over inside the crop
+            # over a band of ``surround_blend`` of its side (no seam where the two segmentations differ).
+            around = person_mask(surroundings)
+            S = crop.shape[0]
+            edge = np.minimum(np.arange(S) + 0.5, S - 0.5 - np.arange(S))  # pixels from the crop's edge
+            w = np.clip(np.minimum(edge[:, None], edge[None, :]) / max(cfg.surround_blend * S, 1.0), 0.0, 1.0)
+            inner = around[pad:pad + S, pad:pad + S]
+            around[pad:pad + S, pad:pad + S] = w * m + (1.0 - w) * inner
+            m = around
+        return m
 
     def _prepare_mirror(self, prepared: PreparedSource, canvas: torch.Tensor, vertices: torch.Tensor) -> None:
         """Add the source's visibility and its mirror image (``symmetry``) to ``prepared``. canvas [1, 3, H, W],
@@ -311,27 +372,22 @@ class MeshEngine:
 
     def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
                           person: np.ndarray | None, surroundings: np.ndarray | None = None,
-                          picture: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                          picture: np.ndarray | None = None,
+                          matte: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(person mask [1, 1, H, W], background plate [1, 3, H, W]) on the canvas, or (None, None) when the
         segmentation misses the face (then the dense flow moves the background as in ``background="warp"``).
         surroundings: the canvas as a uint8 picture (the crop's real surroundings), segmented around the crop;
         picture: where it shows the picture rather than its mirror image (used only with surroundings)."""
         cfg = self.config
         dev = canvas.device
-        m = person_mask(crop) if person is None else np.asarray(person, np.float32)
-        if m.shape != crop.shape[:2]:
-            raise ValueError(f"person mask must be [{crop.shape[0]}, {crop.shape[1]}], got {m.shape}")
         whole = surroundings is not None and pad > 0
-        if whole:
-            # The picture around the crop is segmented too; the crop's own, finer mask takes over inside the crop
-            # over a band of ``surround_blend`` of its side (no seam where the two segmentations differ).
-            around = person_mask(surroundings)
-            S = crop.shape[0]
-            edge = np.minimum(np.arange(S) + 0.5, S - 0.5 - np.arange(S))  # pixels from the crop's edge
-            w = np.clip(np.minimum(edge[:, None], edge[None, :]) / max(cfg.surround_blend * S, 1.0), 0.0, 1.0)
-            inner = around[pad:pad + S, pad:pad + S]
-            around[pad:pad + S, pad:pad + S] = w * m + (1.0 - w) * inner
-            m = around
+        if matte is None:
+            m = self._person_matte(crop, person, surroundings, pad)
+        else:
+            m = np.asarray(matte, np.float32)
+            side = crop.shape[0] + 2 * pad if whole else crop.shape[0]
+            if m.shape != (side, side):
+                raise ValueError(f"matte must be [{side}, {side}], got {m.shape}")
         mask = torch.as_tensor(m, device=dev)[None, None]
         if pad and not whole:
             mask = F.pad(mask, (pad, pad, pad, pad), mode="reflect")  # as the canvas: the plate's hole fits it
