@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit-3dmm": ("thead.commands.fit_3dmm", "fit_3dmm"),
     "reenact": ("thead.commands.reenact", "reenact"),
     "edit": ("thead.commands.edit", "edit"),
+    "audio-drive": ("thead.commands.audio_drive", "audio_drive"),
     "evaluate": ("thead.commands.evaluate", "evaluate"),
     "weights": ("thead.commands.weights", "weights"),
 }
