@@ -192,7 +192,9 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
     if motion_file is not None:
         save_motion(motion_file, targets, params.fps, {"source": str(pair.source.path), "source_key": src.key,
                                                        "source_frame": frame, "audio": str(audio_path.resolve()),
-                                                       "params": settings, "report": report})
+                                                       "params": settings,
+                                                       "report": {k: v for k, v in report.items()
+                                                                  if k not in ("seconds", "analysis_s")}})
     report = {k: v for k, v in report.items() if k != "speech"} | {"speech": report.get("speech")}
     write_sidecar(out, {"key": key, "source": str(pair.source.path), "audio": str(audio_path),
                         "engine": engine.name, "params": settings, "paste_back": options.paste_back,
