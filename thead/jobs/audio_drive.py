@@ -8,7 +8,7 @@ the same engine as ``thead reenact`` with its synthesised inner mouth (the audio
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from thead.errors import InputError
@@ -103,7 +103,6 @@ class AudioDriveParams:
     motion_model: str | None = None
     subject: str = ""
     reference: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def load_motion_model(name: str | None):
@@ -159,7 +158,6 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
         motion_file = export_motion / f"{pair.name}.safetensors" if export_motion.suffix != ".safetensors" \
             else export_motion
     settings = asdict(replace(params, text=None, transcript=None))
-    settings.pop("extra", None)
     key = output_key("audio-drive", src.key, file_digest(audio_path), text or "", settings,
                      ref.key if ref is not None else "", options.paste_back, options.crf, engine_key(options))
     label = str(pair.source.path)
