@@ -12,4 +12,11 @@ thead reenact examples/data/astronaut.png examples/data/astronaut_moving.mp4 -o 
 thead edit examples/data/astronaut.png --yaw 20 --smile 0.8 --paste-back -o out/example -w "$work"
 thead edit examples/data/astronaut.png --orbit -o out/example -w "$work"
 thead evaluate --pairs out/example/manifest.csv -w "$work" --json out/example/evaluate.json --grid out/example/grid
-echo "results in out/example/: astronaut__astronaut_moving.mp4, astronaut_edit.png, astronaut_orbit.mp4, grid/, evaluate.json"
+# The photo speaks an espeak-ng sentence (lip sync, blinks, head motion; the audio muxed in).
+if command -v espeak-ng >/dev/null; then
+  espeak-ng -w out/example/sentence.wav "Hello, I am the astronaut. Maybe we will fly to the moon before lunch."
+  thead audio-drive examples/data/astronaut.png out/example/sentence.wav -o out/example/speech -w "$work" \
+    --export-motion out/example/speech/motion
+fi
+echo "results in out/example/: astronaut__astronaut_moving.mp4, astronaut_edit.png, astronaut_orbit.mp4, grid/," \
+  "evaluate.json, speech/astronaut__sentence.mp4"

@@ -28,9 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit-3dmm": ("thead.commands.fit_3dmm", "fit_3dmm"),
     "reenact": ("thead.commands.reenact", "reenact"),
     "edit": ("thead.commands.edit", "edit"),
+    "audio-drive": ("thead.commands.audio_drive", "audio_drive"),
     "evaluate": ("thead.commands.evaluate", "evaluate"),
     "status": ("thead.commands.status", "status"),
     "weights": ("thead.commands.weights", "weights"),
+    "train": ("thead.commands.train", "train_app"),
 }
 
 
@@ -44,6 +46,14 @@ def command_docstring(module: str, function: str) -> str:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == function:
             return ast.get_docstring(node) or ""
+        if isinstance(node, ast.Module) or not isinstance(node, ast.Assign):
+            continue
+        # a Typer sub-app: ``name = typer.Typer(..., help="...")``
+        if any(isinstance(t, ast.Name) and t.id == function for t in node.targets) and \
+                isinstance(node.value, ast.Call):
+            for kw in node.value.keywords:
+                if kw.arg == "help" and isinstance(kw.value, ast.Constant):
+                    return str(kw.value.value)
     return ""
 
 
@@ -66,6 +76,20 @@ class LazyGroup(TyperGroup):
                                 rich_markup_mode=self.rich_markup_mode)
         callback = getattr(importlib.import_module(module), function)
         runtime.apply_threads()  # torch/OpenCV may have been imported just now
+        if isinstance(callback, typer.Typer):  # a sub-app (``thead train ...``): a group of commands
+            command = typer.main.get_group(callback)
+            command.name = cmd_name
+            for sub in command.commands.values():
+                run_sub = sub.callback
+
+                def started_sub(*args: Any, _run=run_sub, **kwargs: Any) -> Any:
+                    runtime.apply_threads()
+                    runtime.mark_startup()
+                    return _run(*args, **kwargs)
+
+                sub.callback = started_sub
+            self.commands[cmd_name] = command
+            return command
         command = get_command_from_info(CommandInfo(name=cmd_name, callback=callback),
                                         pretty_exceptions_short=True, rich_markup_mode=self.rich_markup_mode)
         run = command.callback

@@ -70,8 +70,6 @@ def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict 
     -------
     The path written.
     """
-    from safetensors.numpy import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pose = np.asarray(targets.pose, np.float32).copy()
@@ -90,9 +88,29 @@ def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict 
         "units": json.dumps(_UNITS), "meta": json.dumps(meta or {}, default=str),
     }
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=header)
+    tmp.write_bytes(_safetensors_bytes(tensors, header))
     os.replace(tmp, path)
     return path
+
+
+_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.uint8): "U8"}
+
+
+def _safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors encoding of ``tensors`` with its header's keys in sorted order, so that the same arrays
+    and metadata always give the same bytes (``safetensors.numpy.save`` orders the metadata at random)."""
+    entries: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        entries[name] = {"dtype": _DTYPES[arr.dtype], "shape": list(arr.shape),
+                         "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(entries, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(blobs)
 
 
 def _read_header(path: Path) -> dict:

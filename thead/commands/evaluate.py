@@ -119,6 +119,7 @@ def evaluate(
     done = [reports[i.item_id] for i in items if i.item_id in reports]
     if done:
         _print_table(done)
+        _print_speech(done)
     for r in done:
         for name, reason in r.unavailable.items():
             console.print(f"[yellow]unavailable[/yellow] {r.name}: {name}: {reason}")
@@ -163,10 +164,46 @@ def _print_table(reports: list[PairReport]) -> None:
         table.add_column(col, justify="left" if col == "video" else "right", overflow="fold", min_width=4)
     for r in reports:
         s = r.summary()
-        name = r.name if r.protocol == "self" else f"{r.name} (cross)"
+        name = r.name if r.protocol == "self" else f"{r.name} ({r.protocol})"
         table.add_row(name, str(r.frames), *(_fmt(s[k]["mean"], f) if k in s else "-" for k, _, f in present))
     agg = aggregate_reports(reports)
     table.add_section()
     table.add_row("mean", "", *(_fmt(agg.get(k, {}).get("mean"), f) for k, _, f in present))
     table.add_row("std", "", *(_fmt(agg.get(k, {}).get("std"), f) for k, _, f in present))
     console.print(table)
+
+
+# Speech metrics shown beside the real clip's own value: (title, generated key, reference key, format).
+SPEECH_COLUMNS = (
+    ("mouth LMD", "mouth_lmd", None, "{:.3f}"),
+    ("mouth-open r", "mouth_open_r", None, "{:.2f}"),
+    ("AV offset", "av_offset_generated", "av_offset_reference", "{:+.0f}"),
+    ("AV conf", "av_confidence_generated", "av_confidence_reference", "{:.2f}"),
+    ("yaw std", "head_std_yaw_generated", "head_std_yaw_reference", "{:.1f}"),
+    ("pitch std", "head_std_pitch_generated", "head_std_pitch_reference", "{:.1f}"),
+    ("roll std", "head_std_roll_generated", "head_std_roll_reference", "{:.1f}"),
+    ("speed W1", "head_speed_w1", None, "{:.1f}"),
+    ("blinks/min", "blink_rate_generated", "blink_rate_reference", "{:.0f}"),
+)
+
+
+def _print_speech(reports: list[PairReport]) -> None:
+    """The speech metrics of the clips that have them: generated value / the real clip's own value."""
+    rows = [r for r in reports if "blink_rate_generated" in r.scalars]
+    if not rows:
+        return
+    table = Table(title="speech (generated / real clip; mouth LMD in eye distances, angles in degrees)")
+    table.add_column("video", overflow="fold")
+    for title, *_ in SPEECH_COLUMNS:
+        table.add_column(title, justify="right", min_width=4)
+    for r in rows:
+        summary = r.summary()
+        cells = []
+        for _, gen_key, ref_key, pattern in SPEECH_COLUMNS:
+            value = summary[gen_key]["mean"] if gen_key in summary else r.scalars.get(gen_key)
+            cell = _fmt(value, pattern)
+            if ref_key is not None and r.protocol != "audio":
+                cell += " / " + _fmt(r.scalars.get(ref_key), pattern)
+            cells.append(cell)
+        table.add_row(r.name, *cells)
+    stderr_console().print(table)

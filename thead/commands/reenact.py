@@ -17,6 +17,8 @@ from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
 
+DRIVER_SUFFIXES = INPUT_SUFFIXES | {".safetensors"}  # a motion file (thead audio-drive --export-motion) or a fit
+
 
 class Mode(str, Enum):
     relative = "relative"
@@ -31,7 +33,8 @@ class Mouth(str, Enum):
 def reenact(
     source: Optional[Path] = typer.Argument(None, help="Source photo or video (its --source-frame), or a directory "
                                             "of them."),
-    driver: Optional[Path] = typer.Argument(None, help="Driving video or photo, or a directory of them."),
+    driver: Optional[Path] = typer.Argument(None, help="Driving video or photo, a motion file (.safetensors, "
+                                            "from thead audio-drive --export-motion, or a fit), or a directory."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="CSV of source,driver rows instead of SOURCE DRIVER."),
     output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the videos and manifest.csv."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
@@ -75,14 +78,14 @@ def reenact(
             stderr_console().print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
         src_items, f1 = collect_inputs([str(s) for s, _ in rows], INPUT_SUFFIXES)
-        drv_items, f2 = collect_inputs([str(d) for _, d in rows], INPUT_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(d) for _, d in rows], DRIVER_SUFFIXES)
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         by_path = {i.path: i for i in src_items + drv_items}
         jobs = [Pair(by_path[s], by_path[d]) for s, d in rows if s in by_path and d in by_path]
         f1 = bad_rows + f1
     elif source is not None and driver is not None:
         src_items, f1 = collect_inputs([str(source)], INPUT_SUFFIXES)
-        drv_items, f2 = collect_inputs([str(driver)], INPUT_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(driver)], DRIVER_SUFFIXES)
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         jobs = cross_pairs(src_items, drv_items)
     else:

@@ -256,6 +256,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
             faces[item] = ensure(item, workdir, PREPROCESS_PARAMS, FitParams(device=params.device))
         return faces[item]
 
+    if pair.reference.path.suffix.lower() not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
+        return _evaluate_audio_driven(pair, params, face(pair.generated), step)
     ref = face(pair.reference)
     step(1)
     gen = face(pair.generated)
@@ -342,6 +344,9 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
             report.scalars["av_lag_frames"] = float(sync.best_lag)
         except InputError as exc:
             report.unavailable["av_sync"] = str(exc)
+    if (gen.has_audio or ref.has_audio) and n > 8:
+        _speech(report, gen_lm, ref_lm, ref.path if ref.has_audio else gen.path, fps_g or 25.0,
+                np.degrees(gen.fit.pose[:n, :3]), np.degrees(ref.fit.pose[:n, :3]), size)
     if grid_path is not None:
         source_crop = ref_frames[0]
         if pair.source is not None and protocol == "cross":
@@ -427,6 +432,41 @@ def write_reports_csv(path: Path, reports: list[PairReport]) -> None:
                 row.append("" if v is None else f"{v:.6g}")
             w.writerow(row)
     os.replace(tmp, path)
+
+
+def _speech(report: PairReport, gen_lm: np.ndarray, ref_lm: np.ndarray, audio: Path, fps: float,
+            gen_pose_deg: np.ndarray, ref_pose_deg: np.ndarray, size: int, sides: tuple[str, ...] = ()) -> None:
+    """The speech metrics (``thead.metrics.speech.speech_metrics``: mouth LMD, mouth-open r, AV offset and
+    confidence, head std / speed / speed-loudness / Beat Align excess, blinks) into ``report``; landmarks (T, N, 3)
+    in the ``size`` evaluation crop (NaN rows: no face), poses (T, 3) degrees. ``sides``: keep only the keys of
+    these sides (e.g. ("generated",) when there is no reference face)."""
+    from thead.metrics.speech import speech_metrics
+
+    results = speech_metrics(gen_lm, ref_lm, audio, fps, gen_pose_deg, ref_pose_deg, image_size=size)
+    for key, res in results.items():
+        if sides and not any(key.endswith(f"_{side}") for side in sides):
+            continue
+        _take(report, res)
+
+
+def _evaluate_audio_driven(pair: EvalPair, params: EvalParams, gen: Face, step) -> PairReport:
+    """A generated clip whose "reference" is the audio it was driven by (``thead audio-drive``'s manifest): no
+    reference face, so only the generated side's speech metrics (AV offset and confidence, head motion, blinks)."""
+    size = params.size
+    tr = _eval_transforms(gen, size)
+    lm = _landmarks_in(gen, tr)
+    n = len(lm)
+    report = PairReport(pair.name, str(pair.generated.path), str(pair.reference.path),
+                        str(pair.source.path) if pair.source else None, "audio", n, gen.fps,
+                        notes=["reference is an audio file: the generated clip's speech metrics only"])
+    step(3)
+    if n > 8:
+        pose = np.degrees(gen.fit.pose[:, :3])
+        _speech(report, lm, lm, pair.reference.path, gen.fps or 25.0, pose, pose, size, sides=("generated",))
+    else:
+        report.unavailable["speech"] = f"{n} frames: too short for the speech metrics"
+    step(6)
+    return report
 
 
 def _take(report: PairReport, res: MetricResult) -> None:

@@ -76,6 +76,67 @@ def prepare_source(engine, face: Face, frame: int):
                               picture=picture, matte=matte)
 
 
+MOTION_SUFFIX = ".safetensors"
+
+
+def is_motion_file(path: Path) -> bool:
+    """True for a driver that is a motion file (``thead.audio.motion_file``) or a fit's ``fit.safetensors``."""
+    return Path(path).suffix.lower() == MOTION_SUFFIX
+
+
+def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactParams, options: RenderOptions,
+                        force: bool = False, progress: ProgressFn | None = None) -> ItemResult:
+    """Render the motion file ``pair.driver`` (no preprocessing: its per-frame parameters are the motion) on the
+    source face, relative to the motion's first frame (``MotionFile.as_fit``) or absolute (``params.mode``); a
+    motion made for this very face and source frame (its meta's ``source_key``) with default transfer options is
+    rendered exactly as it was made.
+    Writes ``out_dir/<source>__<motion>.mp4`` at the motion's fps (25 when it has none), with the audio the motion
+    was made from when its meta names an existing file."""
+    from thead.audio.motion_file import load_motion
+    from thead.engines.motion import transfer_motion
+    from thead.jobs.audio_drive import file_digest
+
+    motion = load_motion(pair.driver.path)
+    fps = float(motion.fps or 25.0)
+    audio = motion.meta.get("audio")
+    audio = Path(audio) if audio and Path(audio).is_file() else None
+    out = out_dir / f"{pair.name}.mp4"
+    key = output_key("reenact-motion", src.key, file_digest(pair.driver.path), asdict(params), options.paste_back,
+                     options.crf, engine_key(options), str(audio) if audio else "")
+    label = str(pair.source.path)
+    if not force and output_is_current(out, key):
+        return ItemResult(label, pair.name, "skipped", str(out), "output current",
+                          info={"driver": str(pair.driver.path)})
+    frame = source_frame(src, params.source_frame)
+    made_for_source = (motion.kind == "motion" and motion.meta.get("source_key") == src.key
+                       and motion.meta.get("source_frame", 0) == frame and params == ReenactParams(
+                           source_frame=params.source_frame, mouth=params.mouth))
+    if made_for_source:  # the motion was made for this very face: rendered as it was made
+        targets = motion.targets
+    else:
+        try:
+            targets = transfer_motion(src.fit, motion.as_fit(src.crop_size), params.mode, params.expression_scale,
+                                      params.pose_scale, params.use_pose, params.use_expression, source_frame=frame)
+        except ValueError as exc:
+            raise InputError(pair.driver.path, f"motion does not fit the source ({exc})") from exc
+    warnings = [f"source: {w}" for w in src.warnings]
+    engine = make_engine(options)
+    prepared = prepare_source(engine, src, frame)
+    batches = engine.render_frames(prepared, targets, None)
+    if options.paste_back:
+        paster = Paster(engine.device)
+        original, to_crop = src.original(frame), src.transforms[frame]
+        batches = (paster(b, original, to_crop) for b in batches)
+    total = len(targets)
+    write_frames(out, batches, fps, options.crf, audio, progress, total)
+    write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),
+                        "motion_kind": motion.kind, "as_made": made_for_source, "engine": engine.name, "params": asdict(params),
+                        "paste_back": options.paste_back, "audio": str(audio) if audio else None,
+                        "warnings": warnings})
+    return ItemResult(label, pair.name, "done", str(out), warnings=warnings,
+                      info={"driver": str(pair.driver.path), "frames": total, "motion_kind": motion.kind})
+
+
 def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,
                  params: ReenactParams, options: RenderOptions, force: bool = False,
                  progress: ProgressFn | None = None) -> ItemResult:
@@ -100,6 +161,8 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
     from thead.engines.motion import transfer_motion
 
     src = ensure(pair.source, workdir, pre_params, fit_params)
+    if is_motion_file(pair.driver.path):
+        return reenact_motion_file(pair, src, out_dir, params, options, force, progress)
     drv = src if pair.driver == pair.source else ensure(pair.driver, workdir, pre_params, fit_params)
     still = not drv.is_video
     out = out_dir / f"{pair.name}{'.png' if still else '.mp4'}"
