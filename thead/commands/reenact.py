@@ -17,7 +17,6 @@ from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
 from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
 
-DRIVER_SUFFIXES = INPUT_SUFFIXES | {".safetensors"}  # a motion file (thead audio-drive --export-motion) or a fit
 
 
 class Mode(str, Enum):
@@ -71,6 +70,8 @@ def reenact(
     from thead.stages import INPUT_SUFFIXES, FitParams, PreprocessParams
     from thead.stages.store import clean_stale_temps
 
+    driver_suffixes = INPUT_SUFFIXES | {".safetensors"}  # a motion file (thead audio-drive --export-motion) or a fit
+
     if pairs is not None:
         try:
             rows, bad_rows = read_pairs_csv(pairs)
@@ -78,14 +79,14 @@ def reenact(
             stderr_console().print(f"[red]error[/red] {exc}")
             raise typer.Exit(1)
         src_items, f1 = collect_inputs([str(s) for s, _ in rows], INPUT_SUFFIXES)
-        drv_items, f2 = collect_inputs([str(d) for _, d in rows], DRIVER_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(d) for _, d in rows], driver_suffixes)
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         by_path = {i.path: i for i in src_items + drv_items}
         jobs = [Pair(by_path[s], by_path[d]) for s, d in rows if s in by_path and d in by_path]
         f1 = bad_rows + f1
     elif source is not None and driver is not None:
         src_items, f1 = collect_inputs([str(source)], INPUT_SUFFIXES)
-        drv_items, f2 = collect_inputs([str(driver)], DRIVER_SUFFIXES)
+        drv_items, f2 = collect_inputs([str(driver)], driver_suffixes)
         src_items, drv_items = merge_item_groups(src_items, drv_items)
         jobs = cross_pairs(src_items, drv_items)
     else:
