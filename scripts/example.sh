@@ -11,5 +11,5 @@ work=out/example/work
 thead reenact examples/data/astronaut.png examples/data/astronaut_moving.mp4 -o out/example -w "$work"
 thead edit examples/data/astronaut.png --yaw 20 --smile 0.8 --paste-back -o out/example -w "$work"
 thead edit examples/data/astronaut.png --orbit -o out/example -w "$work"
-thead evaluate --pairs out/example/manifest.csv -w "$work" --json out/example/evaluate.json --grid out/example/grid
+thead evaluate --pairs out/example/manifest.csv -w "$work" --report out/example/evaluate.json --grid out/example/grid
 echo "results in out/example/: astronaut__astronaut_moving.mp4, astronaut_edit.png, astronaut_orbit.mp4, grid/, evaluate.json"
