@@ -11,7 +11,7 @@ work=out/example/work
 thead reenact examples/data/astronaut.png examples/data/astronaut_moving.mp4 -o out/example -w "$work"
 thead edit examples/data/astronaut.png --yaw 20 --smile 0.8 --paste-back -o out/example -w "$work"
 thead edit examples/data/astronaut.png --orbit -o out/example -w "$work"
-thead evaluate --pairs out/example/manifest.csv -w "$work" --json out/example/evaluate.json --grid out/example/grid
+thead evaluate --pairs out/example/manifest.csv -w "$work" --report out/example/evaluate.json --grid out/example/grid
 # The photo speaks an espeak-ng sentence (lip sync, blinks, head motion; the audio muxed in).
 if command -v espeak-ng >/dev/null; then
   espeak-ng -w out/example/sentence.wav "Hello, I am the astronaut. Maybe we will fly to the moon before lunch."

@@ -37,7 +37,7 @@ def clips(tmp_path_factory, astronaut):
 
 def _evaluate(args, tmp_path):
     out = tmp_path / "report.json"
-    res = runner.invoke(app, ["evaluate", *map(str, args), "-w", str(tmp_path / "work"), "--json", str(out)])
+    res = runner.invoke(app, ["evaluate", *map(str, args), "-w", str(tmp_path / "work"), "--report", str(out)])
     doc = json.loads(out.read_text()) if out.exists() else None
     return res, doc
 
@@ -53,6 +53,11 @@ def test_identical_videos_score_perfectly(clips, tmp_path):
     assert "lpips" in doc["videos"][0]["unavailable"]  # weights absent: reported, never made up
     assert not doc["distribution"]["fid"]["available"] and "fid-inception" in doc["distribution"]["fid"]["reason"]
     assert not doc["distribution"]["fvd"]["available"]
+    lines = runner.invoke(app, ["evaluate", str(clips["same"]), str(clips["ref"]), "--csim-frames", "4", "-w",
+                                str(tmp_path / "work"), "--json"]).stdout.splitlines()
+    rows = [json.loads(ln) for ln in lines if ln.startswith("{")]  # --json: one object per pair, as everywhere
+    assert len(rows) == 1 and rows[0]["status"] == "done"
+    assert rows[0]["info"]["report"]["metrics"]["l1"]["mean"] == 0
 
 
 def test_fid_is_computed_when_its_weights_are_on_disk(clips, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -89,3 +90,15 @@ def test_damaged_cache_files_are_made_again(tmp_path, astronaut):
     assert _json_rows(res.stdout)[0]["status"] == "done"
     again = runner.invoke(app, ["fit-3dmm", str(work), "--json"])
     assert _json_rows(again.stdout)[0]["status"] == "skipped"
+
+
+def test_inputs_that_are_not_files_say_why(tmp_path):
+    from thead.jobs.items import collect_inputs
+
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to("loop.jpg")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    _, failures = collect_inputs([str(loop), str(fifo), str(tmp_path / "none.jpg")], {".jpg"})
+    assert [f.message.split(": ", 1)[1] for f in failures] == ["symbolic link loop", "not a regular file",
+                                                              "file not found"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, Sequence
 
@@ -12,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from thead.errors import describe_os_error
 from thead.jobs.items import InputItem, ItemResult
 from thead.progress import ProgressFn
 from thead.run import Executor, LocalExecutor, Shard, make_executor, parse_shard, record_failure, select_shard
@@ -157,6 +161,104 @@ def retry_inputs(retry_failed: Optional[Path], command: str) -> list[str]:
     found = failed_inputs(retry_failed, command)
     stderr_console().print(f"retrying {len(found)} failed input(s) of {command} from {retry_failed}")
     return found
+
+
+def _writable_place(path: Path, is_dir: bool) -> str | None:
+    """Why files cannot be written at ``path`` (a file, or a folder when ``is_dir``), or None when they can: its
+    nearest existing ancestor must be a folder where a probe file can be created (this catches read-only file
+    systems, missing permissions and a file in the way, whoever runs it, root included)."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != is_dir:
+        return "is a folder, not a file" if path.is_dir() else "is a file, not a folder"
+    folder = path if is_dir else path.parent
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.is_symlink():
+            return "a part of the path is a broken symbolic link"
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".thead-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return describe_os_error(exc, probe_dir)
+    return None
+
+
+def check_output(path: Path | None, option: str, is_dir: bool = False) -> None:
+    """Usage error (exit 2) before any work when ``path`` (None passes) cannot be written; ``option`` names it."""
+    if path is None or str(path) == "-":
+        return
+    reason = _writable_place(Path(path), is_dir)
+    if reason is not None:
+        raise typer.BadParameter(f"{path}: cannot write here: {reason}", param_hint=option)
+
+
+def output_target(output: Path, jobs: int) -> Path | None:
+    """``-o`` as the tools people know read it: a name ending in a video or picture suffix (``out.mp4``,
+    ``out.png``) that is not an existing folder is the one output file (returned; a usage error when the run has
+    several jobs); anything else is the output folder (None returned). Either is checked writable first."""
+    from thead.jobs.render import IMAGE_OUTPUT_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
+
+    if output.suffix.lower() in VIDEO_OUTPUT_SUFFIXES | IMAGE_OUTPUT_SUFFIXES and not output.is_dir():
+        if jobs > 1:
+            raise typer.BadParameter(f"{output} names one file and this run makes {jobs} outputs; give a folder",
+                                     param_hint="--output")
+        check_output(output, "--output")
+        return output
+    check_output(output, "--output", is_dir=True)
+    return None
+
+
+def write_or_keep(path: Path, text: str, work: Path, what: str) -> Path:
+    """Write ``text`` to ``path`` atomically; when that fails late (disk full, folder gone), keep it in
+    ``work/.thead/`` (else the current folder, else the temporary folder) and say where on stderr, so the computed
+    result is never lost. Returns where it was written."""
+    path = Path(path)
+    try:
+        write_text_atomic(path, text)
+        return path
+    except OSError as exc:
+        console = stderr_console()
+        console.print(f"[red]error[/red] {describe_os_error(exc, path)}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for place in (Path(work) / ".thead", Path.cwd(), Path(tempfile.gettempdir())):
+            keep = place / f"{path.stem}-{stamp}-{os.getpid()}{path.suffix}"
+            try:
+                place.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(keep, text)
+            except OSError:
+                continue
+            console.print(f"[yellow]kept[/yellow] the {what} in {keep}")
+            return keep
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` (folders made) through a temporary sibling and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def face_index_option() -> Any:
+    """``--face-index`` as preprocess reads it: which of several faces to follow."""
+    return number_option(None, "--face-index", help="Follow the N-th face from the left (0-based) where several "
+                         "are present.", lo=0, hi=99)
+
+
+def face_box_option() -> Any:
+    """``--face-box`` as preprocess reads it: the face nearest a box of the first frame."""
+    return typer.Option(None, "--face-box", help="Follow the face nearest this box x0,y0,x1,y1 (pixels of the first "
+                        "frame).")
 
 
 def stderr_console() -> Console:

@@ -8,9 +8,9 @@ from typing import List, Optional
 import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
-                                  AddressOption, ExecutorOption, RetryFailedOption, ShardOption, batch_executor,
-                                  retry_inputs)
+                                  RenderSizeOption, SymmetryOption, face_box_option, face_index_option, finish,
+                                  number_option, output_target, parse_box, run_batch, AddressOption, ExecutorOption,
+                                  RetryFailedOption, ShardOption, batch_executor, retry_inputs)
 from thead.engines.motion import EXPRESSION_ALIASES, MAX_ANGLES_DEG, MAX_GAZE_DEG
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.jobs.edit import EditParams, edit_item
@@ -33,7 +33,8 @@ def _unit(name: str, help: str = _UNIT) -> Optional[float]:
 
 def edit(
     inputs: Optional[List[str]] = typer.Argument(None, help="Photos, videos, directories of them, or - for stdin."),
-    output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the edited files."),
+    output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the edited files, or the "
+                                "output file (out.png, out.mp4) of a single input."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
     yaw: Optional[float] = number_option(None, help="Head yaw, degrees (absolute; + turns the nose to image "
                                          "right); larger turns are refused (the engine cannot render them).",
@@ -82,6 +83,8 @@ def edit(
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
+    face_index: Optional[int] = face_index_option(),
+    face_box: Optional[str] = face_box_option(),
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
     shard: ShardOption = None,
@@ -105,10 +108,13 @@ def edit(
     if not args and retry_failed is None:
         raise typer.BadParameter("give at least one input (or --retry-failed WORK)", param_hint="INPUTS")
     items, failures = collect_inputs(args, INPUT_SUFFIXES)
-    pre_params = PreprocessParams(size=size, write_crop=False)  # edit cuts crops from the originals
-    clean_stale_temps(output)  # what killed runs left half-written
-    results = run_batch("edit", items, lambda item, report: edit_item(item, work, output, pre_params,
+    pre_params = PreprocessParams(size=size, write_crop=False, face_index=face_index,  # edit cuts crops from the
+                                  face_box=parse_box(face_box))                        # originals
+    out_file = output_target(output, len(items))
+    out_dir = output.parent if out_file is not None else output
+    clean_stale_temps(out_dir)  # what killed runs left half-written
+    results = run_batch("edit", items, lambda item, report: edit_item(item, work, out_dir, pre_params,
                                                                        FitParams(device=device), params, options,
-                                                                       force, report), failures, json_lines,
+                                                                       force, report, out_file), failures, json_lines,
                         shard=shard, executor=batch_executor(executor, address, device), workdir=work)
     finish("thead edit", results)

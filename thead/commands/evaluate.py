@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -13,7 +12,8 @@ import typer
 from rich.table import Table
 
 from thead.commands.common import (AddressOption, DeviceOption, ExecutorOption, ShardOption, batch_executor,
-                                  check_crop_size, number_option, print_summary, run_batch, stderr_console)
+                                  check_crop_size, check_output, face_box_option, face_index_option, number_option,
+                                  parse_box, print_summary, run_batch, stderr_console, write_or_keep)
 from thead.errors import InputError
 from thead.jobs.evaluate import (
     EvalParams,
@@ -25,7 +25,7 @@ from thead.jobs.evaluate import (
     pairs_from_csv,
     pairs_from_dirs,
     plot_report,
-    write_reports_csv,
+    reports_csv_text,
 )
 from thead.jobs.items import InputItem, ItemResult
 
@@ -65,8 +65,9 @@ def evaluate(
     arcface: Optional[Path] = typer.Option(None, help="ArcFace ONNX model for CSIM instead of dlib's network "
                                            "(needs onnxruntime: pip install 'thead[arcface]')."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory for the preprocess caches."),
-    json_path: Optional[str] = typer.Option(None, "--json", help="Write the full report as JSON to this file "
-                                            "('-' for stdout)."),
+    report_path: Optional[str] = typer.Option(None, "--report", "--json-file", help="Write the full report as JSON "
+                                              "to this file ('-' for stdout)."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per pair on stdout (its report)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per video to this CSV file."),
     plots: Optional[Path] = typer.Option(None, help="Folder for PNG plots of per-frame metrics, one per video."),
     grid: Optional[Path] = typer.Option(None, help="Folder for side-by-side videos (source | driver | generated)."),
@@ -74,11 +75,19 @@ def evaluate(
     shard: ShardOption = None,
     executor: ExecutorOption = "local",
     address: AddressOption = None,
+    face_index: Optional[int] = face_index_option(),
+    face_box: Optional[str] = face_box_option(),
 ) -> None:
     """Compare generated videos with references: pixel (L1, PSNR, SSIM, MS-SSIM, LPIPS), landmark (AKD, LMD),
     face-model (AED, APD, gaze, AU agreement, AVD), identity (CSIM), temporal (jitter, flicker) and audio-visual
     (sync) metrics, per video and aggregated."""
     console = stderr_console()
+    check_output(Path(report_path) if report_path else None, "--report")
+    check_output(csv_path, "--csv")
+    check_output(plots, "--plots", is_dir=True)
+    check_output(grid, "--grid", is_dir=True)
+    if report_path == "-" and json_lines:
+        raise typer.BadParameter("--json prints per-pair lines on stdout; write --report to a file", param_hint="--json")
     failures: list[ItemResult] = []
     if pairs is not None:
         try:
@@ -94,7 +103,8 @@ def evaluate(
     else:
         raise typer.BadParameter("give GENERATED and REFERENCE, or --pairs CSV")
     params = EvalParams(size=size, protocol=protocol.value, align=align.value, csim_frames=csim_frames,
-                        identity=not no_identity, arcface=str(arcface) if arcface else None, device=device)
+                        identity=not no_identity, arcface=str(arcface) if arcface else None, device=device,
+                        face_index=face_index, face_box=parse_box(face_box))
     reports: dict[str, PairReport] = {}
     names = [p.name for p in jobs]
     items = [InputItem(p.generated.path, p.name if names.count(p.name) == 1 else f"{p.name}#{i}")
@@ -115,7 +125,13 @@ def evaluate(
                         executor=batch_executor(executor, address, device), workdir=work)
     for res in results:
         if "report" in res.info:
-            reports[res.info.pop("item_id")] = res.info.pop("report")
+            item_id = res.info.pop("item_id")
+            reports[item_id] = res.info.pop("report")
+            if json_lines:  # --json: one object per pair on stdout, its report included
+                res.info["report"] = reports[item_id].to_json()
+    if json_lines:
+        for res in results:
+            print(json.dumps(res.to_json(), default=str), flush=True)
     done = [reports[i.item_id] for i in items if i.item_id in reports]
     if done:
         _print_table(done)
@@ -133,21 +149,14 @@ def evaluate(
                 "distribution": {k: {"value": v.value, "available": v.available, "reason": v.reason,
                                      "details": v.details} for k, v in distribution.items()},
                 "failures": [r.message for r in results if r.failed], "params": params.__dict__}
-    if json_path == "-":
+    if report_path == "-":
         print(json.dumps(document, indent=2))
-    elif json_path:
-        _write_text(Path(json_path), json.dumps(document, indent=2))
+    elif report_path:  # checked before the work; a late failure keeps the report elsewhere and says where
+        write_or_keep(Path(report_path), json.dumps(document, indent=2), work, "report")
     if csv_path:
-        write_reports_csv(csv_path, done)
+        write_or_keep(csv_path, reports_csv_text(done), work, "CSV report")
     print_summary("thead evaluate", results)
     raise typer.Exit(1 if any(r.failed for r in results) else 0)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf8")
-    os.replace(tmp, path)
 
 
 def _fmt(value: float | None, pattern: str) -> str:

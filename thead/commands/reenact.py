@@ -9,13 +9,13 @@ from typing import Optional
 import typer
 
 from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
-                                  AddressOption, ExecutorOption, ShardOption, batch_executor,
-                                  stderr_console)
+                                  RenderSizeOption, SymmetryOption, face_box_option, face_index_option, finish,
+                                  number_option, output_target, parse_box, run_batch, AddressOption, ExecutorOption,
+                                  ShardOption, batch_executor, stderr_console, write_or_keep)
 from thead.errors import InputError
 from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
-from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, read_pairs_csv, write_manifest
+from thead.jobs.pairs import ManifestRow, Pair, cross_pairs, manifest_text, read_pairs_csv
 
 
 
@@ -35,7 +35,8 @@ def reenact(
     driver: Optional[Path] = typer.Argument(None, help="Driving video or photo, a motion file (.safetensors, "
                                             "from thead audio-drive --export-motion, or a fit), or a directory."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="CSV of source,driver rows instead of SOURCE DRIVER."),
-    output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the videos and manifest.csv."),
+    output: Path = typer.Option(Path("thead-out"), "--output", "-o", help="Folder for the videos and manifest.csv, "
+                                "or the output file (out.mp4, out.png) of a single job."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
     mode: Mode = typer.Option(Mode.relative, help="relative: the driver's change from its first frame is applied "
                               "to the source's own pose and expression; absolute: the driver's pose and expression "
@@ -53,6 +54,8 @@ def reenact(
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
     batch_size: int = number_option(16, help="Frames rendered per batch.", lo=1, hi=1024),
+    face_index: Optional[int] = face_index_option(),
+    face_box: Optional[str] = face_box_option(),
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
     shard: ShardOption = None,
@@ -92,26 +95,29 @@ def reenact(
     else:
         raise typer.BadParameter("give SOURCE and DRIVER, or --pairs CSV")
     failures = list({r.message: r for r in f1 + f2}.values())
-    pre_params = PreprocessParams(size=size, write_crop=False)  # reenact cuts crops from the originals
+    pre_params = PreprocessParams(size=size, write_crop=False, face_index=face_index, face_box=parse_box(face_box))  # reenact cuts crops from the originals
     params = ReenactParams(mode=mode.value, expression_scale=expression_scale, pose_scale=pose_scale,
                            use_pose=not no_pose, use_expression=not no_expression, source_frame=source_frame,
                            mouth=mouth.value)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
                             symmetry=symmetry)
     by_name = {job.name: job for job in jobs}
-    clean_stale_temps(output)  # what killed runs left half-written
+    out_file = output_target(output, len(jobs))
+    out_dir = output.parent if out_file is not None else output
+    clean_stale_temps(out_dir)  # what killed runs left half-written
     results = run_batch("reenact", [InputItem(j.source.path, j.name) for j in jobs],
-                        lambda item, report: reenact_pair(by_name[item.item_id], work, output, pre_params,
-                                                          FitParams(device=device), params, options, force, report),
+                        lambda item, report: reenact_pair(by_name[item.item_id], work, out_dir, pre_params,
+                                                          FitParams(device=device), params, options, force, report,
+                                                          out_file),
                         failures, json_lines, shard=shard, executor=batch_executor(executor, address, device),
                         workdir=work)
     rows_out = [ManifestRow(str(Path(r.output).resolve()) if r.output else "",
                             str(by_name[r.item].source.path.resolve()), str(by_name[r.item].driver.path.resolve()),
                             params.mode, r.status, r.message) for r in results if r.item in by_name]
-    if rows_out:
+    if rows_out and out_file is None:  # checked writable before the work; kept elsewhere on a late failure
         # each task of a job array writes its own manifest (concatenate them for evaluate --pairs)
         part = parse_shard(shard) if shard is not None else None
         name = "manifest.csv" if part is None else f"manifest.shard-{part.index}-of-{part.count}.csv"
-        write_manifest(output / name, rows_out)
+        write_or_keep(output / name, manifest_text(rows_out), work, "manifest")
     finish("thead reenact", results)
 

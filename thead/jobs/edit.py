@@ -19,7 +19,8 @@ from thead.face.crop import crop_frame
 from thead.fitting import FitResult
 from thead.io import write_image
 from thead.jobs.reenact import prepare_source, source_frame
-from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, timed,
+from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_file, output_is_current, output_key,
+                               timed,
                                write_frames, write_sidecar)
 from thead.progress import ProgressFn
 from thead.runtime import phase, prefetch
@@ -55,8 +56,9 @@ class EditParams:
 
 def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,
               params: EditParams, options: RenderOptions, force: bool = False,
-              progress: ProgressFn | None = None) -> ItemResult:
-    """Edit one photo or video; writes ``out_dir/<item>_edit.png|mp4`` (``_orbit.mp4`` for ``--orbit``).
+              progress: ProgressFn | None = None, out_file: Path | None = None) -> ItemResult:
+    """Edit one photo or video; writes ``out_dir/<item>_edit.png|mp4`` (``_orbit.mp4`` for ``--orbit``), or
+    ``out_file`` when given.
 
     Parameters
     ----------
@@ -78,7 +80,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
 
     face = ensure(item, workdir, pre_params, fit_params)
     suffix = "_orbit.mp4" if params.orbit else ("_edit.mp4" if face.is_video else "_edit.png")
-    out = out_dir / f"{item.item_id}{suffix}"
+    still = not params.orbit and not face.is_video
+    out = output_file(out_file, out_dir, f"{item.item_id}{suffix}"[:-4], still, item.path)
     key = output_key("edit", face.key, asdict(params), options.paste_back, options.crf,
                      engine_key(options))
     if not force and output_is_current(out, key):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -102,6 +102,8 @@ class EvalParams:
     arcface: str | None = None  # ArcFace ONNX file for CSIM instead of dlib
     network_metrics: bool = True  # LPIPS when its weights are on disk (else reported unavailable)
     device: str | None = None
+    face_index: int | None = None  # which of several faces to follow (PreprocessParams.face_index)
+    face_box: tuple[float, float, float, float] | None = None  # or the face nearest this box (pixels)
 
 
 @dataclass
@@ -253,7 +255,8 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
 
     def face(item: InputItem) -> Face:
         if item not in faces:
-            faces[item] = ensure(item, workdir, PREPROCESS_PARAMS, FitParams(device=params.device))
+            pre = replace(PREPROCESS_PARAMS, face_index=params.face_index, face_box=params.face_box)
+            faces[item] = ensure(item, workdir, pre, FitParams(device=params.device))
         return faces[item]
 
     if pair.reference.path.suffix.lower() not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
@@ -410,27 +413,37 @@ def plot_report(report: PairReport, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports_csv(path: Path, reports: list[PairReport]) -> None:
-    """One row per video: name, protocol, frames, then the mean of every metric and every scalar."""
-    import os
+def reports_csv_text(reports: list[PairReport]) -> str:
+    """The CSV report as text, one row per video: name, protocol, frames, then the mean of every metric and every
+    scalar."""
+    import io
 
     keys: list[str] = []
     for r in reports:
         for k in list(r.per_frame) + list(r.scalars):
             if k not in keys:
                 keys.append(k)
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["name", "protocol", "frames", "generated", "reference", "source"] + keys)
+    for r in reports:
+        summary = r.summary()
+        row = [r.name, r.protocol, r.frames, r.generated, r.reference, r.source or ""]
+        for k in keys:
+            v = summary[k]["mean"] if k in summary else _json_float(r.scalars.get(k))
+            row.append("" if v is None else f"{v:.6g}")
+        w.writerow(row)
+    return fh.getvalue()
+
+
+def write_reports_csv(path: Path, reports: list[PairReport]) -> None:
+    """Write ``reports_csv_text(reports)`` to ``path`` atomically."""
+    import os
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="", encoding="utf8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["name", "protocol", "frames", "generated", "reference", "source"] + keys)
-        for r in reports:
-            summary = r.summary()
-            row = [r.name, r.protocol, r.frames, r.generated, r.reference, r.source or ""]
-            for k in keys:
-                v = summary[k]["mean"] if k in summary else _json_float(r.scalars.get(k))
-                row.append("" if v is None else f"{v:.6g}")
-            w.writerow(row)
+        fh.write(reports_csv_text(reports))
     os.replace(tmp, path)
 
 

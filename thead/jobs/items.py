@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
 
-from thead.errors import TheadError, describe_os_error
+from thead.errors import TheadError, describe_os_error, path_problem
 from thead.stages.item import InputItem, ItemResult
 from thead.stages.store import item_id_for
 
@@ -116,7 +116,8 @@ def collect_inputs(
             else:
                 found.append((path, None))
         else:
-            failures.append(ItemResult(str(path), "", "failed", message=f"{path}: file not found"))
+            failures.append(ItemResult(str(path), "", "failed",
+                                       message=f"{path}: {path_problem(path) or 'file not found'}"))
     return _unique_ids(found), failures
 
 

@@ -112,15 +112,23 @@ class ManifestRow:
     message: str = ""
 
 
+def manifest_text(rows: Iterable[ManifestRow]) -> str:
+    """Rows as CSV text (generated, source, driver, mode, status, message), with the header."""
+    import io
+
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=list(ManifestRow.__dataclass_fields__))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(asdict(r))
+    return fh.getvalue()
+
+
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
-    """Write rows as CSV (generated, source, driver, mode, status, message), atomically."""
+    """Write rows as CSV (``manifest_text``), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    rows = list(rows)
     with open(tmp, "w", newline="", encoding="utf8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(ManifestRow.__dataclass_fields__))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(asdict(r))
+        fh.write(manifest_text(rows))
     os.replace(tmp, path)

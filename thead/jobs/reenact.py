@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from thead.errors import InputError
 from thead.io import write_image
 from thead.jobs.pairs import Pair
-from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_is_current, output_key, timed,
+from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, output_file, output_is_current, output_key,
+                               timed,
                                write_frames, write_sidecar)
 from thead.progress import ProgressFn
 from thead.runtime import phase, prefetch
@@ -54,6 +56,46 @@ def matte_key(engine, face: Face, frame: int) -> str:
     """Key of the cached person matte of frame ``frame`` of ``face``: the face's key (its file and stages), the
     frame, the canvas pad and the engine's settings (``MeshConfig`` digest)."""
     return output_key("person_matte", face.key, int(frame), engine.canvas_pad(face.crop_size), engine.key)
+
+
+def held_mouth_frames(crops: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The driver's (crop, crop landmarks) per frame for the inner mouth, with frames where the driver's face was
+    lost held at the last frame that had one (frames before the first valid one take that first valid frame), so
+    the mouth interior never becomes the picture of a faceless frame.
+
+    Parameters
+    ----------
+    crops : the driver's crops, uint8 (S, S, 3) each, in frame order.
+    landmarks : (T, N, 2) crop landmarks, pixels.
+    valid : (T,) bool, whether frame t had a detected (or short-gap interpolated) face.
+
+    Returns
+    -------
+    Iterator of (crop, landmarks) pairs, one per frame; all frames unchanged when none is valid.
+    """
+    valid = np.asarray(valid, bool)
+    if valid.all() or not valid.any():
+        yield from zip(crops, landmarks)
+        return
+    first = int(np.argmax(valid))
+    waiting: list[int] = []
+    last: tuple[np.ndarray, np.ndarray] | None = None
+    for t, crop in enumerate(crops):
+        if t >= len(valid):
+            break
+        if valid[t]:
+            last = (crop, landmarks[t])
+            for _ in waiting:  # the frames before the first valid one
+                yield last
+            waiting.clear()
+            yield last
+        elif last is None:
+            waiting.append(t)
+        else:
+            yield last
+    if waiting:  # the stream ended before the first valid frame (cannot happen when valid has one)
+        raise InputError(None, f"driver frames ended before frame {first}")
 
 
 def prepare_source(engine, face: Face, frame: int):
@@ -139,9 +181,9 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
 
 def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: PreprocessParams, fit_params: FitParams,
                  params: ReenactParams, options: RenderOptions, force: bool = False,
-                 progress: ProgressFn | None = None) -> ItemResult:
+                 progress: ProgressFn | None = None, out_file: Path | None = None) -> ItemResult:
     """Make the source of ``pair`` perform the driver's motion; writes ``out_dir/<source>__<driver>.mp4``
-    (or ``.png`` for a still driver) with the driver's audio.
+    (or ``.png`` for a still driver; ``out_file`` instead when given) with the driver's audio.
 
     Parameters
     ----------
@@ -165,7 +207,7 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
         return reenact_motion_file(pair, src, out_dir, params, options, force, progress)
     drv = src if pair.driver == pair.source else ensure(pair.driver, workdir, pre_params, fit_params)
     still = not drv.is_video
-    out = out_dir / f"{pair.name}{'.png' if still else '.mp4'}"
+    out = output_file(out_file, out_dir, pair.name, still, pair.driver.path)
     key = output_key("reenact", src.key, drv.key, asdict(params), options.paste_back, options.crf,
                      engine_key(options))
     label = str(pair.source.path)
@@ -195,8 +237,10 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
     else:
         use_mouth = params.mouth == "driver"
         original, to_crop = (src.original(frame), src.transforms[frame]) if paster is not None else (None, None)
-        # The driver's crops are decoded and cut in a background thread while the engine renders.
-        mouth = prefetch(zip(drv.crops(), drv.crop_landmarks), depth=2 * engine.batch_size) if use_mouth else None
+        # The driver's crops are decoded and cut in a background thread while the engine renders; frames where the
+        # driver's face was lost hold the last good mouth.
+        mouth = (prefetch(held_mouth_frames(drv.crops(), drv.crop_landmarks, drv.valid), depth=2 * engine.batch_size)
+                 if use_mouth else None)
         batches = timed(engine.render_frames(prepared, targets, mouth), "render")
         if paster is not None:
             batches = (paster(b, original, to_crop) for b in batches)

@@ -37,6 +37,24 @@ class RenderOptions:
     symmetry: bool = True  # fill what the source turned away from its mirror image (MeshEngine(symmetry=...))
 
 
+VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mov", ".mkv"}
+IMAGE_OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def output_file(out_file: Path | None, out_dir: Path, name: str, still: bool, input_path: Path) -> Path:
+    """Where a rendering job writes: ``out_file`` when the user named one (``-o out.mp4``; its kind must fit, a
+    picture for a still result, a video otherwise), else ``out_dir/<name>.png|mp4``. Raises ``InputError``."""
+    from thead.errors import InputError
+
+    if out_file is None:
+        return out_dir / f"{name}{'.png' if still else '.mp4'}"
+    wanted = IMAGE_OUTPUT_SUFFIXES if still else VIDEO_OUTPUT_SUFFIXES
+    if out_file.suffix.lower() not in wanted:
+        kind = "a picture (.png, .jpg)" if still else "a video (.mp4, .mov, .mkv)"
+        raise InputError(input_path, f"the result is {kind}, not {out_file.suffix} as -o {out_file} asks")
+    return out_file
+
+
 def make_engine(options: RenderOptions):
     """The mesh engine with ``options``' device, batch size and symmetry fill."""
     from thead.engines.mesh import MeshEngine
