@@ -107,7 +107,8 @@ def audio_drive(
     export_motion: Optional[Path] = typer.Option(None, "--export-motion", help="Also write the motion as a "
                                                  ".safetensors file (a folder: one per output)."),
     source_frame: int = number_option(0, help="Frame of a source video to animate (0 = first).", lo=0),
-    fps: float = number_option(25.0, "--fps", help="Output frame rate.", lo=1, hi=120),
+    fps: Optional[float] = number_option(None, "--fps", help="Output frame rate (default: a source video's, else "
+                                         "25).", lo=1, hi=120),
     mouth: Mouth = typer.Option(Mouth.synth, help="Inner mouth: synthesised cavity and teeth."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
     symmetry: SymmetryOption = True,

@@ -98,7 +98,7 @@ class AudioDriveParams:
     text: str | None = None
     transcript: str | None = None
     source_frame: int = 0
-    fps: float = 25.0
+    fps: float | None = None  # None: a source video's own rate, else 25
     mouth: str = "synth"
     motion_model: str | None = None
     subject: str = ""
@@ -164,6 +164,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
     if not force and output_is_current(out, key) and (motion_file is None or motion_file.is_file()):
         return ItemResult(label, pair.name, "skipped", str(out), "output current", info={"audio": str(audio_path)})
     frame = source_frame(src, params.source_frame)
+    fps = float(params.fps or (src.fps if src.is_video and src.fps else 25.0))
     track = load_audio(audio_path)
     model = load_motion_model(params.motion_model)
     drive = AudioDriveOptions(mouth_scale=params.mouth_scale, head_scale=params.head_scale, still=params.still,
@@ -171,7 +172,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
                               blink_rate=params.blink_rate, seed=params.seed, yaw=params.yaw, pitch=params.pitch,
                               roll=params.roll, transcript=text, motion_model=model, subject=params.subject)
     try:
-        targets, report = audio_motion(track, src.fit, frame, params.fps, drive)
+        targets, report = audio_motion(track, src.fit, frame, fps, drive)
     except ValueError as exc:  # an option combination the audio path refuses (e.g. --pose copy without reference)
         raise InputError(audio_path, str(exc)) from exc
     report["transcript_from"] = text_from
@@ -186,9 +187,9 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
         paster = Paster(engine.device)
         original, to_crop = src.original(frame), src.transforms[frame]
         batches = (paster(b, original, to_crop) for b in batches)
-    write_frames(out, batches, params.fps, options.crf, audio_path, progress, total)
+    write_frames(out, batches, fps, options.crf, audio_path, progress, total)
     if motion_file is not None:
-        save_motion(motion_file, targets, params.fps, {"source": str(pair.source.path), "source_key": src.key,
+        save_motion(motion_file, targets, fps, {"source": str(pair.source.path), "source_key": src.key,
                                                        "source_frame": frame, "audio": str(audio_path.resolve()),
                                                        "params": settings,
                                                        "report": {k: v for k, v in report.items()
