@@ -56,6 +56,42 @@ class MotionFile:
                          fps=self.fps, extra={"from_motion": self.kind})
 
 
+def _stored_arrays(targets: TargetParams) -> dict[str, np.ndarray]:
+    """The arrays of a motion file for ``targets``: float32, head angles and gaze in degrees, a residual that is
+    the same on every frame stored once."""
+    pose = np.asarray(targets.pose, np.float32).copy()
+    pose[:, :3] = np.degrees(pose[:, :3])
+    residual = np.asarray(targets.residual, np.float32)
+    if len(residual) > 1 and np.array_equal(residual, np.broadcast_to(residual[:1], residual.shape)):
+        residual = residual[:1]
+    return {
+        "pose": pose, "depth_offset": np.asarray(targets.depth_offset, np.float32),
+        "expression": np.asarray(targets.expression, np.float32),
+        "gaze": np.degrees(np.asarray(targets.gaze, np.float32)).astype(np.float32),
+        "residual": np.ascontiguousarray(residual), "valid": (~np.asarray(targets.held, bool)).astype(np.uint8),
+    }
+
+
+def _targets_from_arrays(t: dict[str, np.ndarray], expression_names: tuple[str, ...]) -> TargetParams:
+    """``TargetParams`` (radians in memory) of a motion file's arrays (``_stored_arrays``)."""
+    pose = t["pose"].astype(np.float32).copy()
+    pose[:, :3] = np.radians(pose[:, :3])
+    n = len(pose)
+    residual = t["residual"].astype(np.float32)
+    if len(residual) == 1 and n != 1:
+        residual = np.repeat(residual, n, 0)
+    return TargetParams(pose=pose, depth_offset=t["depth_offset"].astype(np.float32),
+                        expression=t["expression"].astype(np.float32), residual=residual,
+                        gaze=np.radians(t["gaze"]).astype(np.float32), held=~t["valid"].astype(bool),
+                        expression_names=tuple(expression_names))
+
+
+def as_stored(targets: TargetParams) -> TargetParams:
+    """``targets`` exactly as a motion file written from them reads back (float32 angles through degrees), so a
+    video rendered from these and one rendered from the file (``thead reenact SOURCE MOTION``) are the same."""
+    return _targets_from_arrays(_stored_arrays(targets), targets.expression_names)
+
+
 def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict | None = None) -> Path:
     """Write ``targets`` to the motion file ``path`` (written to a temporary name, then renamed).
 
@@ -72,16 +108,7 @@ def save_motion(path: str | Path, targets: TargetParams, fps: float, meta: dict 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pose = np.asarray(targets.pose, np.float32).copy()
-    pose[:, :3] = np.degrees(pose[:, :3])
-    residual = np.asarray(targets.residual, np.float32)
-    if len(residual) > 1 and np.array_equal(residual, np.broadcast_to(residual[:1], residual.shape)):
-        residual = residual[:1]
-    tensors = {
-        "pose": pose, "depth_offset": np.asarray(targets.depth_offset, np.float32),
-        "expression": np.asarray(targets.expression, np.float32), "gaze": np.degrees(np.asarray(targets.gaze, np.float64)).astype(np.float32),
-        "residual": np.ascontiguousarray(residual), "valid": (~np.asarray(targets.held, bool)).astype(np.uint8),
-    }
+    tensors = _stored_arrays(targets)
     header = {
         "format": MOTION_FORMAT, "version": str(MOTION_VERSION), "fps": repr(float(fps)),
         "num_frames": str(targets.num_frames), "expression_names": json.dumps(list(targets.expression_names)),
@@ -151,16 +178,7 @@ def load_motion(path: str | Path) -> MotionFile:
         raise InputError(path, f"motion file version {header.get('version')} is newer than this thead reads")
     t = load_file(str(path))
     try:
-        pose = t["pose"].astype(np.float32)
-        pose[:, :3] = np.radians(pose[:, :3])
-        n = len(pose)
-        residual = t["residual"].astype(np.float32)
-        if len(residual) == 1 and n != 1:
-            residual = np.repeat(residual, n, 0)
-        targets = TargetParams(pose=pose, depth_offset=t["depth_offset"].astype(np.float32),
-                               expression=t["expression"].astype(np.float32), residual=residual,
-                               gaze=np.radians(t["gaze"]).astype(np.float32), held=~t["valid"].astype(bool),
-                               expression_names=tuple(json.loads(header["expression_names"])))
+        targets = _targets_from_arrays(t, tuple(json.loads(header["expression_names"])))
     except (KeyError, ValueError) as exc:
         raise InputError(path, f"motion file arrays are incomplete or inconsistent ({exc})") from exc
     fps = float(header["fps"]) if header.get("fps") not in (None, "None") else None

@@ -140,6 +140,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
     silence, notes, blinks, ...); raises ``InputError`` for bad inputs (the audio's or the source's file named).
     """
     from thead.audio import AudioDriveOptions, audio_motion, load_audio, save_motion
+    from thead.audio.motion_file import as_stored
 
     audio_path = pair.audio
     if not audio_path.is_file():
@@ -173,6 +174,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
                               roll=params.roll, transcript=text, motion_model=model, subject=params.subject)
     try:
         targets, report = audio_motion(track, src.fit, frame, fps, drive)
+        targets = as_stored(targets)  # as a motion file holds them: its reenact renders these very frames
     except ValueError as exc:  # an option combination the audio path refuses (e.g. --pose copy without reference)
         raise InputError(audio_path, str(exc)) from exc
     report["transcript_from"] = text_from
