@@ -158,7 +158,7 @@ def test_evaluate_reuses_reenact_items_and_decodes_each_clip_once(tmp_path, medi
     generated = out / "astro__moving.mp4"
     calls = _ffmpeg_calls(monkeypatch)
     res = runner.invoke(app, ["evaluate", "--pairs", str(out / "manifest.csv"), "-w", str(work), "--csim-frames",
-                              "2", "--json", "-"])
+                              "2", "--report", "-"])
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["videos"][0]["protocol"] == "cross"
     items = {p.name: (p / "preprocess" / "landmarks.npz").stat().st_mtime_ns for p in work.iterdir()}

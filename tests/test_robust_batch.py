@@ -44,7 +44,7 @@ def test_batch_goes_on_and_logs_tracebacks(tmp_path):
             raise zipfile.BadZipFile("File is not a zip file")
         return ItemResult(str(item.path), item.item_id, "done")
 
-    results = run_batch("preprocess", items, stage, work=tmp_path)
+    results = run_batch("preprocess", items, stage, workdir=tmp_path)
     assert [r.status for r in results] == ["done", "failed", "done"]
     lines = (tmp_path / FAILURE_LOG).read_text().splitlines()
     assert len(lines) == 1

@@ -120,7 +120,9 @@ def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.n
     lags = np.arange(-max_lag, max_lag + 1)
     corr = np.empty(len(lags))
     for i, k in enumerate(lags):
-        if k >= 0:
+        if abs(k) >= n:  # a shift past the clip's length leaves no frame pair
+            corr[i] = np.nan
+        elif k >= 0:
             corr[i] = _pearson(a[: n - k], b[k:])
         else:
             corr[i] = _pearson(a[-k:], b[: n + k])
