@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -310,6 +310,101 @@ def _absorb_baseline(spec: FittingSpec, obs: torch.Tensor, sol: _Solution, itera
         _pose_expression_pass(spec, obs, spec.mean + sol.offset, sol.weights, sol, warm=True)
 
 
+def _grouped_pass(spec: FittingSpec, obs: torch.Tensor, groups: torch.Tensor, num_groups: int, sol: _Solution,
+                  warm: bool, identity_sums: bool = False, robust: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_pose_expression_pass`` for frames of several clips: frame t's neutral is ``mean + offset[groups[t]]``
+    (sol.offset [G, L, 3]). With ``identity_sums``: per clip sums [G, L*3] and [G]; ``robust`` updates the Huber
+    weights around each clip's own offset."""
+    e = spec.fields.shape[0]
+    l = obs.shape[1]
+    fields_flat = spec.fields.reshape(e, -1)
+    delta = HUBER_FRACTION * spec.ref_len
+    total = torch.zeros(num_groups, l * 3, dtype=obs.dtype, device=obs.device)
+    s2_total = torch.zeros(num_groups, dtype=obs.dtype, device=obs.device)
+    for sl in _blocks(obs.shape[0]):
+        o, w, g = obs[sl], sol.weights[sl], groups[sl]
+        neutral = spec.mean + sol.offset[g]  # [b, L, 3]
+        shape = neutral + (sol.expression[sl] @ fields_flat).reshape(-1, l, 3)
+        scale, rot, trans = geo.similarity_align(shape, o, w)
+        deposed = ((o - trans[:, None]) @ rot) / scale[:, None, None]
+        expr = _expression_step(spec, deposed, neutral, w, sol.expression[sl] if warm else None)
+        sol.scale[sl], sol.rot[sl], sol.trans[sl], sol.expression[sl] = scale, rot, trans, expr
+        if identity_sums or robust:
+            resid = deposed - spec.mean - (expr @ fields_flat).reshape(-1, l, 3)
+            if identity_sums:
+                s2 = scale ** 2
+                total.index_add_(0, g, ((s2[:, None] * spec.point_weight)[..., None] * resid).reshape(len(g), -1))
+                s2_total.index_add_(0, g, s2)
+            if robust:
+                sol.weights[sl] = spec.point_weight * _huber_weights((resid - sol.offset[g]).norm(dim=-1), delta)
+    return total, s2_total
+
+
+def solve_clips(spec: FittingSpec, obs: torch.Tensor, lengths: list[int], iterations: int = 8,
+                robust: bool = True) -> list[_Solution]:
+    """``solve_frames`` for several clips at once: their frames share every batched step (one set of kernel
+    launches for all, which is what makes a GPU pay off on many short clips), each clip keeps its own identity.
+
+    Parameters
+    ----------
+    spec : FittingSpec
+        The model's view for the solver.
+    obs : torch.Tensor
+        [sum(lengths), L, 3] the clips' valid landmarks one after another (pixels), ``spec.obs_index`` order.
+    lengths : list of int
+        Frames of each clip (each >= 1).
+    iterations, robust
+        As ``solve_frames``.
+
+    Returns
+    -------
+    list of _Solution
+        One per clip, as ``solve_frames`` would give for that clip alone (up to float rounding).
+    """
+    t, l, _ = obs.shape
+    if sum(lengths) != t or min(lengths, default=1) < 1:
+        raise ValueError(f"clip lengths {lengths} do not split {t} frames")
+    g_count = len(lengths)
+    e = spec.fields.shape[0]
+    like = dict(dtype=obs.dtype, device=obs.device)
+    groups = torch.repeat_interleave(torch.arange(g_count, device=obs.device),
+                                     torch.as_tensor(lengths, device=obs.device))
+    sol = _Solution(torch.ones(t, **like), torch.eye(3, **like).repeat(t, 1, 1), torch.zeros(t, 3, **like),
+                    torch.zeros(t, e, **like).clamp(spec.lower, spec.upper),
+                    torch.zeros(g_count, spec.id_map.shape[0], **like), torch.zeros(g_count, l, 3, **like),
+                    spec.point_weight.expand(t, l).clone())
+    for it in range(iterations + 1):
+        last = it == iterations
+        total, s2_total = _grouped_pass(spec, obs, groups, g_count, sol, warm=it > 0, identity_sums=not last,
+                                        robust=robust and not last)
+        if not last:
+            sol.id_coef = (total / s2_total[:, None]) @ spec.id_map.T
+            sol.offset = (sol.id_coef if spec.id_basis is None else sol.id_coef @ spec.id_basis).reshape(g_count, l, 3)
+    starts = np.cumsum([0] + list(lengths))
+    if spec.baseline_quantile is not None:
+        base = torch.zeros(g_count, e, **like)
+        for k, n in enumerate(lengths):
+            if n < 2:  # a photo keeps the mean face as its neutral
+                continue
+            ranked = sol.expression[starts[k]:starts[k + 1]].clamp_min(0).sort(0).values
+            pos = (spec.baseline_quantile * (n - 1)).round().long()
+            base[k] = ranked.gather(0, pos[None])[0] * (n / (n + BASELINE_FRAMES))
+        sol.offset = sol.offset + (base @ spec.fields.reshape(e, -1)).reshape(g_count, l, 3)
+        sol.expression = (sol.expression - base[groups]).clamp(spec.lower, spec.upper)
+        if spec.id_basis is None:
+            sol.id_coef = sol.offset.reshape(g_count, -1)
+        if any(n > 1 for n in lengths):
+            for _ in range(3):
+                _grouped_pass(spec, obs, groups, g_count, sol, warm=True)
+    out = []
+    for k in range(g_count):
+        sl = slice(int(starts[k]), int(starts[k + 1]))
+        out.append(_Solution(sol.scale[sl], sol.rot[sl], sol.trans[sl], sol.expression[sl], sol.id_coef[k],
+                             sol.offset[k], sol.weights[sl]))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ validation
 def _check_input(landmarks: Any, valid: Any) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(landmarks, torch.Tensor):
@@ -405,6 +500,26 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
 def _fit_sequence(landmarks: Any, valid: Any, image_size: int, smooth: bool | float, dev: torch.device, fps: float,
                   model: Any, identity: Any, iterations: int, robust: bool) -> FitResult:
     """``fit_sequence`` on a resolved device."""
+    lm, ok = _check_clip(landmarks, valid, image_size, fps)
+    model = load_face_model() if model is None else model
+    spec = fitting_spec(model, dev)
+    strength = _strength(smooth, lm.shape[0])
+    obs = torch.as_tensor(lm[ok], device=dev)[:, spec.obs_index]
+    id_coef = None if identity is None else _identity_coefficients(model, spec, identity)
+    sol = solve_frames(spec, obs, iterations=iterations, robust=robust, identity_coef=id_coef)
+    return _finish_fit(lm, ok, sol, spec, model, dev, image_size, strength, fps, iterations, robust)
+
+
+def _strength(smooth: bool | float, num_frames: int) -> float:
+    """The smoothing strength of ``smooth`` (off for a single frame)."""
+    strength = float(smooth) if not isinstance(smooth, bool) else (1.0 if smooth else 0.0)
+    if strength < 0:
+        raise InputError(None, f"smoothing strength must be >= 0, got {smooth}")
+    return 0.0 if num_frames == 1 else strength
+
+
+def _check_clip(landmarks: Any, valid: Any, image_size: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks float32 [T, 478, 3], valid bool [T]) checked as ``fit_sequence``'s input; InputError if not."""
     lm, ok = _check_input(landmarks, valid)
     if image_size <= 0:
         raise InputError(None, f"image_size must be positive, got {image_size}")
@@ -416,18 +531,13 @@ def _fit_sequence(landmarks: Any, valid: Any, image_size: int, smooth: bool | fl
                                f"{image_size}x{image_size} crop")
     if fps <= 0:
         raise InputError(None, f"fps must be positive, got {fps}")
-    model = load_face_model() if model is None else model
-    spec = fitting_spec(model, dev)
-    strength = float(smooth) if not isinstance(smooth, bool) else (1.0 if smooth else 0.0)
-    if strength < 0:
-        raise InputError(None, f"smoothing strength must be >= 0, got {smooth}")
-    if lm.shape[0] == 1:
-        strength = 0.0
+    return lm, ok
 
+
+def _finish_fit(lm: np.ndarray, ok: np.ndarray, sol: _Solution, spec: FittingSpec, model: Any, dev: torch.device,
+                image_size: int, strength: float, fps: float, iterations: int, robust: bool) -> FitResult:
+    """The FitResult of one clip from its solver solution: gaps filled, smoothing, gaze, residual, fit error."""
     full = torch.as_tensor(lm[ok], device=dev)  # [Tv, 478, 3]
-    obs = full[:, spec.obs_index]
-    id_coef = None if identity is None else _identity_coefficients(model, spec, identity)
-    sol = solve_frames(spec, obs, iterations=iterations, robust=robust, identity_coef=id_coef)
     angles = geo.matrix_to_euler(sol.rot)
     params = torch.cat([angles, sol.trans, sol.scale.log()[:, None]], -1).cpu().double().numpy()  # [Tv, 7]
     params[:, :3] = np.unwrap(params[:, :3], axis=0)
@@ -512,6 +622,71 @@ def fit_image(landmarks: Any, image_size: int = 256, device: str | torch.device 
     """
     return fit_sequence(np.asarray(landmarks)[None] if np.ndim(landmarks) == 2 else landmarks, None, image_size,
                         smooth=False, device=device, model=model)
+
+
+def fit_sequences(clips: Sequence[Any], image_sizes: Sequence[int] | int = 256, smooth: Sequence[bool | float] | bool
+                  | float = True, device: str | torch.device | None = None, *, fps: Sequence[float] | float = 25.0,
+                  model: Any = None, iterations: int = 8, robust: bool = True,
+                  cpu_threads: int | None = 1) -> list[FitResult]:
+    """``fit_sequence`` of several clips in one solve: the frames of all clips go through each batched solver
+    step together (one set of kernel launches instead of one per clip: what makes a GPU pay off on a dataset of
+    short clips or photos), each clip with its own identity; gaps, smoothing, gaze and residual are then per clip.
+
+    Parameters
+    ----------
+    clips : sequence
+        Per clip, its landmarks [T, 478, 3] pixels, or a (landmarks, valid) pair with valid bool [T].
+    image_sizes, smooth, fps
+        Per clip, or one value for all (as ``fit_sequence``'s arguments).
+    device, model, iterations, robust, cpu_threads
+        As ``fit_sequence``.
+
+    Returns
+    -------
+    list of FitResult
+        One per clip, in order: what ``fit_sequence`` gives for that clip alone, up to float rounding (a clip
+        with a single valid frame batched with longer ones gets three more solver rounds).
+
+    Raises
+    ------
+    InputError
+        For a malformed clip (its index in the message); check clips one by one first to keep the others.
+    """
+    n = len(clips)
+    per = lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * n  # noqa: E731
+    sizes, smooths, rates = per(image_sizes), per(smooth), per(fps)
+    if not (len(sizes) == len(smooths) == len(rates) == n):
+        raise ValueError("image_sizes, smooth and fps need one value per clip")
+    if n == 0:
+        return []
+    dev = default_device(device)
+    if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
+        return _fit_sequences(clips, sizes, smooths, rates, dev, model, iterations, robust)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(int(cpu_threads), 1))
+    try:
+        return _fit_sequences(clips, sizes, smooths, rates, dev, model, iterations, robust)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit_sequences(clips: Sequence[Any], sizes: list, smooths: list, rates: list, dev: torch.device, model: Any,
+                   iterations: int, robust: bool) -> list[FitResult]:
+    """``fit_sequences`` on a resolved device."""
+    checked = []
+    for k, clip in enumerate(clips):
+        landmarks, valid = clip if isinstance(clip, tuple) else (clip, None)
+        try:
+            checked.append(_check_clip(landmarks, valid, int(sizes[k]), float(rates[k])))
+        except InputError as exc:
+            raise InputError(exc.path, f"clip {k}: {exc.reason}") from None
+    model = load_face_model() if model is None else model
+    spec = fitting_spec(model, dev)
+    obs = torch.cat([torch.as_tensor(lm[ok], device=dev) for lm, ok in checked])[:, spec.obs_index]
+    solutions = solve_clips(spec, obs, [int(ok.sum()) for _, ok in checked], iterations=iterations, robust=robust)
+    return [_finish_fit(lm, ok, sol, spec, model, dev, int(sizes[k]), _strength(smooths[k], lm.shape[0]),
+                        float(rates[k]), iterations, robust)
+            for k, ((lm, ok), sol) in enumerate(zip(checked, solutions))]
 
 
 # ------------------------------------------------------------------------------------------------ model glue

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 # then answers without loading them.
 _LAZY = {
     "Face": "face", "OriginalFrames": "face", "ensure": "face", "load_face": "face",
-    "FitMeta": "fit", "FitParams": "fit", "fit_item": "fit", "load_fit": "fit",
+    "FitBatcher": "fit", "FitMeta": "fit", "FitParams": "fit", "fit_item": "fit", "load_fit": "fit",
     "InputItem": "item", "ItemResult": "item",
     "INPUT_SUFFIXES": "preprocess", "PreprocessMeta": "preprocess", "PreprocessParams": "preprocess",
     "PreprocessResult": "preprocess", "load_preprocess": "preprocess", "preprocess_item": "preprocess",
@@ -26,7 +26,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from thead.stages.face import Face, OriginalFrames, ensure, load_face
-    from thead.stages.fit import FitMeta, FitParams, fit_item, load_fit
+    from thead.stages.fit import FitBatcher, FitMeta, FitParams, fit_item, load_fit
     from thead.stages.item import InputItem, ItemResult
     from thead.stages.preprocess import (INPUT_SUFFIXES, PreprocessMeta, PreprocessParams, PreprocessResult,
                                          load_preprocess, preprocess_item, split_cached)
@@ -49,6 +49,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "INPUT_SUFFIXES",
     "Face",
+    "FitBatcher",
     "FitMeta",
     "FitParams",
     "InputItem",

@@ -17,7 +17,7 @@ import numpy as np
 
 from thead.errors import InputError
 from thead.face import topology
-from thead.fitting import FitResult, fit_sequence
+from thead.fitting import FitResult, fit_sequence, fit_sequences
 from thead.io import VideoInfo, VideoWriter, iter_frames, read_image, write_image
 from thead.progress import ProgressFn
 from thead.stages.item import ItemResult
@@ -98,18 +98,29 @@ def fit_item(
         return _fit_item(Path(preprocess_dir), params, force, progress)
 
 
-def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: ProgressFn | None) -> ItemResult:
-    """``fit_item`` with the item's lock held."""
+@dataclass
+class _FitJob:
+    """One item's fit to make: its preprocess result, key, and the fit's inputs (``_plan_fit``)."""
+
+    preprocess_dir: Path
+    pre: PreprocessResult
+    key: str
+    smooth: float | bool
+    fps: float
+
+
+def _plan_fit(preprocess_dir: Path, params: FitParams, force: bool) -> ItemResult | _FitJob:
+    """The "skipped" result of a current fit, or the job of making it; InputError for what cannot be fitted.
+    Call with the item's lock held."""
     pre = load_preprocess(preprocess_dir)
     item_dir = preprocess_dir.parent
     stage_dir = item_dir / STAGE.name
-    source = pre.meta.source
     key = fit_key(pre, params)
     is_image = pre.meta.kind == "image"
     wants_overlay = params.overlay and not (stage_dir / ("overlay.png" if is_image else "overlay.mp4")).is_file()
     current = FitMeta.read(stage_dir)
     if not force and not wants_overlay and current is not None and current.key == key and _loads(item_dir):
-        return ItemResult(source, item_dir.name, "skipped", str(stage_dir), "cache current")
+        return ItemResult(pre.meta.source, item_dir.name, "skipped", str(stage_dir), "cache current")
     if params.overlay and pre.crop_path is None:
         raise InputError(preprocess_dir, "--overlay draws on the crops, and this preprocess result was made without "
                          "them (run thead preprocess on the input)")
@@ -120,11 +131,29 @@ def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: Pr
                          f"{pre.crop_landmarks.shape[1]} (use --model with a PCA model for 68-point caches)")
     if not pre.valid.any():
         raise InputError(preprocess_dir, "no frame with a face to fit")
-    size = pre.meta.crop_size
-    fps = pre.meta.fps or 25.0
     is_video = pre.meta.kind == "video" and len(pre.valid) > 1
-    fit = fit_sequence(pre.crop_landmarks, pre.valid, size, smooth=params.smooth if is_video else False,
-                       device=params.device, fps=fps, model=_load_model(params), iterations=params.iterations)
+    return _FitJob(preprocess_dir, pre, key, params.smooth if is_video else False, pre.meta.fps or 25.0)
+
+
+def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: ProgressFn | None) -> ItemResult:
+    """``fit_item`` with the item's lock held."""
+    job = _plan_fit(preprocess_dir, params, force)
+    if isinstance(job, ItemResult):
+        return job
+    pre = job.pre
+    fit = fit_sequence(pre.crop_landmarks, pre.valid, pre.meta.crop_size, smooth=job.smooth, device=params.device,
+                       fps=job.fps, model=_load_model(params), iterations=params.iterations)
+    return _write_fit(job, fit, params, progress)
+
+
+def _write_fit(job: _FitJob, fit: FitResult, params: FitParams, progress: ProgressFn | None) -> ItemResult:
+    """Write ``fit`` as the item's fit3dmm stage (with the overlay when asked). Call with the item's lock held."""
+    pre, key = job.pre, job.key
+    item_dir = job.preprocess_dir.parent
+    stage_dir = item_dir / STAGE.name
+    source = pre.meta.source
+    size = pre.meta.crop_size
+    fps = job.fps
     if progress:
         progress(1, 2 if params.overlay else 1)
     warnings = []
@@ -145,6 +174,91 @@ def _fit_item(preprocess_dir: Path, params: FitParams, force: bool, progress: Pr
     return ItemResult(source, item_dir.name, "done", str(stage_dir), warnings=warnings,
                       info={"frames": fit.num_frames, "fit_error_px": round(float(np.nanmean(fit.fit_error)), 3),
                             "fit_error_iod": round(err_rel, 4)})
+
+
+class FitBatcher:
+    """Fits items a group at a time, several items' frames in each solver step (``fit_sequences``): the way to fit
+    a dataset of short clips or photos on a GPU, where one clip's frames leave most of the device idle.
+
+    Called like ``fit_item`` for each item in the order given: the call for the first item of a group plans the
+    next ``group_size`` items (skipping current caches and reporting bad ones as they would fail alone), fits
+    them in one solve and writes each item's stage under its own lock; the later items' calls return their
+    results. A group whose joint solve fails is fitted item by item, so one bad item fails alone.
+
+    Parameters
+    ----------
+    preprocess_dirs : the items' preprocess folders, in the order the calls will come.
+    params, force : as ``fit_item``.
+    group_size : most items per solve.
+    max_frames : most frames per solve (a group ends early at this many).
+    """
+
+    def __init__(self, preprocess_dirs: list[Path], params: FitParams, force: bool = False, group_size: int = 16,
+                 max_frames: int = 50_000) -> None:
+        self.order = [Path(d) for d in preprocess_dirs]
+        self.params, self.force = params, force
+        self.group_size, self.max_frames = max(1, int(group_size)), max(1, int(max_frames))
+        self._results: dict[Path, ItemResult | Exception] = {}
+        self._planned: set[Path] = set()
+
+    def __call__(self, preprocess_dir: Path, progress: ProgressFn | None = None) -> ItemResult:
+        d = Path(preprocess_dir)
+        if d not in self._results:
+            self._run_group(d, progress)
+        out = self._results.pop(d)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def _group(self, first: Path) -> list[Path]:
+        start = self.order.index(first) if first in self.order else len(self.order)
+        group = [first]
+        for d in self.order[start + 1:]:
+            if len(group) >= self.group_size:
+                break
+            if d not in self._planned and d not in self._results and d not in group:
+                group.append(d)
+        return group
+
+    def _run_group(self, first: Path, progress: ProgressFn | None) -> None:
+        jobs: list[_FitJob] = []
+        frames = 0
+        for d in self._group(first):
+            if d != first and frames >= self.max_frames:
+                break
+            self._planned.add(d)
+            try:
+                with item_lock(d.parent):
+                    job = _plan_fit(d, self.params, self.force)
+            except Exception as exc:  # noqa: BLE001 - reported by that item's own call
+                self._results[d] = exc
+                continue
+            if isinstance(job, ItemResult):
+                self._results[d] = job
+            else:
+                jobs.append(job)
+                frames += len(job.pre.valid)
+        if not jobs:
+            return
+        try:
+            fits = fit_sequences([(j.pre.crop_landmarks, j.pre.valid) for j in jobs],
+                                 [j.pre.meta.crop_size for j in jobs], [j.smooth for j in jobs],
+                                 self.params.device, fps=[j.fps for j in jobs], model=_load_model(self.params),
+                                 iterations=self.params.iterations)
+        except Exception:  # noqa: BLE001 - one at a time, so that only a bad item fails
+            fits = [None] * len(jobs)
+        for job, fit in zip(jobs, fits):
+            d = job.preprocess_dir
+            try:
+                with item_lock(d.parent):
+                    if fit is None:
+                        self._results[d] = _fit_item(d, self.params, self.force, progress if d == first else None)
+                        continue
+                    again = _plan_fit(d, self.params, self.force)  # another process may have written it meanwhile
+                    self._results[d] = again if isinstance(again, ItemResult) and not self.force else \
+                        _write_fit(job, fit, self.params, progress if d == first else None)
+            except Exception as exc:  # noqa: BLE001
+                self._results[d] = exc
 
 
 def _inter_ocular(landmarks: np.ndarray) -> np.ndarray:
