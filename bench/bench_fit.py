@@ -8,6 +8,7 @@ counts (the first call also builds the model's solver matrices, reported separat
     python bench/bench_fit.py                      # 1 and 2 CPU threads, 2000 frames, smoothing on
     python bench/bench_fit.py --threads 2 --frames 5000 --no-smooth
     python bench/bench_fit.py --device cuda
+    python bench/bench_fit.py --clips 64 --frames 50 --device cpu,cuda   # 64 short clips: one by one vs grouped
 
 On a machine whose cores are busy with other work, 2 threads can be much slower than 1 (OpenMP threads wait for
 each other at every operation), hence both are measured by default; ``fit_sequence`` itself uses 1 CPU thread
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="face-model fitting speed (frames/s)")
     parser.add_argument("--frames", type=int, default=2000, help="frames per fit (clips are tiled)")
     parser.add_argument("--threads", default="1,2", help="torch CPU thread counts to try, comma-separated")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (with --clips: a comma-separated list)")
+    parser.add_argument("--clips", type=int, default=0, help="fit this many clips of --frames frames each (and as "
+                        "many photos), one by one and grouped (fit_sequences), per device")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-smooth", action="store_true")
     parser.add_argument("--synthetic", action="store_true", help="ignore the shared videos")
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from thead.fitting import fit_sequence
 
+    if args.clips:
+        return many_clips(args)
     videos = [] if args.synthetic else shared_videos(args.data)
     if videos:
         clips = [video_landmarks(v) for v in videos]
@@ -117,6 +122,47 @@ def main(argv: list[str] | None = None) -> None:
         best = min(times)
         print(f"{threads} thread(s): best {best:.3f} s of {args.repeat} ({', '.join(f'{t:.3f}' for t in times)}), "
               f"mean fit error {np.nanmean(result.fit_error):.2f} px -> {len(lm) / best:.0f} frames/s")
+
+
+def many_clips(args: argparse.Namespace) -> None:
+    """``--clips``: N synthetic clips of ``--frames`` frames plus N photos, fitted one call per item
+    (``fit_sequence``, what ``--group-items 1`` does) and in groups of 32 (``fit_sequences``), per device."""
+    import torch
+
+    from thead.fitting import fit_sequence, fit_sequences
+
+    clips = [synthetic_landmarks(args.frames, seed=k) for k in range(args.clips)]
+    photos = [(lm[:1], v[:1]) for lm, v in (synthetic_landmarks(1, seed=1000 + k) for k in range(args.clips))]
+    items = clips + photos
+    smooth = [not args.no_smooth] * len(clips) + [False] * len(photos)
+    frames = sum(len(v) for _, v in items)
+    print(f"{len(clips)} clips of {args.frames} frames + {len(photos)} photos = {frames} frames; {os.cpu_count()} CPUs")
+    for dev in args.device.split(","):
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            print(f"{dev}: not available")
+            continue
+        sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
+        fit_sequences(items[:2], 512, smooth[:2], device=dev)  # set-up
+
+        def one_by_one() -> None:
+            for (lm, v), s in zip(items, smooth):
+                fit_sequence(lm, v, 512, smooth=s, device=dev)
+
+        def grouped() -> None:
+            for k in range(0, len(items), 32):
+                fit_sequences(items[k:k + 32], 512, smooth[k:k + 32], device=dev)
+
+        for name, fn in (("one by one", one_by_one), ("groups of 32", grouped)):
+            times = []
+            for _ in range(args.repeat):
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times.append(time.perf_counter() - start)
+            best = min(times)
+            print(f"{dev:5s} {name:13s} best {best:.3f} s -> {frames / best:7.0f} frames/s, "
+                  f"{len(items) / best:6.1f} items/s")
 
 
 if __name__ == "__main__":

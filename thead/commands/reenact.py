@@ -53,7 +53,8 @@ def reenact(
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
-    batch_size: int = number_option(16, help="Frames rendered per batch.", lo=1, hi=1024),
+    batch_size: Optional[int] = number_option(None, help="Frames rendered per batch (default: 16 on the CPU, "
+                                              "64 on CUDA).", lo=1, hi=1024),
     face_index: Optional[int] = face_index_option(),
     face_box: Optional[str] = face_box_option(),
     force: ForceOutputsOption = False,
