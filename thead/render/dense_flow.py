@@ -23,6 +23,13 @@ def smoothstep(t: torch.Tensor) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
+def flow_motion(flow: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] ``smoothstep(|flow|)`` of a flow [B, 2, H, W] in pixels: 0 where nothing moved, 1 where a pixel
+    moved by a pixel or more (the length from the squared components, cheaper than ``norm`` on CPU)."""
+    fx, fy = flow[:, :1], flow[:, 1:2]
+    return smoothstep(torch.addcmul(fx * fx, fy, fy).clamp_(max=1.0).sqrt_())
+
+
 def face_size(vertices: torch.Tensor) -> torch.Tensor:
     """[B] face size in pixels: the larger side of the (x, y) bounding box of ``vertices`` [B, V, >=2]."""
     xy = vertices[..., :2]

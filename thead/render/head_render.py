@@ -4,11 +4,12 @@ flow outside it, blended with the mesh's feathered weight, then the eye and mout
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
+from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_split_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
@@ -29,8 +30,12 @@ class HeadRender:
     image: torch.Tensor
     flow: torch.Tensor
     mesh: MeshWarp
-    changed: torch.Tensor
     grid: torch.Tensor  # [B, H, W, 2] the sampling grid of ``flow`` over the source
+
+    @cached_property
+    def changed(self) -> torch.Tensor:
+        """[B, 1, H, W] (computed on first use: callers that build their own mask skip it)."""
+        return blur3(torch.maximum(self.mesh.mask, flow_motion(self.flow)), 3).clamp(0.0, 1.0)
 
 
 def weighted_flow(flow: torch.Tensor, source_weight: torch.Tensor, iterations: int = 2) -> torch.Tensor:
@@ -103,6 +108,4 @@ def render_head(
         image = warp_image(sharp, grid)
     if layers:
         image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
-    moved = torch.maximum(maps.mask, smoothstep(flow.norm(dim=1, keepdim=True) / 1.0))
-    changed = blur3(moved, 3).clamp(0.0, 1.0)
-    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, changed=changed, grid=grid)
+    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)

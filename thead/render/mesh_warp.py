@@ -7,6 +7,7 @@ Flows are *backward* and in pixels: ``flow[b, :, i, j]`` is the offset from the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,15 @@ def pixel_centres(height: int, width: int, device: torch.device | str | None = N
     return torch.stack([gx, gy], dim=0)
 
 
+@functools.lru_cache(maxsize=32)
+def _centre_grid(height: int, width: int, src_h: int, src_w: int, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """[1, H, W, 2] the grid of a zero flow: pixel centres scaled into ``grid_sample``'s [-1, 1] of a source of
+    (src_h, src_w) pixels (cached per size; never written to)."""
+    scale = torch.tensor([2.0 / src_w, 2.0 / src_h], device=device, dtype=dtype).view(1, 2, 1, 1)
+    return (pixel_centres(height, width, device, dtype).unsqueeze(0) * scale - 1.0).permute(0, 2, 3, 1).contiguous()
+
+
 def flow_to_grid(flow: torch.Tensor, src_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Backward flow [B, 2, H, W] (pixels) -> grid_sample grid [B, H, W, 2] into a source of ``src_size`` (H, W).
 
@@ -34,9 +44,9 @@ def flow_to_grid(flow: torch.Tensor, src_size: tuple[int, int] | None = None) ->
     """
     B, _, H, W = flow.shape
     hs, ws = (H, W) if src_size is None else src_size
-    pos = pixel_centres(H, W, flow.device, flow.dtype).unsqueeze(0) + flow
-    scale = torch.tensor([2.0 / ws, 2.0 / hs], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
-    return (pos * scale - 1.0).permute(0, 2, 3, 1)
+    base = _centre_grid(H, W, int(hs), int(ws), flow.device, flow.dtype)
+    scale = torch.tensor([2.0 / ws, 2.0 / hs], device=flow.device, dtype=flow.dtype)
+    return torch.addcmul(base, flow.permute(0, 2, 3, 1), scale)
 
 
 def grid_to_flow(grid: torch.Tensor, src_size: tuple[int, int] | None = None) -> torch.Tensor:

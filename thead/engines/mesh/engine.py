@@ -51,7 +51,7 @@ from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
 from thead.render.compose import body_layer, dilate, outside_fade, past_picture_fade, premultiplied
-from thead.render.dense_flow import smoothstep
+from thead.render.dense_flow import flow_motion, smoothstep
 from thead.render.head_render import weighted_flow
 from thead.render.images import bar_mask, fill_bars, letterbox_bars
 from thead.render.layers import SourceFace, over
@@ -500,7 +500,7 @@ class MeshEngine:
                           extra_points=extra, source_weight=weight)
         mesh_mask = out.mesh.mask
         image = out.image
-        moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
+        moved = flow_motion(out.flow)
         if layered:
             # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
             # but for its neck stretching and bending after the head); the head (the person times the head weight,
