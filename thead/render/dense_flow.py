@@ -59,6 +59,7 @@ def dense_backward_flow(
     border: float = 0.05,
     softness: float = 0.06,
     coarse: int = 48,
+    window: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Dense backward flow [B, 2, H, W] in pixels from displacements at mesh vertices.
 
@@ -70,6 +71,7 @@ def dense_backward_flow(
     border: taper width at the image border as a fraction of min(H, W); the border pixels have flow 0.
     softness: Shepard regulariser ``s`` in face sizes (larger = smoother, less exact at the vertices).
     coarse: the flow is computed on a grid whose longer side has this many cells, then upsampled.
+    window: (top, left, h, w): return only that window [B, 2, h, w] of the H x W flow (the same values).
     """
     B = dst_vertices.shape[0]
     device, dtype = dst_vertices.device, torch.float32
@@ -102,6 +104,10 @@ def dense_backward_flow(
     flow = (flow * fade.unsqueeze(2)).transpose(1, 2).reshape(B, 2, gh, gw)
     flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
     taper = border_taper(height, width, border * min(height, width), device, dtype)
+    if window is not None:
+        top, left, h, w = window
+        flow = flow[..., top:top + h, left:left + w]
+        taper = taper[..., top:top + h, left:left + w]
     return (flow * taper).to(dst_vertices.dtype)
 
 
