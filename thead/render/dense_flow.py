@@ -91,13 +91,15 @@ def dense_backward_flow(
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     g = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # [G, 2]
 
-    # Squared distances [B, G, N] via |g|^2 - 2 g.p + |p|^2 (one bmm).
-    d2 = (g.pow(2).sum(1).view(1, -1, 1) - 2.0 * torch.matmul(g.unsqueeze(0), dst.transpose(1, 2))
-          + dst.pow(2).sum(2).unsqueeze(1)).clamp_(min=0.0)
-    s2 = (softness * size).pow(2).view(B, 1, 1)
-    w = (d2 + s2).reciprocal_().square_()
-    flow = torch.bmm(w, disp) / w.sum(dim=2, keepdim=True)  # [B, G, 2]
+    # Squared distances [B, G, N] via |g|^2 + |p|^2 - 2 g.p (one baddbmm), then the weights in place.
+    d2 = torch.baddbmm(g.pow(2).sum(1).view(1, -1, 1) + dst.pow(2).sum(2).unsqueeze(1),
+                       g.unsqueeze(0).expand(B, -1, -1), dst.transpose(1, 2), alpha=-2.0).clamp_(min=0.0)
     d_min = d2.amin(dim=2).sqrt()  # [B, G]
+    s2 = (softness * size).pow(2).view(B, 1, 1)
+    w = d2.add_(s2).reciprocal_().square_()
+    # The weighted sums and the weights' total in one bmm.
+    sums = torch.bmm(w, torch.cat([disp, torch.ones_like(disp[..., :1])], 2))  # [B, G, 3]
+    flow = sums[..., :2] / sums[..., 2:]  # [B, G, 2]
     r0 = (core * size).view(B, 1)
     r1 = (falloff * size).view(B, 1).clamp(min=r0 + 1e-3)
     fade = smoothstep((r1 - d_min) / (r1 - r0))

@@ -567,12 +567,23 @@ class MeshEngine:
             band = max(1, int(round(cfg.background_band * size[0])))
             person = here(still.person)
             head_s = person if still.head_weight is None else person * here(still.head_weight)
-            uncovered = ((head_s - cover) > 0.05).to(image.dtype)
-            near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
-            sideways = torch.cat([out.flow[:, :1], torch.zeros_like(out.flow[:, 1:])], 1)
-            dragged = warp_image(source.background, flow_to_grid(sideways, size, origin))
-            plate = here(still.background)
-            background = plate + near * (dragged - plate)
+            uncovered = (head_s - cover) > 0.05
+            background = here(still.background).expand(B, -1, -1, -1)
+            # Only over the box holding the uncovered ground and its reach (dilate, blur, one more pixel): the
+            # plate stays as it is elsewhere.
+            rows = torch.nonzero(uncovered.any(3).any(1).any(0)).squeeze(1)
+            if rows.numel():
+                cols = torch.nonzero(uncovered.any(2).any(1).any(0)).squeeze(1)
+                reach = band + 3
+                r0, r1 = max(0, int(rows[0]) - reach), min(h, int(rows[-1]) + 1 + reach)
+                c0, c1 = max(0, int(cols[0]) - reach), min(w, int(cols[-1]) + 1 + reach)
+                box = (slice(None), slice(None), slice(r0, r1), slice(c0, c1))
+                near = blur3(dilate(uncovered[box].to(image.dtype), band), 2).clamp(0.0, 1.0)
+                sideways = torch.cat([out.flow[box][:, :1], torch.zeros_like(out.flow[box][:, 1:])], 1)
+                dragged = warp_image(source.background, flow_to_grid(sideways, size, (left + c0, top + r0)))
+                plate = background[box]
+                background = background.clone()
+                background[box] = plate + near * (dragged - plate)
             if body is not None:
                 background = body[:, :3] + (1.0 - body[:, 3:]) * background
             image = colour + (1.0 - alpha) * background
