@@ -117,6 +117,13 @@ _MODULES = {
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 
+# Functions named like their modules are bound now, as an import of the module would otherwise leave the package
+# attribute the module (these modules import nothing heavy).
+from thead.metrics.aggregate import aggregate  # noqa: E402
+from thead.metrics.fid import fid  # noqa: E402
+from thead.metrics.lpips import lpips  # noqa: E402
+
+
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
