@@ -24,72 +24,117 @@ Groups:
     aggregate   aggregate, aggregate_video, align_lengths
 """
 
-from thead.metrics.aggregate import Alignment, Summary, VideoReport, aggregate, aggregate_video, align_lengths
-from thead.metrics.audio import read_audio
-from thead.metrics.audio_features import onset_frames, onset_strength, speech_loudness
-from thead.metrics.avsync import (
-    AVSync,
-    audio_rms_envelope,
-    audio_visual_sync,
-    av_sync,
-    lagged_correlation,
-    mouth_opening,
-)
-from thead.metrics.blinks import BlinkConfig, Blinks, blinks_from_landmarks, detect_blinks, eye_aspect_ratio
-from thead.metrics.facemodel import (
-    AUAgreement,
-    PoseDistance,
-    aed,
-    au_agreement,
-    gaze_distance,
-    identity_shape_distance,
-    pose_distance,
-    rotation_distance,
-    similarity_procrustes,
-)
-from thead.metrics.head_motion import (
-    ChanceScore,
-    angular_speed,
-    beat_align_score,
-    beat_align_vs_chance,
-    head_angle_std,
-    speed_loudness_correlation,
-    speed_wasserstein,
-)
-from thead.metrics.fid import (
-    feature_statistics,
-    fid,
-    frechet_distance,
-    frechet_distance_from_features,
-    fvd,
-    inception_features,
-    load_inception,
-)
-from thead.metrics.identity import (
-    ArcFaceOnnxEmbedder,
-    DlibFaceEmbedder,
-    Embeddings,
-    cosine_similarity,
-    csim,
-    embedding_distance,
-)
-from thead.metrics.landmarks import EVAL_SIZE, akd, keypoint_distance, lmd, rescale_landmarks, to_ibug68
-from thead.metrics.lpips import load_lpips, lpips
-from thead.metrics.pixel import l1, ms_ssim, mse, pixel_metrics, psnr, ssim
-from thead.metrics.result import MetricResult
-from thead.metrics.speech import (
-    AlignedLMD,
-    AVOffset,
-    AVOffsetComparison,
-    SpeechMetricsConfig,
-    aligned_mouth_lmd,
-    av_offset,
-    av_offset_comparison,
-    av_offsets,
-    mouth_opening_correlation,
-    speech_metrics,
-)
-from thead.metrics.temporal import FlickerComparison, landmark_jitter, luminance_flicker, relative_flicker
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thead.metrics.aggregate import Alignment, Summary, VideoReport, aggregate, aggregate_video, align_lengths
+    from thead.metrics.audio import read_audio
+    from thead.metrics.audio_features import onset_frames, onset_strength, speech_loudness
+    from thead.metrics.avsync import (
+        AVSync,
+        audio_rms_envelope,
+        audio_visual_sync,
+        av_sync,
+        lagged_correlation,
+        mouth_opening,
+    )
+    from thead.metrics.blinks import BlinkConfig, Blinks, blinks_from_landmarks, detect_blinks, eye_aspect_ratio
+    from thead.metrics.facemodel import (
+        AUAgreement,
+        PoseDistance,
+        aed,
+        au_agreement,
+        gaze_distance,
+        identity_shape_distance,
+        pose_distance,
+        rotation_distance,
+        similarity_procrustes,
+    )
+    from thead.metrics.head_motion import (
+        ChanceScore,
+        angular_speed,
+        beat_align_score,
+        beat_align_vs_chance,
+        head_angle_std,
+        speed_loudness_correlation,
+        speed_wasserstein,
+    )
+    from thead.metrics.fid import (
+        feature_statistics,
+        fid,
+        frechet_distance,
+        frechet_distance_from_features,
+        fvd,
+        inception_features,
+        load_inception,
+    )
+    from thead.metrics.identity import (
+        ArcFaceOnnxEmbedder,
+        DlibFaceEmbedder,
+        Embeddings,
+        cosine_similarity,
+        csim,
+        embedding_distance,
+    )
+    from thead.metrics.landmarks import EVAL_SIZE, akd, keypoint_distance, lmd, rescale_landmarks, to_ibug68
+    from thead.metrics.lpips import load_lpips, lpips
+    from thead.metrics.pixel import l1, ms_ssim, mse, pixel_metrics, psnr, ssim
+    from thead.metrics.result import MetricResult
+    from thead.metrics.speech import (
+        AlignedLMD,
+        AVOffset,
+        AVOffsetComparison,
+        SpeechMetricsConfig,
+        aligned_mouth_lmd,
+        av_offset,
+        av_offset_comparison,
+        av_offsets,
+        mouth_opening_correlation,
+        speech_metrics,
+    )
+    from thead.metrics.temporal import FlickerComparison, landmark_jitter, luminance_flicker, relative_flicker
+
+# Each public name -> its module: the modules (and the scipy and torch they import) load on first use, so a job
+# that needs one function (``avsync.mouth_opening`` in ``thead edit``) does not pay for all of them.
+_MODULES = {
+    "aggregate": ('Alignment', 'Summary', 'VideoReport', 'aggregate', 'aggregate_video', 'align_lengths'),
+    "audio": ('read_audio',),
+    "audio_features": ('onset_frames', 'onset_strength', 'speech_loudness'),
+    "avsync": ('AVSync', 'audio_rms_envelope', 'audio_visual_sync', 'av_sync', 'lagged_correlation', 'mouth_opening'),
+    "blinks": ('BlinkConfig', 'Blinks', 'blinks_from_landmarks', 'detect_blinks', 'eye_aspect_ratio'),
+    "facemodel": ('AUAgreement', 'PoseDistance', 'aed', 'au_agreement', 'gaze_distance', 'identity_shape_distance', 'pose_distance', 'rotation_distance', 'similarity_procrustes'),
+    "head_motion": ('ChanceScore', 'angular_speed', 'beat_align_score', 'beat_align_vs_chance', 'head_angle_std', 'speed_loudness_correlation', 'speed_wasserstein'),
+    "fid": ('feature_statistics', 'fid', 'frechet_distance', 'frechet_distance_from_features', 'fvd', 'inception_features', 'load_inception'),
+    "identity": ('ArcFaceOnnxEmbedder', 'DlibFaceEmbedder', 'Embeddings', 'cosine_similarity', 'csim', 'embedding_distance'),
+    "landmarks": ('EVAL_SIZE', 'akd', 'keypoint_distance', 'lmd', 'rescale_landmarks', 'to_ibug68'),
+    "lpips": ('load_lpips', 'lpips'),
+    "pixel": ('l1', 'ms_ssim', 'mse', 'pixel_metrics', 'psnr', 'ssim'),
+    "result": ('MetricResult',),
+    "speech": ('AlignedLMD', 'AVOffset', 'AVOffsetComparison', 'SpeechMetricsConfig', 'aligned_mouth_lmd', 'av_offset', 'av_offset_comparison', 'av_offsets', 'mouth_opening_correlation', 'speech_metrics'),
+    "temporal": ('FlickerComparison', 'landmark_jitter', 'luminance_flicker', 'relative_flicker'),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+
+# Functions named like their modules are bound now, as an import of the module would otherwise leave the package
+# attribute the module (these modules import nothing heavy).
+from thead.metrics.aggregate import aggregate  # noqa: E402
+from thead.metrics.fid import fid  # noqa: E402
+from thead.metrics.lpips import lpips  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"thead.metrics.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "AVOffset", "AVOffsetComparison", "AlignedLMD", "BlinkConfig", "Blinks", "ChanceScore", "SpeechMetricsConfig",

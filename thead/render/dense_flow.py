@@ -23,6 +23,13 @@ def smoothstep(t: torch.Tensor) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
+def flow_motion(flow: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] ``smoothstep(|flow|)`` of a flow [B, 2, H, W] in pixels: 0 where nothing moved, 1 where a pixel
+    moved by a pixel or more (the length from the squared components, cheaper than ``norm`` on CPU)."""
+    fx, fy = flow[:, :1], flow[:, 1:2]
+    return smoothstep(torch.addcmul(fx * fx, fy, fy).clamp_(max=1.0).sqrt_())
+
+
 def face_size(vertices: torch.Tensor) -> torch.Tensor:
     """[B] face size in pixels: the larger side of the (x, y) bounding box of ``vertices`` [B, V, >=2]."""
     xy = vertices[..., :2]
@@ -52,6 +59,7 @@ def dense_backward_flow(
     border: float = 0.05,
     softness: float = 0.06,
     coarse: int = 48,
+    window: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Dense backward flow [B, 2, H, W] in pixels from displacements at mesh vertices.
 
@@ -63,6 +71,7 @@ def dense_backward_flow(
     border: taper width at the image border as a fraction of min(H, W); the border pixels have flow 0.
     softness: Shepard regulariser ``s`` in face sizes (larger = smoother, less exact at the vertices).
     coarse: the flow is computed on a grid whose longer side has this many cells, then upsampled.
+    window: (top, left, h, w): return only that window [B, 2, h, w] of the H x W flow (the same values).
     """
     B = dst_vertices.shape[0]
     device, dtype = dst_vertices.device, torch.float32
@@ -82,19 +91,25 @@ def dense_backward_flow(
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     g = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # [G, 2]
 
-    # Squared distances [B, G, N] via |g|^2 - 2 g.p + |p|^2 (one bmm).
-    d2 = (g.pow(2).sum(1).view(1, -1, 1) - 2.0 * torch.matmul(g.unsqueeze(0), dst.transpose(1, 2))
-          + dst.pow(2).sum(2).unsqueeze(1)).clamp_(min=0.0)
-    s2 = (softness * size).pow(2).view(B, 1, 1)
-    w = (d2 + s2).reciprocal_().square_()
-    flow = torch.bmm(w, disp) / w.sum(dim=2, keepdim=True)  # [B, G, 2]
+    # Squared distances [B, G, N] via |g|^2 + |p|^2 - 2 g.p (one baddbmm), then the weights in place.
+    d2 = torch.baddbmm(g.pow(2).sum(1).view(1, -1, 1) + dst.pow(2).sum(2).unsqueeze(1),
+                       g.unsqueeze(0).expand(B, -1, -1), dst.transpose(1, 2), alpha=-2.0).clamp_(min=0.0)
     d_min = d2.amin(dim=2).sqrt()  # [B, G]
+    s2 = (softness * size).pow(2).view(B, 1, 1)
+    w = d2.add_(s2).reciprocal_().square_()
+    # The weighted sums and the weights' total in one bmm.
+    sums = torch.bmm(w, torch.cat([disp, torch.ones_like(disp[..., :1])], 2))  # [B, G, 3]
+    flow = sums[..., :2] / sums[..., 2:]  # [B, G, 2]
     r0 = (core * size).view(B, 1)
     r1 = (falloff * size).view(B, 1).clamp(min=r0 + 1e-3)
     fade = smoothstep((r1 - d_min) / (r1 - r0))
     flow = (flow * fade.unsqueeze(2)).transpose(1, 2).reshape(B, 2, gh, gw)
     flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
     taper = border_taper(height, width, border * min(height, width), device, dtype)
+    if window is not None:
+        top, left, h, w = window
+        flow = flow[..., top:top + h, left:left + w]
+        taper = taper[..., top:top + h, left:left + w]
     return (flow * taper).to(dst_vertices.dtype)
 
 

@@ -4,11 +4,12 @@ flow outside it, blended with the mesh's feathered weight, then the eye and mout
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from thead.render.dense_flow import blend_flows, dense_backward_flow, smoothstep
+from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_split_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
@@ -29,19 +30,26 @@ class HeadRender:
     image: torch.Tensor
     flow: torch.Tensor
     mesh: MeshWarp
-    changed: torch.Tensor
     grid: torch.Tensor  # [B, H, W, 2] the sampling grid of ``flow`` over the source
 
+    @cached_property
+    def changed(self) -> torch.Tensor:
+        """[B, 1, H, W] (computed on first use: callers that build their own mask skip it)."""
+        return blur3(torch.maximum(self.mesh.mask, flow_motion(self.flow)), 3).clamp(0.0, 1.0)
 
-def weighted_flow(flow: torch.Tensor, source_weight: torch.Tensor, iterations: int = 2) -> torch.Tensor:
-    """flow [B, 2, H, W] (backward, pixels) scaled at each output pixel by the weight [1 or B, 1, H, W] in [0, 1]
+
+def weighted_flow(flow: torch.Tensor, source_weight: torch.Tensor, iterations: int = 2,
+                  origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """flow [B, 2, H, W] (backward, pixels) scaled at each output pixel by the weight [1 or B, 1, Hs, Ws] in [0, 1]
     of the SOURCE pixel it reads: w = weight(p + w * flow(p)), solved by fixed-point steps from w = weight(p). A
-    shoulder pixel (weight 0) stays put even where the head's flow would read it from the head."""
+    shoulder pixel (weight 0) stays put even where the head's flow would read it from the head. The flow covers
+    the window of the (Hs, Ws) frame whose top-left pixel is ``origin`` (x, y) (default: all of it)."""
     H, W = flow.shape[-2:]
     sw = source_weight.to(flow.dtype)
-    w = sw.expand(flow.shape[0], -1, -1, -1)
+    ox, oy = int(origin[0]), int(origin[1])
+    w = sw[..., oy:oy + H, ox:ox + W].expand(flow.shape[0], -1, -1, -1)
     for _ in range(iterations):
-        w = warp_image(sw, flow_to_grid(flow * w, (H, W)))
+        w = warp_image(sw, flow_to_grid(flow * w, tuple(sw.shape[-2:]), (ox, oy)))
     return flow * w
 
 
@@ -56,6 +64,7 @@ def render_head(
     layers: bool = True,
     extra_points: tuple[torch.Tensor, torch.Tensor] | None = None,
     source_weight: torch.Tensor | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -65,6 +74,9 @@ def render_head(
     extra_points: (source, target) pixels [B or 1, K, 2+] that drive the dense flow besides the face mesh (e.g.
     skull points that turn with the head). source_weight: [1, 1, H, W] in SOURCE pixels, how much each source
     pixel follows the dense flow (0 on the shoulders), read where the flow points.
+    window: (top, left, h, w): render only that window of the H x W target frame (the same pixels as the whole
+    frame's render there, up to float rounding; ``dst_vertices`` stay in the frame's pixels, mouth_image and
+    every output cover the window).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -81,20 +93,25 @@ def render_head(
     stretch = vertex_stretch(src_x, dst_x, lid_band, scale)
     blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
     src_size = tuple(source.image.shape[-2:])
-    maps = mesh_warp_maps(src_x, dst_x, triangles, H, W, src_size=src_size, vertex_attributes=blur_weight)
+    top, left, oh, ow = (0, 0, H, W) if window is None else (int(v) for v in window)
+    origin = (left, top)
+    maps = mesh_warp_maps(src_x, dst_x, triangles, oh, ow, src_size=src_size, vertex_attributes=blur_weight,
+                          origin=origin)
+    win = None if window is None else (top, left, oh, ow)
     if extra_points is None:
-        dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff)
+        dense = dense_backward_flow(src_v, dst_vertices, H, W, falloff=falloff, window=win)
     else:
         pts = torch.as_tensor(dense_flow_points(), device=dst_vertices.device)
         src_extra, dst_extra = (p[..., :2].to(src_v.dtype).expand(B, -1, -1) for p in extra_points)
         src_all = torch.cat([src_v[:, pts, :2], src_extra], 1)
         dst_all = torch.cat([dst_vertices[:, pts, :2], dst_extra], 1)
-        dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff)
+        dense = dense_backward_flow(src_all, dst_all, H, W, points=np.arange(src_all.shape[1]), falloff=falloff,
+                                    window=win)
     if source_weight is not None:
-        dense = weighted_flow(dense, source_weight)
+        dense = weighted_flow(dense, source_weight, origin=origin)
     flow = blend_flows(maps.flow, maps.feather, dense)
     sharp = source.warp_image if layers else source.image
-    grid = flow_to_grid(flow, src_size)
+    grid = flow_to_grid(flow, src_size, origin)
     blur = maps.attributes * maps.feather
     if source.blurred is not None and float(blur.max()) > 1e-3:
         both = warp_image(torch.cat([sharp, source.blurred], 1), grid)
@@ -102,7 +119,8 @@ def render_head(
     else:
         image = warp_image(sharp, grid)
     if layers:
-        image = composite_layers(image, source, dst_vertices, mouth_image=mouth_image)
-    moved = torch.maximum(maps.mask, smoothstep(flow.norm(dim=1, keepdim=True) / 1.0))
-    changed = blur3(moved, 3).clamp(0.0, 1.0)
-    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, changed=changed, grid=grid)
+        dst_win = dst_vertices
+        if window is not None and (top or left):
+            dst_win = dst_vertices - torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
+        image = composite_layers(image, source, dst_win, mouth_image=mouth_image)
+    return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)

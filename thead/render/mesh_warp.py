@@ -7,6 +7,7 @@ Flows are *backward* and in pixels: ``flow[b, :, i, j]`` is the offset from the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,16 +28,30 @@ def pixel_centres(height: int, width: int, device: torch.device | str | None = N
     return torch.stack([gx, gy], dim=0)
 
 
-def flow_to_grid(flow: torch.Tensor, src_size: tuple[int, int] | None = None) -> torch.Tensor:
+@functools.lru_cache(maxsize=32)
+def _centre_grid(height: int, width: int, src_h: int, src_w: int, origin: tuple[int, int], device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """[1, H, W, 2] the grid of a zero flow: pixel centres (shifted by ``origin`` (x, y)) scaled into
+    ``grid_sample``'s [-1, 1] of a source of (src_h, src_w) pixels (cached per size; never written to)."""
+    scale = torch.tensor([2.0 / src_w, 2.0 / src_h], device=device, dtype=dtype).view(1, 2, 1, 1)
+    pos = pixel_centres(height, width, device, dtype).unsqueeze(0)
+    if origin != (0, 0):
+        pos = pos + torch.tensor(origin, device=device, dtype=dtype).view(1, 2, 1, 1)
+    return (pos * scale - 1.0).permute(0, 2, 3, 1).contiguous()
+
+
+def flow_to_grid(flow: torch.Tensor, src_size: tuple[int, int] | None = None,
+                 origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Backward flow [B, 2, H, W] (pixels) -> grid_sample grid [B, H, W, 2] into a source of ``src_size`` (H, W).
 
-    ``src_size`` defaults to the flow's own size (source and target frames of one size).
+    ``src_size`` defaults to the flow's own size (source and target frames of one size). ``origin`` (x, y): the
+    target pixel of the flow's top-left pixel, for a flow over a window of a larger target frame.
     """
     B, _, H, W = flow.shape
     hs, ws = (H, W) if src_size is None else src_size
-    pos = pixel_centres(H, W, flow.device, flow.dtype).unsqueeze(0) + flow
-    scale = torch.tensor([2.0 / ws, 2.0 / hs], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
-    return (pos * scale - 1.0).permute(0, 2, 3, 1)
+    base = _centre_grid(H, W, int(hs), int(ws), (int(origin[0]), int(origin[1])), flow.device, flow.dtype)
+    scale = torch.tensor([2.0 / ws, 2.0 / hs], device=flow.device, dtype=flow.dtype)
+    return torch.addcmul(base, flow.permute(0, 2, 3, 1), scale)
 
 
 def grid_to_flow(grid: torch.Tensor, src_size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -89,6 +104,7 @@ def mesh_warp_maps(
     src_size: tuple[int, int] | None = None,
     feather_rings: int = 3,
     vertex_attributes: torch.Tensor | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> MeshWarp:
     """Backward sampling maps that move the source mesh onto the target mesh.
 
@@ -97,10 +113,15 @@ def mesh_warp_maps(
     triangles: [F, 3]; e.g. ``closed_mesh_triangles()`` (no eye/mouth holes) or ``mesh_triangles()``.
     height, width: target frame size; ``src_size`` (H, W) of the source image, default the same.
     vertex_attributes: optional [B, V, C] more per-vertex values to interpolate in the same pass.
+    origin: (x, y) target pixel of the maps' top-left pixel: the maps cover the height x width window there of a
+    larger target frame (dst_vertices stay in that frame's pixels; flows stay offsets from its pixel centres).
     Returns :class:`MeshWarp`; sample with ``warp_image(src, maps.grid)``.
     """
     B = dst_vertices.shape[0]
     tris = as_triangles(triangles, dst_vertices.device)
+    ox, oy = int(origin[0]), int(origin[1])
+    if ox or oy:
+        dst_vertices = dst_vertices - torch.tensor([ox, oy, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
     frags = rasterize(dst_vertices, tris, height, width)
     src_xy = src_vertices[..., :2].to(dst_vertices.dtype)
     if src_xy.shape[0] == 1 and B > 1:
@@ -113,8 +134,11 @@ def mesh_warp_maps(
         parts.append(vertex_attributes.to(dst_vertices.dtype).expand(B, -1, -1))
     sampled = interpolate(frags, torch.cat(parts, dim=2))  # [B, 3 + C, H, W]
     mask = frags.mask.to(dst_vertices.dtype)
-    flow = (sampled[:, :2] - pixel_centres(height, width, dst_vertices.device, dst_vertices.dtype)) * mask
-    grid = flow_to_grid(flow, src_size)
+    centres = pixel_centres(height, width, dst_vertices.device, dst_vertices.dtype)
+    if ox or oy:
+        centres = centres + torch.tensor([ox, oy], device=centres.device, dtype=centres.dtype).view(2, 1, 1)
+    flow = (sampled[:, :2] - centres) * mask
+    grid = flow_to_grid(flow, src_size, (ox, oy))
     extra = sampled[:, 3:] if vertex_attributes is not None else None
     # The per-vertex weight is 0 on the mesh's open boundary; where the target mesh folds (a turned head's
     # silhouette) the visible edge is an inner edge, so also ramp down at the mask's edge in image space.

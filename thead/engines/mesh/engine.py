@@ -51,7 +51,7 @@ from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
 from thead.render.compose import body_layer, dilate, outside_fade, past_picture_fade, premultiplied
-from thead.render.dense_flow import smoothstep
+from thead.render.dense_flow import flow_motion, smoothstep
 from thead.render.head_render import weighted_flow
 from thead.render.images import bar_mask, fill_bars, letterbox_bars
 from thead.render.layers import SourceFace, over
@@ -62,6 +62,12 @@ from thead.render.mouth import mouth_map
 from thead.render.paste_back import warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
+
+
+# Pixels of canvas rendered around what is output (the crop, a mirror image's box): more than the reach of the
+# render's neighbourhood filters (mesh feather 4, then the uncovered ground's dilate and blur 5, the changed
+# mask's blur 3), so the pixels kept are those of a whole-canvas render.
+_WINDOW_MARGIN = 12
 
 
 @dataclass
@@ -458,7 +464,15 @@ class MeshEngine:
             pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
             depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
             dst_head = (geo.apply_pose(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
-        image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image)
+        # Only the crop is output: render the window of the canvas that holds it plus a margin wider than the
+        # reach of the render's neighbourhood filters (feather, dilate, blurs), the same pixels as a whole-canvas
+        # render there.
+        canvas = prepared.face.image.shape[-1]
+        lo, hi = max(0, pad - _WINDOW_MARGIN), min(canvas, pad + size + _WINDOW_MARGIN)
+        window = (lo, lo, hi - lo, hi - lo)
+        if mouth_image is not None:
+            mouth_image = mouth_image[..., lo:hi, lo:hi]
+        image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window)
         if prepared.mirrored is not None:
             weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
             side, profile = fill_profile(dst_canvas, weights)
@@ -467,13 +481,27 @@ class MeshEngine:
             if need.numel():
                 H, W = image.shape[-2:]
                 dst_n = dst_canvas[need]
-                share = (fill_weight_map(dst_n, weights[need], H, W, (side[need], profile[need]))
-                         * mirror_region(dst_n, H, W, self.config))
-                image_m, changed_m = self._render_source(
-                    prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
-                    None if mouth_image is None else mouth_image[need])
-                image = image.index_copy(0, need, over(image[need], image_m, share))
-                changed = changed.index_copy(0, need, torch.maximum(changed[need], changed_m * share))
+                dst_w = dst_n - torch.tensor([lo, lo, 0.0], device=dev)  # window pixels
+                share = (fill_weight_map(dst_w, weights[need], H, W, (side[need], profile[need]))
+                         * mirror_region(dst_w, H, W, self.config))
+                # The mirror image is rendered only over the box where its share is not 0 (plus the margin).
+                rows = torch.nonzero((share > 0).any(0).any(0).any(1)).squeeze(1)
+                cols = torch.nonzero((share > 0).any(0).any(0).any(0)).squeeze(1)
+                if rows.numel():
+                    r0 = max(0, int(rows[0]) - _WINDOW_MARGIN)
+                    r1 = min(H, int(rows[-1]) + 1 + _WINDOW_MARGIN)
+                    c0 = max(0, int(cols[0]) - _WINDOW_MARGIN)
+                    c1 = min(W, int(cols[-1]) + 1 + _WINDOW_MARGIN)
+                    box = (slice(None), slice(None), slice(r0, r1), slice(c0, c1))
+                    image_m, changed_m = self._render_source(
+                        prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
+                        None if mouth_image is None else mouth_image[need][box], (lo + r0, lo + c0, r1 - r0, c1 - c0))
+                    image_n, changed_n, share = image[need], changed[need], share[box]
+                    image_n[box] = over(image_n[box], image_m, share)
+                    changed_n[box] = torch.maximum(changed_n[box], changed_m * share)
+                    image = image.index_copy(0, need, image_n)
+                    changed = changed.index_copy(0, need, changed_n)
+        pad = pad - lo  # the crop in the window
         crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
         image, changed = image[crop], changed[crop]
         if prepared.bars is not None:
@@ -482,13 +510,17 @@ class MeshEngine:
         return image, changed, dst
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
-                       dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None,
+                       window: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
-        pixels) over ``still``'s body and background: (image [B, 3, H, W], changed [B, 1, H, W]) on the canvas.
-        dst_head [B, K, 2]: where the head points go (None: no head proxy)."""
+        pixels) over ``still``'s body and background: (image [B, 3, h, w], changed [B, 1, h, w]) over the window
+        (top, left, h, w) of the canvas (mouth_image [B, 3, h, w] too). dst_head [B, K, 2]: where the head points
+        go (None: no head proxy)."""
         cfg = self.config
         B = dst.shape[0]
+        top, left, h, w = window
+        origin = (left, top)
+        here = lambda x: x[..., top:top + h, left:left + w]  # noqa: E731  (target-frame pixels of a canvas map)
         extra = None
         if source.head_source is not None and dst_head is not None:
             extra = (source.head_source[..., :2].expand(B, -1, -1), dst_head)
@@ -497,10 +529,10 @@ class MeshEngine:
         if not layered and source.head_weight is not None and cfg.neck_follow is not None:
             weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
-                          extra_points=extra, source_weight=weight)
+                          extra_points=extra, source_weight=weight, window=window)
         mesh_mask = out.mesh.mask
         image = out.image
-        moved = smoothstep(out.flow.norm(dim=1, keepdim=True) / 1.0)
+        moved = flow_motion(out.flow)
         if layered:
             # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
             # but for its neck stretching and bending after the head); the head (the person times the head weight,
@@ -512,37 +544,50 @@ class MeshEngine:
             head_t = both[:, 4:5] * (1.0 - mesh_mask)
             alpha = mesh_mask + head_t * both[:, :1]
             colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], both[:, 1:4])
-            size = tuple(image.shape[-2:])
+            size = tuple(source.face.image.shape[-2:])  # the canvas
             body = still.body_layer
             if body is not None:
                 # The body stays, but where the head rises away from it the neck stretches up after it (the head's
                 # flow fading down the neck, its upward part only): a rising head never leaves its collar and the
                 # top of the neck showing through its own soft lower edge, and a dropping one still slides over.
                 follow = cfg.neck_follow or 0.0
-                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight)
+                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight, origin=origin)
                 # Sideways it bends: the neck takes the head's sideways motion beyond ``neck_slack`` of the crop side
                 # (no still neck left showing beside a jaw that moved far), none of a small sway.
                 slack = cfg.neck_slack * still.size
                 px = pull[:, :1]
                 px = follow * px + (1.0 - follow) * torch.sign(px) * (px.abs() - slack).clamp(min=0.0)
                 pull = torch.cat([px, pull[:, 1:].clamp(min=0.0)], 1)
-                body = warp_image(body, flow_to_grid(pull, size))
+                body = warp_image(body, flow_to_grid(pull, size, origin))
             # Background: still, except where the head uncovers ground the source never showed (the source's head,
             # now neither head nor body): there the plate (filled along its rows, so a shelf or a horizon runs on
             # behind the head) is dragged sideways with the head, bringing the real wall beside the old head in
             # rather than the plate's smooth fill, and never up or down across the plate's horizontal lines.
             cover = alpha if body is None else alpha + (1.0 - alpha) * body[:, 3:]
-            band = max(1, int(round(cfg.background_band * image.shape[-2])))
-            head_s = still.person if still.head_weight is None else still.person * still.head_weight
-            uncovered = ((head_s - cover) > 0.05).to(image.dtype)
-            near = blur3(dilate(uncovered, band), 2).clamp(0.0, 1.0)
-            sideways = torch.cat([out.flow[:, :1], torch.zeros_like(out.flow[:, 1:])], 1)
-            dragged = warp_image(source.background, flow_to_grid(sideways, size))
-            background = still.background + near * (dragged - still.background)
+            band = max(1, int(round(cfg.background_band * size[0])))
+            person = here(still.person)
+            head_s = person if still.head_weight is None else person * here(still.head_weight)
+            uncovered = (head_s - cover) > 0.05
+            background = here(still.background).expand(B, -1, -1, -1)
+            # Only over the box holding the uncovered ground and its reach (dilate, blur, one more pixel): the
+            # plate stays as it is elsewhere.
+            rows = torch.nonzero(uncovered.any(3).any(1).any(0)).squeeze(1)
+            if rows.numel():
+                cols = torch.nonzero(uncovered.any(2).any(1).any(0)).squeeze(1)
+                reach = band + 3
+                r0, r1 = max(0, int(rows[0]) - reach), min(h, int(rows[-1]) + 1 + reach)
+                c0, c1 = max(0, int(cols[0]) - reach), min(w, int(cols[-1]) + 1 + reach)
+                box = (slice(None), slice(None), slice(r0, r1), slice(c0, c1))
+                near = blur3(dilate(uncovered[box].to(image.dtype), band), 2).clamp(0.0, 1.0)
+                sideways = torch.cat([out.flow[box][:, :1], torch.zeros_like(out.flow[box][:, 1:])], 1)
+                dragged = warp_image(source.background, flow_to_grid(sideways, size, (left + c0, top + r0)))
+                plate = background[box]
+                background = background.clone()
+                background[box] = plate + near * (dragged - plate)
             if body is not None:
                 background = body[:, :3] + (1.0 - body[:, 3:]) * background
             image = colour + (1.0 - alpha) * background
-            moved = moved * torch.maximum(cover, still.person)
+            moved = moved * torch.maximum(cover, person)
         changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
         return image, changed
 
