@@ -125,7 +125,7 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         dist = (pix - c).norm(dim=1, keepdim=True)  # [B, 1, H, W]
         opening = openings[:, e:e + 1]
         white_region = eroded[:, e:e + 1] * ((dist > 1.15 * r) & (dist < 3.0 * r)).to(opening.dtype)
-        sclera = _bright_mean(src_image, white_region, 0.25, torch.tensor(DEFAULT_SCLERA))
+        sclera = _bright_mean(src_image, white_region, 0.5, torch.tensor(DEFAULT_SCLERA))
         iris_col = _masked_mean(src_image, eroded[:, e:e + 1] * (dist < 0.85 * r).to(opening.dtype),
                                 torch.tensor(DEFAULT_IRIS))
         scleras.append(sclera)
@@ -154,7 +154,7 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         t = ((pix[:, 0:1] - left[:, 0:1]) / (2.0 * half)).clamp(0.0, 1.0)
         w_l = s_l[:, 3:4].clamp(0.0, 1.0) * (1.0 - t)
         w_r = s_r[:, 3:4].clamp(0.0, 1.0) * t
-        w_s = 0.5
+        w_s = 0.15
         lid_shade = 1.0 - 0.2 * ((c[:, 1:2] + r - pix[:, 1:2]) / (2.0 * r)).clamp(0.0, 1.0)  # upper-lid shadow
         prior = sclera.view(B, 3, 1, 1) * lid_shade
         white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
