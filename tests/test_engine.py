@@ -606,3 +606,17 @@ def test_unit_change_past_a_bound_arrives_through_the_residual(engine, prepared,
     want_up = 0.6 * -field[list(corners), 1] * float(fit.pose[0, 5])  # pixels up (y down), head nearly frontal
     got_up = v[0, list(corners), 1] - v[1, list(corners), 1]
     assert (got_up > 0.7 * want_up).all(), (got_up, want_up)
+
+
+def test_a_blink_past_shut_does_not_push_the_upper_lid_through_the_lower(astro):
+    # A source with drooping lids (blink .4) and a driver blinking fully from open: .4 + 1 is past shut.
+    _, _, fit = astro
+    names = fit.expression_names
+    b = names.index("blink_right")
+    source = replace(fit, expression=fit.expression.copy())
+    source.expression[0, b] = 0.4
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[:, b] = [0.0, 1.0]
+    targets = transfer_motion(source, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    assert targets.expression[1, b] == 1.0
+    np.testing.assert_allclose(targets.residual[1], targets.residual[0], atol=1e-6)

@@ -319,15 +319,15 @@ def unit_overflow(excess: np.ndarray) -> np.ndarray:
     source's own coefficients; where the sum passes a bound (a smiling source whose driver smiles more, a driver
     relaxing from a frown the source never made), the fit of the driver had the same motion as unit change, so what the clip cuts
     off would be lost: it goes into the residual along the units' own fields instead (as the fit puts what lies
-    beyond a bound into its residual). Limited to ``MAX_UNIT_OVERFLOW`` per unit; an eye never opens past open
-    (negative blink excess is dropped: ``eye_wide`` is the unit for that).
+    beyond a bound into its residual). Limited to ``MAX_UNIT_OVERFLOW`` per unit. Blinks carry none: a lid
+    never closes past shut (the upper lid would cross the lower one) nor opens past open (``eye_wide`` is the unit
+    for that).
     """
     from thead.facemodel.model import load_face_model
 
     excess = np.clip(np.asarray(excess, np.float64), -MAX_UNIT_OVERFLOW, MAX_UNIT_OVERFLOW)
     for name in ("blink_left", "blink_right"):
-        i = EXPRESSION_NAMES.index(name)
-        excess[:, i] = np.maximum(excess[:, i], 0.0)
+        excess[:, EXPRESSION_NAMES.index(name)] = 0.0
     if not np.any(excess):
         return np.zeros((len(excess), 478, 3), np.float32)
     fields = load_face_model().expression_fields.astype(np.float64)  # [E, 478, 3]
