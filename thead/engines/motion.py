@@ -29,7 +29,8 @@ Motion transfer (``transfer_motion``), per driver frame t against the driver's r
 
 Driver frames without a face (``valid`` False) hold the last valid frame's values (the first valid one before
 it) and are flagged in ``TargetParams.held``. Resulting angles are limited to what a 2-D warp of one photo can
-show (``MAX_ANGLES_DEG``). Edits and orbits that turn the head add ``C(target) - C(source)`` to the residual too.
+show (``MAX_ANGLES_DEG``), a transferred gaze only to what a fit can measure (``MAX_TRANSFER_GAZE_DEG``: a look
+into the eye corner arrives; edits keep ``MAX_GAZE_DEG``). Edits and orbits that turn the head add ``C(target) - C(source)`` to the residual too.
 """
 
 from __future__ import annotations
@@ -443,5 +444,5 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
 
 
 __all__ = ["EXPRESSION_ALIASES", "MODES", "TargetParams", "edit_params", "hold_indices", "orbit_params",
-           "pose_residual_change", "residual_without_units", "unit_overflow",
+           "MAX_TRANSFER_GAZE_DEG", "pose_residual_change", "residual_without_units", "unit_overflow",
            "transfer_motion", "turn_about_pivot"]
