@@ -12,7 +12,8 @@
    mouth interior (--mouth-from-driver; it copies real mouth pixels, so it is not the headline number).
 2. Cross-identity: sources = images/*, drivers = videos/*: CSIM (dlib) of the output to its source photo and to
    the driver frames; the output must stay closer to the source.
-3. Editing, on the photos: yaw +20 / -20 degrees and smile 0.8, then landmarks + fit_image on the output.
+3. Editing, on the photos: yaw +20 / -20 degrees, smile 0.8, and yaw -25 with pitch 10, then landmarks + fit_image
+   on the output; edits the closed loop flags as unreachable are listed per photo.
 4. Speed: frames/s of MeshEngine.render at 256x256 (CPU with --threads, and CUDA when available).
 Contact sheets (PNG) go to --out: per clip rows of source | driver | output | similarity baseline, cross-identity
 sheets and the edits. Skips gracefully when the shared media are absent.
@@ -253,7 +254,9 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
     from thead.io import write_image
 
     edits = [("yaw +20", dict(yaw=np.radians(20.0)), "yaw", 20.0), ("yaw -20", dict(yaw=np.radians(-20.0)), "yaw",
-             -20.0), ("smile 0.8", dict(expression={"smile": 0.8}), "smile", 0.8)]
+             -20.0), ("smile 0.8", dict(expression={"smile": 0.8}), "smile", 0.8),
+             ("yaw -25 p10", dict(yaw=np.radians(-25.0), pitch=np.radians(10.0)), "yaw", -25.0),
+             ("p10 (y-25)", None, "pitch", 10.0)]  # the pitch of the same render
     print("\n== editing: asked vs measured (MediaPipe landmarks + fit_image on the output) ==")
     print(f"  {'photo':<12}{'source yaw':>11}{'source smile':>13}" + "".join(f"{e[0]:>12}" for e in edits))
     rows, sheet_rows = [], []
@@ -261,9 +264,16 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
         fit = fit_image(photo.landmarks, SIZE)
         prepared = prepare(engine, photo.crop, photo.landmarks, fit, photo.original, photo.transform)
         # The same closed loop thead edit runs on photos (render, measure, correct; thead.engines.calibrate).
-        outs = [calibrated_edit(lambda t: engine.render(prepared, t), lambda r: r[0], fit, kw,
-                                landmarks=photo.landmarks)[0][0]
-                for _, kw, _, _ in edits]
+        outs, unreachable = [], []
+        for _, kw, _, _ in edits:
+            if kw is None:  # another reading of the render before
+                outs.append(outs[-1])
+                continue
+            res, meas = calibrated_edit(lambda t: engine.render(prepared, t), lambda r: r[0], fit, kw,
+                                        landmarks=photo.landmarks)
+            outs.append(res[0])
+            unreachable += [f"{k} {v['asked']:g}->{v['reached']:.2f}"
+                            for k, v in getattr(meas, "unreachable", {}).items()]
         row = {"photo": photo.name, "source_yaw": float(np.degrees(fit.pose[0, 0])),
                "source_smile": float(fit.expression[0, 2:4].mean())}
         cells = []
@@ -280,18 +290,22 @@ def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
                 cells.append(f"{'no face':>12}")
                 continue
             m = fit_image(faces[0], SIZE)
-            value = float(np.degrees(m.pose[0, 0])) if what == "yaw" else float(m.expression[0, 2:4].mean())
-            tol = 3.0 if what == "yaw" else 0.15
+            value = (float(np.degrees(m.pose[0, ("yaw", "pitch").index(what)])) if what in ("yaw", "pitch")
+                     else float(m.expression[0, 2:4].mean()))
+            tol = 3.0 if what in ("yaw", "pitch") else 0.15
             row[name] = value
             cells.append(f"{value:>9.2f}{mark}{' ' if abs(value - asked) < tol else 'x'}")
+        row["unreachable"] = unreachable
         rows.append(row)
-        print(f"  {photo.name:<12}{row['source_yaw']:>11.1f}{row['source_smile']:>13.2f}" + "".join(cells))
-        sheet_rows.append([label(photo.crop, photo.name)] + [label(o, e[0]) for o, e in zip(outs, edits)])
+        print(f"  {photo.name:<12}{row['source_yaw']:>11.1f}{row['source_smile']:>13.2f}" + "".join(cells)
+              + (f"   flagged unreachable: {', '.join(unreachable)}" if unreachable else ""))
+        sheet_rows.append([label(photo.crop, photo.name)] + [label(o, e[0]) for o, e in zip(outs, edits)
+                                                             if e[1] is not None])
     write_image(out_dir / "edits.png", sheet(sheet_rows))
     summary = {}
     for name, _, what, asked in edits:
         vals = [r[name] for r in rows if r[name] is not None]
-        tol = 3.0 if what == "yaw" else 0.15
+        tol = 3.0 if what in ("yaw", "pitch") else 0.15
         summary[name] = {"within_tolerance": int(sum(abs(v - asked) < tol for v in vals)), "measured": len(vals),
                          "mean_abs_error": float(np.mean([abs(v - asked) for v in vals])) if vals else None}
         print(f"  {name}: within {tol:g} in {summary[name]['within_tolerance']}/{len(vals)} photos, "

@@ -55,3 +55,50 @@ def test_a_correction_that_loses_the_face_is_halved_not_abandoned(monkeypatch):
     # Then a secant step (slope 0.75 read from the two readable rounds) aims at 20 exactly: 26.67.
     assert np.allclose(asked_yaws[:4], [20.0, 25.0, 22.5, 22.5 + (20.0 - 16.875) / 0.75])
     assert m.rounds == 1 and m.measured["yaw"] == result["yaw"] == 16.875
+
+
+def test_a_request_the_photo_cannot_reach_is_reported_with_asked_and_reached(monkeypatch):
+    """A 'photo' whose smile saturates at 0.4 however far it is pushed: the loop hands values past the unit's
+    bound (carried by the residual), and what it still cannot reach is named, asked vs reached."""
+    handed = []
+
+    monkeypatch.setattr(cal, "_targets", lambda fit, current: dict(current))
+
+    def render(targets):
+        smile = (targets.get("expression") or {}).get("smile", 0.0)
+        handed.append(smile)
+        return {"yaw": 0.9 * np.degrees(targets["yaw"]), "smile": min(0.5 * smile, 0.4)}
+
+    monkeypatch.setattr(cal, "_measure", lambda frame, names, hint: (dict(frame), None))
+    result, m = cal.calibrated_edit(render, lambda r: r, fit=None,
+                                    edit={"yaw": np.radians(-25.0), "expression": {"smile": 0.8}}, rounds=3)
+    assert max(handed) > 1.0 + 1e-6  # pushed past the bound (1) where the reading asked for it
+    assert max(handed) <= 1.0 + cal.MAX_UNIT_OVERFLOW + 1e-6
+    assert set(m.unreachable) == {"smile"}
+    assert m.unreachable["smile"] == {"asked": 0.8, "reached": 0.4}
+    assert "smile 0.8 reads 0.40" in m.describe_unreachable()
+
+
+def test_reachable_requests_are_not_flagged(monkeypatch):
+    monkeypatch.setattr(cal, "_targets", lambda fit, current: dict(current))
+    monkeypatch.setattr(cal, "_measure", lambda frame, names, hint: (dict(frame), None))
+    _, m = cal.calibrated_edit(lambda t: {"yaw": 0.8 * np.degrees(t["yaw"])}, lambda r: r, None,
+                               {"yaw": np.radians(20.0)}, rounds=3)
+    assert m.unreachable == {} and m.describe_unreachable() is None
+
+
+def test_units_past_their_bound_reach_the_target_mesh():
+    """``_targets`` sets a unit handed past its bound at the bound and adds the rest along its field."""
+    from thead.facemodel.expressions import EXPRESSION_NAMES
+    from thead.facemodel.model import load_face_model
+    from thead.fitting import fit_image
+
+    model = load_face_model()
+    lm = model.posed(np.array([[0, 0, 0, 128, 128, 12]], np.float32), None, np.zeros((1, len(EXPRESSION_NAMES))))
+    fit = fit_image(lm[0], 256)
+    at_bound = cal._targets(fit, {"expression": {"smile": 1.0}})
+    past = cal._targets(fit, {"expression": {"smile": 1.4}})
+    i = [EXPRESSION_NAMES.index("smile_left"), EXPRESSION_NAMES.index("smile_right")]
+    np.testing.assert_allclose(past.expression[0, i], 1.0)
+    field = model.expression_fields[i].sum(0)
+    np.testing.assert_allclose(past.residual[0] - at_bound.residual[0], 0.4 * field, atol=1e-5)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from thead.engines import MeshEngine, TargetParams, edit_params, orbit_params, transfer_motion
 from thead.engines.motion import pose_residual_change
@@ -492,3 +493,130 @@ def test_neck_bends_after_a_head_moved_far_sideways(engine, astro):
     assert neck_centre(out) - neck_centre(crop) > far - slack * S  # (a still neck: 21 pixels)
     # The shoulders stay: the bend fades down the neck.
     assert np.abs(out[round(0.92 * S):].astype(float) - crop[round(0.92 * S):]).mean() < 3.0
+
+
+# ----------------------------------------------------------------------------------------- driver fidelity
+def _lid_gaps(vertices: np.ndarray) -> np.ndarray:
+    """[B, 2] upper-to-lower lid-centre distances (pixels) of the (right, left) eyes."""
+    from thead.face.topology import LEFT_EYE_LIDS, RIGHT_EYE_LIDS
+
+    return np.stack([np.linalg.norm(vertices[:, up, :2] - vertices[:, lo, :2], axis=-1)
+                     for up, lo in (RIGHT_EYE_LIDS, LEFT_EYE_LIDS)], 1)
+
+
+def test_a_sideways_look_of_the_driver_reaches_the_target_and_the_rendered_iris(engine, prepared, astro):
+    # A look into the eye corner fits at 50-70 degrees on real clips; the transfer used to clip it at 35.
+    _, _, fit = astro
+    driver = driver_from(fit, np.repeat(fit.pose[:1], 3, 0))
+    gaze = np.repeat(fit.gaze[:1], 3, 0).astype(np.float64)
+    gaze[1, [0, 2]] += np.radians(35.0)
+    gaze[2, [0, 2]] += np.radians(55.0)
+    driver = replace(driver, gaze=gaze.astype(np.float32))
+    targets = transfer_motion(fit, driver)
+    np.testing.assert_allclose(np.degrees(targets.gaze[2, [0, 2]] - fit.gaze[0, [0, 2]]), 55.0, atol=0.01)
+    verts = engine.target_vertices(prepared, targets)
+    # The iris the render draws (the eye layer's iris alpha over the canvas) sits where the target puts it.
+    from thead.render.eyes import eye_layer
+
+    pad = prepared.pad
+    H, W = prepared.face.image.shape[-2:]
+    canvas = verts + torch.tensor([pad, pad, 0.0])
+    _, alpha = eye_layer(prepared.face.eyes, canvas, H, W)
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5
+    for e, iris in enumerate((468, 473)):
+        near = np.abs(xs - canvas[0, iris, 0].item()) < 0.6 * np.linalg.norm(
+            verts[0, 33, :2].numpy() - verts[0, 133, :2].numpy())
+        near &= np.abs(ys - canvas[0, iris, 1].item()) < 10
+        drawn = []
+        for k in range(3):
+            a = alpha[k, 0].numpy() * near
+            assert a.sum() > 5, (e, k)
+            drawn.append((a * xs).sum() / a.sum())
+        target = canvas[:, iris, 0].numpy()
+        assert abs(target[2] - target[0]) > 1.3 * abs(target[1] - target[0])  # 55 degrees goes further than 35
+        for k in (1, 2):
+            # The lids clip an iris in the eye corner, so its visible part lies a little nearer the middle.
+            assert abs(drawn[k] - drawn[0]) > 0.7 * abs(target[k] - target[0]), (e, k, drawn, target)
+
+
+def test_a_wink_closes_one_eye_and_leaves_the_other_open(engine, prepared, astro):
+    _, _, fit = astro
+    names = fit.expression_names
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[1, names.index("blink_right")] = 1.0
+    expr[1, names.index("blink_left")] = fit.expression[0, names.index("blink_left")]
+    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    assert targets.expression[1, names.index("blink_right")] > 0.9
+    assert abs(targets.expression[1, names.index("blink_left")] - fit.expression[0, names.index("blink_left")]) < 1e-6
+    gaps = _lid_gaps(engine.target_vertices(prepared, targets).numpy())
+    assert gaps[1, 0] < 0.25 * gaps[0, 0]  # subject's right eye shut
+    assert gaps[1, 1] > 0.95 * gaps[0, 1]  # left eye as open as before
+    out = engine.render_full(prepared, targets)
+    v = out.vertices
+    frames = out.frames.astype(np.float64).mean(3)
+    for e, iris in enumerate((468, 473)):
+        c = v[0, iris, :2]
+        r = 0.5 * np.linalg.norm(v[0, iris + 1, :2] - c)
+        ys, xs = np.mgrid[0:S, 0:S] + 0.5
+        core = (xs - c[0]) ** 2 + (ys - c[1]) ** 2 < r * r
+        # The shut eye's dark iris is gone (lid skin over it); the open eye keeps its iris.
+        if e == 0:
+            assert frames[1][core].mean() > frames[0][core].mean() + 25
+        else:
+            assert abs(frames[1][core].mean() - frames[0][core].mean()) < 8
+
+
+def test_driver_detail_beyond_the_units_reaches_the_target_vertices(engine, prepared, astro):
+    # A cheek puff (no unit names it): the driver's residual pushes the cheeks out; the target mesh follows.
+    _, _, fit = astro
+    driver = driver_from(fit, np.repeat(fit.pose[:1], 2, 0))
+    mean = np.asarray(fit.identity)
+    cheek = np.flatnonzero((np.abs(mean[:468, 0]) > 3.0) & (mean[:468, 1] > 0.5) & (mean[:468, 1] < 3.5))
+    assert len(cheek) > 10
+    puff = np.zeros((478, 3), np.float32)
+    puff[cheek, 0] = 0.4 * np.sign(mean[cheek, 0])
+    residual = driver.residual.copy()
+    residual[1] += puff
+    targets = transfer_motion(fit, replace(driver, residual=residual))
+    np.testing.assert_allclose(targets.residual[1] - targets.residual[0], puff, atol=1e-5)
+    v = engine.target_vertices(prepared, targets).numpy()
+    moved = np.linalg.norm(v[1, cheek, :2] - v[0, cheek, :2], axis=1)
+    scale = float(fit.pose[0, 5])
+    assert moved.mean() > 0.3 * scale  # 0.4 cm outwards, seen by a head turned a little
+    others = np.setdiff1d(np.arange(468), cheek)
+    assert np.abs(v[1, others, :2] - v[0, others, :2]).max() < 1e-3
+
+
+def test_unit_change_past_a_bound_arrives_through_the_residual(engine, prepared, astro):
+    # The astronaut's fit saturates her smile at 1: a driver smiling 0.6 more used to change nothing at all.
+    _, _, fit = astro
+    names = fit.expression_names
+    i_l, i_r = names.index("smile_left"), names.index("smile_right")
+    assert fit.expression[0, i_l] > 0.95 and fit.expression[0, i_r] > 0.95
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[0, [i_l, i_r]] = 0.2
+    expr[1, [i_l, i_r]] = 0.8
+    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    assert (targets.expression[:, [i_l, i_r]] <= 1.0 + 1e-6).all()
+    v = engine.target_vertices(prepared, targets).numpy()
+    from thead.facemodel.model import load_face_model
+
+    field = load_face_model().expression_fields[[i_l, i_r]].sum(0)  # cm per unit of both smiles
+    corners = (61, 291)
+    want_up = 0.6 * -field[list(corners), 1] * float(fit.pose[0, 5])  # pixels up (y down), head nearly frontal
+    got_up = v[0, list(corners), 1] - v[1, list(corners), 1]
+    assert (got_up > 0.7 * want_up).all(), (got_up, want_up)
+
+
+def test_a_blink_past_shut_does_not_push_the_upper_lid_through_the_lower(astro):
+    # A source with drooping lids (blink .4) and a driver blinking fully from open: .4 + 1 is past shut.
+    _, _, fit = astro
+    names = fit.expression_names
+    b = names.index("blink_right")
+    source = replace(fit, expression=fit.expression.copy())
+    source.expression[0, b] = 0.4
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[:, b] = [0.0, 1.0]
+    targets = transfer_motion(source, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    assert targets.expression[1, b] == 1.0
+    np.testing.assert_allclose(targets.residual[1], targets.residual[0], atol=1e-6)

@@ -194,6 +194,22 @@ def test_au_agreement() -> None:
     assert np.isnan(au_agreement(probs_nan, probs, units=names).accuracy[3])
 
 
+def test_unit_correlation_follows_each_unit_and_averages_the_moving_ones() -> None:
+    from thead.metrics import unit_correlation
+
+    t = np.linspace(0, 4 * np.pi, 60)
+    ref = np.stack([0.5 + 0.4 * np.sin(t), 0.3 + 0.2 * np.cos(t), np.full(60, 0.1) + 0.001 * np.sin(3 * t)], 1)
+    gen = ref.copy()
+    gen[:, 1] = 0.3 - 0.2 * np.cos(t)  # the second unit goes the wrong way
+    gen[5] = np.nan  # an unmeasured frame is left out
+    res = unit_correlation(gen, ref, units=["a", "b", "still"])
+    assert np.isclose(res.per_unit["a"], 1.0) and np.isclose(res.per_unit["b"], -1.0)
+    assert res.moving == ("a", "b") and np.isclose(res.mean, 0.0)  # "still" (std .0007) is not averaged
+    damped = unit_correlation(0.2 * ref, ref, units=["a", "b", "still"])
+    assert np.isclose(damped.mean, 1.0)  # correlation is about following, not amplitude
+    assert np.isnan(unit_correlation(np.ones((10, 1)), np.arange(10.0)[:, None]).per_unit["U0"])
+
+
 def test_identity_shape_distance_removes_similarity_transform() -> None:
     rng = np.random.default_rng(6)
     shape = rng.normal(0, 50, size=(478, 3))

@@ -4,7 +4,11 @@ A mesh warp of a photo does not read back exactly as the parameters it was asked
 real head slide beyond a rigid turn, and a fit of one photo mixes some identity into the expression units. So
 ``calibrated_edit`` measures each rendered edit (MediaPipe landmarks + ``fit_image``) and moves the asked values
 by the measured error, a few rounds, keeping the best round. Only what the user asked for is corrected (the
-named head angles and expression units); everything else stays as ``edit_params`` sets it.
+named head angles and expression units); everything else stays as ``edit_params`` sets it. A unit may be handed
+past its bound (by up to ``MAX_UNIT_OVERFLOW``; the part beyond goes into the residual along the unit's field,
+``thead.engines.motion.unit_overflow``), since a photo whose fit mixed identity into its units reads short of
+the bound itself. What still reads further than ``REACH_TOLERANCE`` from the asked value after the last round is
+reported as unreachable (``EditMeasurement.unreachable``: asked vs reached), never silently.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from thead.engines.motion import EXPRESSION_ALIASES, TargetParams, edit_params
+from thead.engines.motion import (EXPRESSION_ALIASES, MAX_UNIT_OVERFLOW, TargetParams, edit_params,
+                                  unit_overflow)
 from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
 from thead.fitting import FitResult, fit_image
 
@@ -22,6 +27,8 @@ ANGLE_NAMES = ("yaw", "pitch", "roll")
 MIN_SLOPE, MAX_SLOPE = 0.5, 1.5  # measured / handed change the secant steps trust
 MAX_STEP_BACKS = 2
 CORRECTION_COST = 0.2  # corrected renders whose face the landmarker lost, each retried with half the correction
+# A result reading further than this from what was asked is reported as unreachable (degrees; unit coefficients).
+REACH_TOLERANCE = {"angle": 3.0, "unit": 0.15}
 
 
 @dataclass
@@ -35,6 +42,27 @@ class EditMeasurement:
     @property
     def errors(self) -> dict[str, float]:
         return {k: self.measured[k] - v for k, v in self.asked.items() if k in self.measured}
+
+    @property
+    def unreachable(self) -> dict[str, dict[str, float | None]]:
+        """{name: {"asked": value, "reached": measured value or None (the face could not be read)}} of the asked
+        values the best round reads further than ``REACH_TOLERANCE`` from (degrees / coefficients)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for name, want in self.asked.items():
+            got = self.measured.get(name)
+            tol = REACH_TOLERANCE["angle" if name in ANGLE_NAMES else "unit"]
+            if got is None or abs(got - want) > tol:
+                out[name] = {"asked": round(float(want), 3), "reached": None if got is None else round(float(got), 3)}
+        return out
+
+    def describe_unreachable(self) -> str | None:
+        """One line naming what could not be reached (None when everything was)."""
+        parts = [f"{name} {v['asked']:g} reads {'unreadable' if v['reached'] is None else format(v['reached'], '.2f')}"
+                 for name, v in self.unreachable.items()]
+        if not parts:
+            return None
+        return ("unreachable: " + ", ".join(parts) + f" after {self.rounds} correction round(s); this photo's face "
+                "does not go further with the mesh engine")
 
 
 def _measure(frame: np.ndarray, names: list[str], hint: np.ndarray | None = None
@@ -94,7 +122,7 @@ def calibrated_edit(
             asked[name] = 0.0
     asked.update({name: float(v) for name, v in (edit.get("expression") or {}).items()})
     current = dict(edit)
-    result = render(edit_params(fit, **current))
+    result = render(_targets(fit, current))
     measurement = EditMeasurement(asked)
     if not asked:
         return result, measurement
@@ -115,7 +143,7 @@ def calibrated_edit(
             lost += 1
             current = _corrected(current, {name: -0.5 * v for name, v in step.items()}, asked, lo, hi)
             step = {name: 0.5 * v for name, v in step.items()}
-            result = render(edit_params(fit, **current))
+            result = render(_targets(fit, current))
             continue
         measured, hint = read
         # Error in tolerances, plus CORRECTION_COST of a tolerance per tolerance of correction: a round that
@@ -142,8 +170,35 @@ def calibrated_edit(
             step[name] = (want - measured[name]) / slope
         last = {name: (handed[name], measured[name]) for name in asked}
         current = _corrected(current, step, asked, lo, hi)
-        result = render(edit_params(fit, **current))
+        result = render(_targets(fit, current))
     return best, measurement
+
+
+def _targets(fit: FitResult, current: Mapping[str, Any]) -> TargetParams:
+    """``edit_params(fit, **current)`` where units handed past their bounds are set at the bound and the rest of
+    them is added to the residual along their fields (``unit_overflow``)."""
+    expression = current.get("expression") or {}
+    if not expression:
+        return edit_params(fit, **current)
+    lo, hi = expression_bounds()
+    inside: dict[str, float] = {}
+    excess = np.zeros(len(EXPRESSION_NAMES))
+    for name, value in expression.items():
+        for unit in EXPRESSION_ALIASES.get(name, (name,)):
+            i = EXPRESSION_NAMES.index(unit) if unit in EXPRESSION_NAMES else None
+            if i is None:
+                inside[name] = value  # edit_params names the unknown unit
+                continue
+            v = float(np.clip(value, lo[i], hi[i]))
+            inside[name] = v
+            excess[i] = float(value) - v
+    targets = edit_params(fit, **{**current, "expression": inside})
+    if not np.any(excess):
+        return targets
+    overflow = unit_overflow(np.repeat(excess[None], targets.num_frames, 0))
+    return TargetParams(pose=targets.pose, depth_offset=targets.depth_offset, expression=targets.expression,
+                        residual=targets.residual + overflow, gaze=targets.gaze, held=targets.held,
+                        expression_names=targets.expression_names)
 
 
 def _handed(current: Mapping[str, Any], name: str, want: float) -> float:
@@ -157,7 +212,7 @@ def _corrected(current: Mapping[str, Any], step: Mapping[str, float], asked: Map
                hi: np.ndarray) -> dict[str, Any]:
     """``edit_params`` keywords ``current`` with ``step`` (degrees for the head angles, coefficients for the
     expression units) added to the asked values: angles within +-15 degrees of what was asked, units within their
-    bounds ``lo``/``hi`` (per unit of ``EXPRESSION_NAMES``)."""
+    bounds ``lo``/``hi`` (per unit of ``EXPRESSION_NAMES``) widened by ``MAX_UNIT_OVERFLOW`` (see ``_targets``)."""
     out = dict(current)
     expression = dict(current.get("expression") or {})
     for name, delta in step.items():
@@ -166,7 +221,8 @@ def _corrected(current: Mapping[str, Any], step: Mapping[str, float], asked: Map
         if name in ANGLE_NAMES:
             out[name] = float(np.radians(np.clip(value, want - 15.0, want + 15.0)))
         else:
+            # Past the bound by up to MAX_UNIT_OVERFLOW (carried by the residual, see ``_targets``).
             i = EXPRESSION_NAMES.index(EXPRESSION_ALIASES.get(name, (name,))[0])
-            expression[name] = float(np.clip(value, lo[i], hi[i]))
+            expression[name] = float(np.clip(value, lo[i] - MAX_UNIT_OVERFLOW, hi[i] + MAX_UNIT_OVERFLOW))
     out["expression"] = expression
     return out

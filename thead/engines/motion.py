@@ -14,20 +14,23 @@ Motion transfer (``transfer_motion``), per driver frame t against the driver's r
       s_t     = s_src * (s_drv[t] / s_drv[r])^k
       xy_t    = xy_src + k * (xy_drv[t] - xy_drv[r]) * s_src / s_drv[r]     (same for depth_offset)
       expr_t  = clip(expr_src + e * (expr_drv[t] - expr_drv[r]), unit bounds)
-      res_t   = res_src + e * (dres_drv[t] - dC_drv[t]) + C(R_t) - C(R_src)      (model frame, cm)
+      res_t   = res_src + e * (dres_drv[t] - dC_drv[t]) + C(R_t) - C(R_src) + O_t      (model frame, cm)
       gaze_t  = gaze_src + (gaze_drv[t] - gaze_drv[r])
 
   with k = ``pose_scale`` and e = ``expression_scale``; ``dres_drv[t] = res_drv[t] - res_drv[r]`` is the driver's
   landmark detail beyond its units (lip shapes, ...), ``C`` the pose corrective (``thead.engines.pose_corrective``:
   how landmarks of a real head move beyond a rigid turn): the driver's pose part ``dC_drv[t] = C(R_drv[t]) -
-  C(R_drv[r])`` is taken out of its residual change and the target's own ``C(R_t) - C(R_src)`` put in;
+  C(R_drv[r])`` is taken out of its residual change and the target's own ``C(R_t) - C(R_src)`` put in; ``O_t``
+  is the unit change the bounds cut off, along the units' fields (``unit_overflow``), so a driver's smile
+  still arrives on a source already smiling at the bound;
 * absolute: the driver's rotation, expressions and gaze as they are (``R_drv[t]``, ``clip(e * expr_drv[t])``);
   the head position and size still follow the relative rule above, i.e. the driver's motion mapped into the
   source crop, so the head stays where the source's head is (two crops from different videos need not agree).
 
 Driver frames without a face (``valid`` False) hold the last valid frame's values (the first valid one before
 it) and are flagged in ``TargetParams.held``. Resulting angles are limited to what a 2-D warp of one photo can
-show (``MAX_ANGLES_DEG``). Edits and orbits that turn the head add ``C(target) - C(source)`` to the residual too.
+show (``MAX_ANGLES_DEG``), a transferred gaze only to what a fit can measure (``MAX_TRANSFER_GAZE_DEG``: a look
+into the eye corner arrives; edits keep ``MAX_GAZE_DEG``). Edits and orbits that turn the head add ``C(target) - C(source)`` to the residual too.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ MODES = ("relative", "absolute")
 MAX_ANGLES_DEG = (50.0, 35.0, 45.0)
 MAX_GAZE_DEG = 35.0
 MAX_GAZE_RAD = float(np.radians(MAX_GAZE_DEG))
+# Limit of a transferred gaze: what a fit can measure (``thead.facemodel.model.gaze_angles`` keeps the iris within
+# 0.95 eyeball radii of rest, asin(0.95) = 71.8 degrees). A driver's sideways look into the eye corner fits at
+# 50-70 degrees on the shared clips; clipping it at the edit limit (35) left the iris near the middle of the eye.
+MAX_TRANSFER_GAZE_DEG = 71.0
+MAX_TRANSFER_GAZE_RAD = float(np.radians(MAX_TRANSFER_GAZE_DEG))
+# Most unit change beyond a bound (coefficients) a relative transfer carries into the residual.
+MAX_UNIT_OVERFLOW = 0.5
 # Point (model frame, cm: X subject's left, Y down, Z into the head) kept still in the image when an edit or an
 # orbit turns the head: near the neck's turning axis, so the face swings around it as a real head does, instead
 # of turning about the face centroid (the model origin).
@@ -265,10 +275,12 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
             expression = src.expression[0] + expression_scale * (d_expr[idx] - d_expr[ref])
         else:
             expression = expression_scale * d_expr[idx]
-        expression = np.clip(expression, lo, hi)
+        clipped = np.clip(expression, lo, hi)
         d_res = np.asarray(driver.residual, np.float32)
         detail = (d_res[idx] - d_res[ref]) - pose_residual_change(d_pose[:, :3], r_pose[None, :3])
-        residual = src.residual[0] + np.float32(expression_scale) * detail
+        residual = (src.residual[0] + np.float32(expression_scale) * detail
+                    + unit_overflow(expression - clipped)).astype(np.float32)
+        expression = clipped
     if use_pose:
         residual = residual + pose_residual_change(pose[:, :3], s_pose[None, :3])
 
@@ -276,7 +288,7 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
     if use_gaze:
         d_gaze = np.asarray(driver.gaze, np.float64)
         gaze = src.gaze[0] + (d_gaze[idx] - d_gaze[ref]) if mode == "relative" else d_gaze[idx]
-        gaze = np.clip(gaze, -MAX_GAZE_RAD, MAX_GAZE_RAD)
+        gaze = np.clip(gaze, -MAX_TRANSFER_GAZE_RAD, MAX_TRANSFER_GAZE_RAD)
 
     return TargetParams(pose=pose.astype(np.float32), depth_offset=np.asarray(depth, np.float32),
                         expression=expression.astype(np.float32), residual=residual.astype(np.float32),
@@ -299,6 +311,28 @@ def _expression_overrides(overrides: Mapping[str, float] | None) -> dict[int, fl
                 raise ValueError(f"expression '{name}' = {value} is outside [{lo[i]:g}, {hi[i]:g}]")
             out[i] = v
     return out
+
+
+def unit_overflow(excess: np.ndarray) -> np.ndarray:
+    """The shape [B, 478, 3] (cm, model frame) of expression change the unit bounds cut off.
+
+    excess [B, E]: wanted minus clipped coefficients. A relative transfer adds the driver's change to the
+    source's own coefficients; where the sum passes a bound (a smiling source whose driver smiles more, a driver
+    relaxing from a frown the source never made), the fit of the driver had the same motion as unit change, so what the clip cuts
+    off would be lost: it goes into the residual along the units' own fields instead (as the fit puts what lies
+    beyond a bound into its residual). Limited to ``MAX_UNIT_OVERFLOW`` per unit. Blinks carry none: a lid
+    never closes past shut (the upper lid would cross the lower one) nor opens past open (``eye_wide`` is the unit
+    for that).
+    """
+    from thead.facemodel.model import load_face_model
+
+    excess = np.clip(np.asarray(excess, np.float64), -MAX_UNIT_OVERFLOW, MAX_UNIT_OVERFLOW)
+    for name in ("blink_left", "blink_right"):
+        excess[:, EXPRESSION_NAMES.index(name)] = 0.0
+    if not np.any(excess):
+        return np.zeros((len(excess), 478, 3), np.float32)
+    fields = load_face_model().expression_fields.astype(np.float64)  # [E, 478, 3]
+    return np.einsum("be,env->bnv", excess, fields).astype(np.float32)
 
 
 def residual_without_units(residual: np.ndarray, units: Sequence[int]) -> np.ndarray:
@@ -410,5 +444,5 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
 
 
 __all__ = ["EXPRESSION_ALIASES", "MODES", "TargetParams", "edit_params", "hold_indices", "orbit_params",
-           "pose_residual_change", "residual_without_units",
+           "MAX_TRANSFER_GAZE_DEG", "pose_residual_change", "residual_without_units", "unit_overflow",
            "transfer_motion", "turn_about_pivot"]

@@ -74,7 +74,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
     Returns
     -------
     ItemResult ("done" or "skipped"), ``output`` the written file, ``info`` the asked and measured values of a
-    calibrated photo edit; raises ``InputError`` for bad inputs.
+    calibrated photo edit and ``unreachable`` (asked vs reached of what reads too far from the request; then also
+    a warning); raises ``InputError`` for bad inputs.
     """
     from thead.engines.motion import edit_params, orbit_params
 
@@ -105,7 +106,10 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
             result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
                                                   face.fit, params.engine_edit(), rounds=params.calibrate,
                                                   landmarks=face.crop_landmarks[0])
-        info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds}
+        info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds,
+                "unreachable": measurement.unreachable}
+        if measurement.describe_unreachable():
+            warnings.append(measurement.describe_unreachable())
         frame_out = result.frames[0]
         if options.paste_back:
             frame_out = Paster(engine.device)(result.frames, face.original(0), face.transforms[0], result.changed)[0]

@@ -41,6 +41,7 @@ from thead.metrics import (
     pixel_metrics,
     pose_distance,
     relative_flicker,
+    unit_correlation,
 )
 from thead.metrics.fid import (
     WEIGHTS_NAME as FID_WEIGHTS,
@@ -315,6 +316,11 @@ def evaluate_pair(pair: EvalPair, params: EvalParams, workdir: Path, progress: P
         pf["gaze_err"] = nan_rows(gaze_distance(gz(fit_g.gaze[:n]), gz(fit_r.gaze[:n]), degrees=False))
         au = au_agreement(fit_g.expression[:n], fit_r.expression[:n])
         pf["au_hamming"] = nan_rows(au.hamming)
+        # How each unit follows the reference over time (Pearson r), and the mean over the units it moves.
+        corr = unit_correlation(np.where(ok[:, None], fit_g.expression[:n], np.nan), fit_r.expression[:n],
+                                units=list(fit_r.expression_names))
+        report.scalars["unit_r_mean"] = corr.mean
+        report.scalars.update({f"unit_r_{name}": r for name, r in corr.per_unit.items()})
         if protocol == "self":
             report.scalars["avd"] = float(np.mean(identity_shape_distance(fit_g.identity, fit_r.identity)))
     else:

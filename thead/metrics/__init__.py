@@ -10,7 +10,8 @@ skipped frames. Metrics that need network weights thead cannot ship (LPIPS, FID)
 Groups:
     pixel       l1, mse, psnr, ssim, ms_ssim, pixel_metrics
     landmarks   akd, lmd, keypoint_distance, to_ibug68, rescale_landmarks
-    facemodel   aed, pose_distance, rotation_distance, gaze_distance, au_agreement, identity_shape_distance
+    facemodel   aed, pose_distance, rotation_distance, gaze_distance, au_agreement, unit_correlation,
+                identity_shape_distance
     identity    csim, DlibFaceEmbedder, ArcFaceOnnxEmbedder, cosine_similarity, embedding_distance
     lpips / fid lpips, fid, fvd (unavailable), frechet_distance, frechet_distance_from_features
     temporal    landmark_jitter, luminance_flicker, relative_flicker
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         pose_distance,
         rotation_distance,
         similarity_procrustes,
+        unit_correlation,
     )
     from thead.metrics.head_motion import (
         ChanceScore,
@@ -103,7 +105,7 @@ _MODULES = {
     "audio_features": ('onset_frames', 'onset_strength', 'speech_loudness'),
     "avsync": ('AVSync', 'audio_rms_envelope', 'audio_visual_sync', 'av_sync', 'lagged_correlation', 'mouth_opening'),
     "blinks": ('BlinkConfig', 'Blinks', 'blinks_from_landmarks', 'detect_blinks', 'eye_aspect_ratio'),
-    "facemodel": ('AUAgreement', 'PoseDistance', 'aed', 'au_agreement', 'gaze_distance', 'identity_shape_distance', 'pose_distance', 'rotation_distance', 'similarity_procrustes'),
+    "facemodel": ('AUAgreement', 'PoseDistance', 'aed', 'au_agreement', 'gaze_distance', 'identity_shape_distance', 'pose_distance', 'rotation_distance', 'similarity_procrustes', 'unit_correlation'),
     "head_motion": ('ChanceScore', 'angular_speed', 'beat_align_score', 'beat_align_vs_chance', 'head_angle_std', 'speed_loudness_correlation', 'speed_wasserstein'),
     "fid": ('feature_statistics', 'fid', 'frechet_distance', 'frechet_distance_from_features', 'fvd', 'inception_features', 'load_inception'),
     "identity": ('ArcFaceOnnxEmbedder', 'DlibFaceEmbedder', 'Embeddings', 'cosine_similarity', 'csim', 'embedding_distance'),
@@ -144,7 +146,7 @@ __all__ = [
     "speech_metrics", "speed_loudness_correlation", "speed_wasserstein",
     "AUAgreement", "AVSync", "Alignment", "ArcFaceOnnxEmbedder", "DlibFaceEmbedder", "EVAL_SIZE", "Embeddings",
     "FlickerComparison", "MetricResult", "PoseDistance", "Summary", "VideoReport", "aed", "aggregate",
-    "aggregate_video", "akd", "align_lengths", "au_agreement", "audio_rms_envelope", "audio_visual_sync", "av_sync",
+    "aggregate_video", "akd", "align_lengths", "au_agreement", "unit_correlation", "audio_rms_envelope", "audio_visual_sync", "av_sync",
     "cosine_similarity", "csim", "embedding_distance", "feature_statistics", "fid", "frechet_distance",
     "frechet_distance_from_features", "fvd", "gaze_distance", "identity_shape_distance", "inception_features",
     "keypoint_distance", "l1", "landmark_jitter", "lmd", "load_inception", "load_lpips", "lpips",

@@ -212,6 +212,45 @@ def au_agreement(generated: np.ndarray | Mapping[str, np.ndarray], reference: np
     return AUAgreement(units=tuple(names), hamming=hamming, accuracy=1.0 - hamming, per_unit=per_unit)
 
 
+@dataclass(frozen=True)
+class UnitCorrelation:
+    """How the generated expression units follow the reference's over time.
+
+    Attributes:
+        per_unit: ``{unit: Pearson r over the frames both sides measured}``; NaN where either side is constant.
+        moving: the units whose reference standard deviation reaches ``min_std`` (the driver really moves them).
+        mean: mean r over ``moving`` (NaN when none moves).
+    """
+
+    per_unit: dict[str, float]
+    moving: tuple[str, ...]
+    mean: float
+
+
+def unit_correlation(generated: np.ndarray, reference: np.ndarray, units: Sequence[str] | None = None,
+                     min_std: float = 0.05) -> UnitCorrelation:
+    """Per-unit Pearson correlation of expression coefficients over time, generated vs reference.
+
+    Inputs: ``(N, K)`` coefficients of the same K units (``units`` names them, default ``U0..``); frames with NaN
+    on either side are left out. A unit counts in ``mean`` when its reference std is at least ``min_std``
+    (coefficient units): units the driver barely moves only add noise to a mean correlation.
+    """
+    a, b = _pair("unit_correlation", generated, reference)
+    names = list(units) if units is not None else [f"U{i}" for i in range(a.shape[1])]
+    if len(names) != a.shape[1]:
+        raise ValueError(f"unit_correlation: {len(names)} unit names for {a.shape[1]} columns")
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    a, b = a[ok], b[ok]
+    per_unit: dict[str, float] = {}
+    for i, name in enumerate(names):
+        x, y = a[:, i], b[:, i]
+        per_unit[name] = (float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 1e-9 and y.std() > 1e-9
+                          else float("nan"))
+    moving = tuple(n for i, n in enumerate(names) if len(b) > 2 and b[:, i].std() >= min_std)
+    vals = [per_unit[n] for n in moving if np.isfinite(per_unit[n])]
+    return UnitCorrelation(per_unit=per_unit, moving=moving, mean=float(np.mean(vals)) if vals else float("nan"))
+
+
 # -------------------------------------------------------------------------------------------- identity shape
 
 def similarity_procrustes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float, np.ndarray,
