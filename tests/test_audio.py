@@ -382,7 +382,16 @@ def _talking_video_fit(seconds: float = 10.0, fps: float = 25.0, yaw_std: float 
     expr[:, names.index("jaw_open")] = np.where(np.arange(n) % 4 == 0, -0.02, 0.2)
     expr[:, names.index("lips_part")] = np.where(np.arange(n) % 4 == 0, -0.2, 0.4)
     expr[0, names.index("jaw_open")], expr[0, names.index("lips_part")] = 0.6, 0.9
+    fit.identity = _mean_face_cm()
+    fit.residual[0, 14, 1] += 0.4  # the first frame's lower lip further down than its units say
+    fit.residual[0, 10, 1] += 0.3  # and something on the forehead
     return fit
+
+
+def _mean_face_cm() -> np.ndarray:
+    from thead.facemodel import load_face_model
+
+    return np.asarray(load_face_model().mean_shape, np.float32)
 
 
 def test_fitted_blink_rate_counts_each_closure_once():
@@ -439,6 +448,9 @@ def test_video_source_is_its_own_style(speech):
     assert any("blink rate 60/min" in n for n in report["notes"]), report["notes"]
     jaw = targets.expression_of("jaw_open")
     assert jaw.min() == pytest.approx(-0.02, abs=1e-4)  # the video's closed mouth, not frame 0's 0.6
+    res = targets.residual - targets.residual[:1]  # (the pose corrective's change aside)
+    assert np.abs(targets.residual[0, 14, 1]) < 0.05 and targets.residual[0, 10, 1] == pytest.approx(0.3, abs=0.05)
+    assert np.abs(res).max() < 0.5
     photo, rep = audio_motion(track, source_fit(), 0, 25.0, AudioDriveOptions(seed=2))
     assert rep["head_style"].startswith("builtin") and not any("blink rate" in n for n in rep["notes"])
     own_off, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2, own_style=False))

@@ -15,7 +15,7 @@ Per output frame (``thead.audio.io.num_frames_for``: the audio's duration rounde
 A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own reference by default
 (``AudioDriveOptions.own_style``): with no ``reference`` its fitted head motion is the ``style`` reference, its
 fitted blink rate the blink rate (``blink_rate`` None), and its own closed mouth the rest of the mouth units
-(``video_rest_mouth``), so a person keeps their calm or lively head, their blinking and their lips. A photo
+(``video_rest_mouth``) and of the mouth region's residual (``video_rest_residual``), so a person keeps their calm or lively head, their blinking and their lips. A photo
 gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max`` applied).
 
 The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
@@ -36,9 +36,10 @@ from thead.audio.features import AudioFeatures, FeatureConfig, frame_features
 from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, head_motion, relative_angles
 from thead.audio.io import AudioTrack, load_audio, num_frames_for
 from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
-from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth,
-                                 silence_envelope)
+from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth,
+                                 mouth_opening_cm, phones_to_mouth, silence_envelope)
 from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_RAD, TargetParams, pose_residual_change, turn_about_pivot
+from thead.face.topology import LIPS_OUTER, MOUTH_CORNERS
 from thead.facemodel.expressions import expression_bounds
 from thead.fitting.result import FitResult
 
@@ -122,20 +123,45 @@ def own_reference(fit: FitResult, min_s: float = OWN_STYLE_MIN_S) -> FitResult |
     return fit if valid.sum() >= min_s * fps else None
 
 
+def _closed_frames(fit: FitResult, quantile: float) -> np.ndarray:
+    """Indices of a video fit's valid frames whose inner-lip opening (``mouth_opening_cm``) is in its lowest
+    ``quantile``."""
+    names = list(fit.expression_names)
+    expr = np.asarray(fit.expression, np.float64)
+    frames = np.arange(fit.num_frames)
+    if fit.valid is not None and np.asarray(fit.valid, bool).any():
+        frames = frames[np.asarray(fit.valid, bool)]
+    e = {u: expr[frames, names.index(u)] for u in ("jaw_open", "lips_part", "lip_stretch", "chin_raise")}
+    opening = mouth_opening_cm(e["jaw_open"], e["lips_part"], e["lip_stretch"], e["chin_raise"])
+    return frames[opening <= np.quantile(opening, quantile)]
+
+
 def video_rest_mouth(fit: FitResult, quantile: float = 0.15) -> dict[str, float]:
     """{unit: value} of ``MOUTH_UNITS``: the mean over a video fit's valid frames whose inner-lip opening
     (``mouth_opening_cm``) is in its lowest ``quantile``: the person's own closed mouth, which a talking clip's
     first frame (often mid-word) is not."""
-    from thead.audio.visemes import mouth_opening_cm
-
     names = list(fit.expression_names)
+    low = _closed_frames(fit, quantile)
     expr = np.asarray(fit.expression, np.float64)
-    if fit.valid is not None and np.asarray(fit.valid, bool).any():
-        expr = expr[np.asarray(fit.valid, bool)]
-    e = {u: expr[:, names.index(u)] for u in ("jaw_open", "lips_part", "lip_stretch", "chin_raise")}
-    opening = mouth_opening_cm(e["jaw_open"], e["lips_part"], e["lip_stretch"], e["chin_raise"])
-    low = opening <= np.quantile(opening, quantile)
     return {u: float(expr[low, names.index(u)].mean()) for u in MOUTH_UNITS if u in names}
+
+
+def video_rest_residual(fit: FitResult, quantile: float = 0.15) -> np.ndarray:
+    """[478, 3] cm: the mean fit residual over the frames of ``video_rest_mouth``. A frame caught mid-word keeps
+    part of its open mouth in the residual (WDA's first frame: 0.42 cm between the inner lips, beyond its units),
+    which a closed unit mouth alone never shuts."""
+    return np.asarray(fit.residual, np.float64)[_closed_frames(fit, quantile)].mean(0)
+
+
+def mouth_region_weight(vertices: np.ndarray, inner: float = 0.75, outer: float = 1.5) -> np.ndarray:
+    """[N] weights in [0, 1] of the mouth region of face-mesh ``vertices`` [N, 3] (any length unit): 1 within
+    ``inner`` mouth widths (corner to corner) of the lips' centre, a raised-cosine fall to 0 at ``outer``."""
+    v = np.asarray(vertices, np.float64)
+    centre = v[LIPS_OUTER].mean(0)
+    width = float(np.linalg.norm(v[MOUTH_CORNERS[0]] - v[MOUTH_CORNERS[1]]))
+    d = np.linalg.norm(v - centre[None], axis=1) / max(width, 1e-9)
+    u = np.clip((d - inner) / max(outer - inner, 1e-9), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * u))
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -272,9 +298,10 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
         head_style = "the source video's own"
 
     rest_mouth = video_rest_mouth(own) if own is not None else None
+    rest_residual = video_rest_residual(own) if own is not None else None
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
                               saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
-                              options.mouth_rest_max, rest_mouth)
+                              options.mouth_rest_max, rest_mouth, rest_residual)
     src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
     if rest_mouth is not None:
         notes.append("mouth rest: the source video's own closed mouth")
@@ -299,13 +326,16 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
 def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack, blink_closure: np.ndarray,
                     head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None,
                     mouth_rest_max: dict[str, float] | None = None,
-                    mouth_rest: dict[str, float] | None = None) -> TargetParams:
+                    mouth_rest: dict[str, float] | None = None,
+                    mouth_residual: np.ndarray | None = None) -> TargetParams:
     """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
 
     mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
     gaze_offsets_deg [T, 2] (yaw, pitch) added to both eyes, or None; mouth_rest_max: {unit: ceiling} applied
     to the source's rest values of those units before the mouth track is added (None: none); mouth_rest:
-    {unit: value} replacing the source frame's values of those units first (``video_rest_mouth``).
+    {unit: value} replacing the source frame's values of those units first (``video_rest_mouth``);
+    mouth_residual: [478, 3] cm residual that replaces the source frame's in the mouth region
+    (``mouth_region_weight`` of the fit's identity mesh; ``video_rest_residual``), None: the source frame's.
     """
     if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
         raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
@@ -333,7 +363,11 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     angles = src_pose[:, :3].astype(np.float64) + np.radians(np.asarray(head_offsets_deg, np.float64)[:n])
     lim = np.radians(np.asarray(MAX_ANGLES_DEG))
     angles = np.clip(angles, -lim, lim)
-    residual = np.repeat(src.residual, n, 0)
+    src_residual = src.residual.astype(np.float64)
+    if mouth_residual is not None:
+        w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
+        src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
+    residual = np.repeat(src_residual.astype(np.float32), n, 0)
     if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
         pose, depth = turn_about_pivot(src_pose, src_depth, angles)
         residual = residual + pose_residual_change(pose[:, :3], src.pose[:, :3])
@@ -351,4 +385,5 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
 
 
 __all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOUTH_SOURCES", "OWN_STYLE_MIN_S", "audio_motion",
-           "compose_targets", "own_reference", "saccade_offsets", "video_rest_mouth"]
+           "compose_targets", "mouth_region_weight", "own_reference", "saccade_offsets", "video_rest_mouth",
+           "video_rest_residual"]
