@@ -455,3 +455,21 @@ def test_video_source_is_its_own_style(speech):
     assert rep["head_style"].startswith("builtin") and not any("blink rate" in n for n in rep["notes"])
     own_off, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2, own_style=False))
     assert np.degrees(own_off.pose[:, 0].astype(np.float64)).std() > 2.0 * shown[0]
+
+
+@needs_espeak
+def test_video_source_head_settles_where_the_speaker_looks(speech):
+    """The first frame of a video turned 10 degrees away from the clip's usual pose: the generated head turns
+    back to the clip's mean pose (as the renderer shows it) within the ease time, starting from frame 0's."""
+    from thead.audio.head_motion import RENDER_POSE_GAIN
+
+    sp, path = speech
+    track = load_audio(write_wav(path.parent / "bob3c.wav", np.tile(sp.samples, 3), sp.rate))
+    video = _talking_video_fit()
+    video.pose[0, 0] -= np.radians(10.0)
+    targets, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2))
+    yaw = np.degrees(targets.pose[:, 0].astype(np.float64) - video.pose[0, 0])
+    assert abs(yaw[0]) < 1e-3
+    shown = yaw[50:].mean() * RENDER_POSE_GAIN[0]
+    assert 7.0 < shown < 13.0, shown
+    assert np.abs(np.diff(yaw)).max() < 2.0  # eased, no jump

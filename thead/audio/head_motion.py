@@ -103,6 +103,7 @@ class HeadMotionConfig:
     motion from a reference is limited at 3 of its own std when that is wider.
     match_std: in ``style`` mode scale the draw to the style's std over the clip itself (clips of at least
     ``MATCH_STD_MIN_S``). energy_gain: how much louder speech enlarges the innovations (``speech_gain``).
+    centre_ease_s: how long the head takes to reach a given centre pose (``head_motion``'s ``centre_deg``).
     """
 
     mode: str = "style"
@@ -115,6 +116,7 @@ class HeadMotionConfig:
     max_deg: tuple[float, float, float] = (18.0, 12.0, 10.0)
     match_std: bool = True
     energy_gain: float = 0.5
+    centre_ease_s: float = 1.2
 
 
 # ------------------------------------------------------------------------------------------------ resampling
@@ -129,9 +131,9 @@ def resample_angles(angles: np.ndarray, fps_in: float, fps_out: float, num_out: 
     return np.stack([np.interp(t_out, t_in, angles[:, c]) for c in range(angles.shape[1])], axis=1)
 
 
-def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """[T, 3] degrees of a fit's angles (radians [T, >=3]) relative to its first valid frame; invalid frames
-    hold the last valid value."""
+def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None, frame: int = 0) -> np.ndarray:
+    """[T, 3] degrees of a fit's angles (radians [T, >=3]) relative to frame ``frame`` (default its first valid
+    frame); invalid frames hold the last valid value."""
     deg = np.degrees(np.asarray(angles_rad, np.float64)[:, :3])
     if valid is not None and np.any(valid):
         valid = np.asarray(valid, bool)
@@ -139,7 +141,7 @@ def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None) -> 
         last = np.maximum.accumulate(np.where(valid, t, -1))
         last = np.where(last >= 0, last, int(np.argmax(valid)))
         deg = deg[last]
-    return deg - deg[0]
+    return deg - deg[int(frame) % len(deg)]
 
 
 def pingpong_indices(length: int, num: int) -> np.ndarray:
@@ -363,6 +365,13 @@ def simulate_style(style: HeadStyle, num_frames: int, fps: float, rng: np.random
     return out
 
 
+def centre_curve(centre_deg: np.ndarray, num_frames: int, fps: float, ease_s: float) -> np.ndarray:
+    """[num_frames, 3] degrees: 0 on the first frame, rising to ``centre_deg`` [3] along a raised cosine over
+    ``ease_s`` seconds, then constant."""
+    u = np.clip(np.arange(num_frames) / max(ease_s * fps, 1e-9), 0.0, 1.0)
+    return 0.5 * (1.0 - np.cos(np.pi * u))[:, None] * np.asarray(centre_deg, np.float64)[None]
+
+
 def keyframe_curve(values: Sequence[float], num_frames: int) -> np.ndarray:
     """[num_frames] degrees: ``values`` placed evenly from the first to the last frame, linearly interpolated
     (one value: constant; none: zeros)."""
@@ -395,7 +404,8 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
                 rng: np.random.Generator | int = 0, speech: np.ndarray | None = None,
                 onset: np.ndarray | None = None, reference_deg: np.ndarray | None = None,
                 reference_fps: float | None = None, style: HeadStyle | None = None,
-                learned_deg: np.ndarray | None = None, rms_db: np.ndarray | None = None) -> HeadTrack:
+                learned_deg: np.ndarray | None = None, rms_db: np.ndarray | None = None,
+                centre_deg: np.ndarray | None = None) -> HeadTrack:
     """Head offsets for ``num_frames`` frames at ``fps`` (see the module docstring).
 
     Parameters
@@ -407,6 +417,9 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
         for ``style`` when ``style`` is None (a style is fitted to them).
     style : a HeadStyle for ``style`` mode (default: fitted to the reference, else the built-in one).
     learned_deg [T, 3] : the pose model's offsets for ``learned`` mode.
+    centre_deg [3] : in ``style`` mode, the pose (offset from the source's) the motion settles around,
+        reached over ``config.centre_ease_s`` (``centre_curve``): a source video's mean pose relative to the
+        frame animated (WDA's first frame is turned 12 degrees of yaw away from where the speaker looks).
 
     Returns
     -------
@@ -416,6 +429,7 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
         raise ValueError(f"pose mode must be one of {POSE_MODES}, got '{config.mode}'")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     motion = np.zeros((num_frames, 3))
+    centre = np.zeros((num_frames, 3))
     nods = np.zeros(0, np.int64)
     source = ""
     if config.mode == "copy":
@@ -431,6 +445,8 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
                 style = builtin_head_style()
         motion = simulate_style(style, num_frames, fps, rng, speech, onset, config.nods, rms_db,
                                 config.energy_gain, config.match_std)
+        if centre_deg is not None:
+            centre = centre_curve(centre_deg, num_frames, fps, config.centre_ease_s)
         if config.nods and onset is not None and speech is not None:
             nods = onset_events(onset, speech, fps)[0]
         source = style.source
@@ -440,13 +456,16 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
         motion = np.asarray(learned_deg, np.float64)[:num_frames]
         source = "learned"
     motion = motion * float(config.head_scale)
+    centre = centre * float(config.head_scale)
     if config.calibrate:
         motion = motion / np.asarray(RENDER_POSE_GAIN)[None]
+        centre = centre / np.asarray(RENDER_POSE_GAIN)[None]
     if config.mode != "still":
         limit = np.asarray(config.max_deg, np.float64)
         if source == "reference":  # a reference's own range is shown (a lively speaker's 9-degree yaw std too)
             limit = np.maximum(limit, 3.0 * motion.std(0))
         motion = soft_limit(motion, limit)
+    motion = motion + centre
     keys = np.stack([keyframe_curve(config.yaw, num_frames), keyframe_curve(config.pitch, num_frames),
                      keyframe_curve(config.roll, num_frames)], axis=1)
     return HeadTrack(offsets_deg=(motion + keys).astype(np.float64), mode=config.mode, nods=nods,
@@ -454,6 +473,6 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
 
 
 __all__ = ["HeadMotionConfig", "HeadStyle", "HeadTrack", "POSE_MODES", "RENDER_POSE_GAIN", "STYLE_FPS",
-           "builtin_head_style", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve", "nod_curve",
+           "builtin_head_style", "centre_curve", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve", "nod_curve",
            "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
            "soft_limit", "speech_gain", "stationary_std"]

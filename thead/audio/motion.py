@@ -291,11 +291,14 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
         if model is None or not getattr(model, "has_pose", False):
             raise ValueError("pose 'learned' needs a motion model with a pose model")
         learned = model.predict_pose(feats, options.subject)
+    own_style = reference is not None and options.reference is None and mode == "style"
+    centre = None
+    if own_style:  # settle around the pose the speaker holds in their video, not where frame source_frame is
+        centre = relative_angles(own.pose, own.valid, source_frame).mean(0)
     head = head_motion(n, fps, head_cfg, streams["head"], speech=mouth.speech, onset=feats.onset,
-                       reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned, rms_db=feats.rms_db)
-    head_style = head.style_source
-    if reference is not None and options.reference is None and mode == "style":
-        head_style = "the source video's own"
+                       reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned, rms_db=feats.rms_db,
+                       centre_deg=centre)
+    head_style = "the source video's own" if own_style else head.style_source
 
     rest_mouth = video_rest_mouth(own) if own is not None else None
     rest_residual = video_rest_residual(own) if own is not None else None
