@@ -473,3 +473,20 @@ def test_video_source_head_settles_where_the_speaker_looks(speech):
     shown = yaw[50:].mean() * RENDER_POSE_GAIN[0]
     assert 7.0 < shown < 13.0, shown
     assert np.abs(np.diff(yaw)).max() < 2.0  # eased, no jump
+
+
+def test_reference_style_slows_in_pauses():
+    """A style fitted to a reference clip moves the head less in pauses than in speech (the built-in style's
+    measured pause/speech ratio; the 0.5 default kept the head nearly as busy in pauses)."""
+    rng = np.random.default_rng(1)
+    from scipy.ndimage import gaussian_filter1d
+
+    ref = gaussian_filter1d(rng.normal(0, 1, (500, 3)), 8, axis=0) * 40
+    speech = (np.arange(1000) // 50) % 2 == 0  # 2 s of speech, 2 s of pause, ...
+    ratios = []
+    for seed in range(4):
+        off = head_motion(1000, 25.0, HeadMotionConfig(mode="style"), seed, speech=speech,
+                          reference_deg=ref, reference_fps=25.0).offsets_deg
+        speed = np.linalg.norm(np.diff(off, axis=0), axis=1)
+        ratios.append(speed[~speech[1:]].mean() / speed[speech[1:]].mean())
+    assert np.mean(ratios) < 0.45, ratios

@@ -27,7 +27,7 @@ degrees, interpolated over time) are added, and ``RENDER_POSE_GAIN`` compensates
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Sequence
 
@@ -115,7 +115,7 @@ class HeadMotionConfig:
     nods: bool = True
     max_deg: tuple[float, float, float] = (18.0, 12.0, 10.0)
     match_std: bool = True
-    energy_gain: float = 0.5
+    energy_gain: float = 1.0
     centre_ease_s: float = 1.2
 
 
@@ -440,7 +440,10 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
     elif config.mode == "style":
         if style is None:
             if reference_deg is not None and reference_fps is not None:
-                style = fit_head_style([reference_deg], reference_fps, source="reference")
+                # a clip's angles alone do not say how the head slows in pauses: the built-in style's measured
+                # ratio (0.22; HeadStyle's default 0.5 made the head as busy in pauses as in speech)
+                style = replace(fit_head_style([reference_deg], reference_fps, source="reference"),
+                                pause_gain=builtin_head_style().pause_gain)
             else:
                 style = builtin_head_style()
         motion = simulate_style(style, num_frames, fps, rng, speech, onset, config.nods, rms_db,
