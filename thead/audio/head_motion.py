@@ -476,6 +476,6 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
 
 
 __all__ = ["HeadMotionConfig", "HeadStyle", "HeadTrack", "POSE_MODES", "RENDER_POSE_GAIN", "STYLE_FPS",
-           "builtin_head_style", "centre_curve", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve", "nod_curve",
-           "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
+           "builtin_head_style", "centre_curve", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve",
+           "nod_curve", "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
            "soft_limit", "speech_gain", "stationary_std"]

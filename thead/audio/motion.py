@@ -13,10 +13,11 @@ Per output frame (``thead.audio.io.num_frames_for``: the audio's duration rounde
 * identity is never part of a target (the engine renders the source's own shape).
 
 A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own reference by default
-(``AudioDriveOptions.own_style``): with no ``reference`` its fitted head motion is the ``style`` reference, its
-fitted blink rate the blink rate (``blink_rate`` None), and its own closed mouth the rest of the mouth units
-(``video_rest_mouth``) and of the mouth region's residual (``video_rest_residual``), so a person keeps their calm or lively head, their blinking and their lips. A photo
-gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max`` applied).
+(``AudioDriveOptions.own_style``): with no ``reference`` its fitted head motion is the ``style`` reference (the
+head easing from the animated frame's pose to the video's mean pose), its fitted blink rate the blink rate
+(``blink_rate`` None), and its own closed mouth the rest of the mouth units (``video_rest_mouth``) and of the
+mouth region's residual (``video_rest_residual``): a person keeps their calm or lively head, their blinking and
+their lips. A photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
 
 The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
 the blink rate does not change the head motion). A silent track gives a still, blinking face.

@@ -93,8 +93,8 @@ def audio_drive(
     still: bool = typer.Option(False, "--still", help="No head motion (mouth and blinks kept)."),
     pose: Optional[Pose] = typer.Option(None, "--pose", help="Head motion: still, style (the reference's or the "
                                         "built-in talking style), copy (the reference's motion), learned (the "
-                                        "--motion-model's). Default: style (a source video's own; learned with a motion "
-                                        "model)."),
+                                        "--motion-model's). Default: style (a source video's own; learned "
+                                        "with a motion model)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Talking video whose head motion is copied "
                                              "or whose style is used."),
     blink_rate: Optional[float] = number_option(None, "--blink-rate", help="Blinks per minute (default: a source "
