@@ -359,3 +359,134 @@ def test_open_mouth_source_rests_closed(tmp_path):
     assert np.allclose(capped.expression_of("jaw_open"), 0.1) and any("rest" in n for n in report["notes"])
     kept, _ = audio_motion(path, fit, 0, 25.0, AudioDriveOptions(mouth_rest_max=None))
     assert np.allclose(kept.expression_of("jaw_open"), 0.6)
+
+
+# ------------------------------------------------------------------------------------------------ own style
+def _talking_video_fit(seconds: float = 10.0, fps: float = 25.0, yaw_std: float = 2.0, blinks: int = 10):
+    """A source VIDEO fit: a calm head (smooth yaw / pitch of about ``yaw_std`` / half that degrees), ``blinks``
+    lid closures spread over the clip, a mouth open on frame 0 (mid-word) and closed on a quarter of frames."""
+    n = int(seconds * fps)
+    fit = source_fit(n)
+    fit.fps = fps
+    rng = np.random.default_rng(4)
+    from scipy.ndimage import gaussian_filter1d
+
+    walk = gaussian_filter1d(rng.normal(0, 1, (n, 3)), 0.4 * fps, axis=0)
+    walk = (walk - walk.mean(0)) / walk.std(0) * np.array([yaw_std, yaw_std / 2, yaw_std / 3])
+    fit.pose[:, :3] += np.radians(walk).astype(np.float32)
+    names = list(fit.expression_names)
+    expr = fit.expression
+    for k, t in enumerate(np.linspace(0.5 * fps, n - 0.5 * fps, blinks).astype(int)):
+        expr[t - 1:t + 2, names.index("blink_left")] = [0.5, 0.9, 0.5]
+        expr[t - 1:t + 2, names.index("blink_right")] = [0.4, 0.8, 0.4]
+    expr[:, names.index("jaw_open")] = np.where(np.arange(n) % 4 == 0, -0.02, 0.2)
+    expr[:, names.index("lips_part")] = np.where(np.arange(n) % 4 == 0, -0.2, 0.4)
+    expr[0, names.index("jaw_open")], expr[0, names.index("lips_part")] = 0.6, 0.9
+    fit.identity = _mean_face_cm()
+    fit.residual[0, 14, 1] += 0.4  # the first frame's lower lip further down than its units say
+    fit.residual[0, 10, 1] += 0.3  # and something on the forehead
+    return fit
+
+
+def _mean_face_cm() -> np.ndarray:
+    from thead.facemodel import load_face_model
+
+    return np.asarray(load_face_model().mean_shape, np.float32)
+
+
+def test_fitted_blink_rate_counts_each_closure_once():
+    from thead.audio.blinks import count_blinks, fitted_blink_rate
+
+    lid = np.array([0, 0.2, 0.7, 0.9, 0.5, 0.65, 0.2, 0.0, 0.62, 0.1])  # 0.65 before reopening: same blink
+    assert count_blinks(lid) == 2
+    assert fitted_blink_rate(lid * 0.8, lid, 10.0) == pytest.approx(120.0)  # the more closed lid counts
+    assert fitted_blink_rate(lid, lid, 10.0, np.zeros(10, bool)) == 0.0
+
+
+def test_high_blink_rates_are_reached_in_speech_with_pauses():
+    rng = np.random.default_rng(2)
+    speech = np.ones(25 * 600, bool)
+    for t in rng.integers(0, len(speech) - 10, 300):
+        speech[t:t + 6] = False
+    for rate in (17.0, 68.0):
+        count = blink_track(len(speech), 25.0, 0, speech, BlinkConfig(rate_per_min=rate)).count / 10.0
+        assert 0.8 * rate <= count <= 1.15 * rate, (rate, count)
+
+
+def test_style_draw_shows_the_asked_std():
+    """A short draw's own std matches the style's (the stationary scaling alone gave 0.5-2x on 8 s clips)."""
+    style = builtin_head_style()
+    wide = (1e3, 1e3, 1e3)
+    ratios = np.stack([head_motion(200, 25.0, HeadMotionConfig(mode="style", calibrate=False, max_deg=wide),
+                                   seed).offsets_deg.std(0) / style.std_deg for seed in range(8)])
+    assert np.median(np.abs(ratios - 1.0)) < 0.02 and 0.6 < ratios.min() and ratios.max() < 1.1, ratios
+
+
+def test_head_follows_speech_loudness():
+    from thead.audio.head_motion import speech_gain
+
+    speech = np.r_[np.zeros(25, bool), np.ones(100, bool)]
+    db = np.r_[np.full(25, -80.0), np.full(50, -30.0), np.full(50, -10.0)]
+    g = speech_gain(speech, 25.0, 0.2, db, energy_gain=0.5, smooth_s=0.0)
+    assert g[:25] == pytest.approx(0.2) and g[100] > g[40] > g[10]
+
+
+@needs_espeak
+def test_video_source_is_its_own_style(speech):
+    """A source video with no reference: its own head std (after the render gain), its own blink rate and its
+    own closed mouth as the rest; a photo keeps the built-in style and 17 blinks a minute."""
+    from thead.audio.head_motion import RENDER_POSE_GAIN, relative_angles
+
+    sp, path = speech
+    track = load_audio(write_wav(path.parent / "bob3.wav", np.tile(sp.samples, 3), sp.rate))  # 10 s of talk
+    video = _talking_video_fit()
+    targets, report = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2))
+    ref_std = relative_angles(video.pose, video.valid)[:, :2].std(0)
+    shown = np.degrees(targets.pose[:, :2].astype(np.float64)).std(0) * np.asarray(RENDER_POSE_GAIN[:2])
+    assert np.allclose(shown, ref_std, rtol=0.2), (shown, ref_std)
+    assert report["head_style"] == "the source video's own"
+    assert any("blink rate 60/min" in n for n in report["notes"]), report["notes"]
+    jaw = targets.expression_of("jaw_open")
+    assert jaw.min() == pytest.approx(-0.02, abs=1e-4)  # the video's closed mouth, not frame 0's 0.6
+    res = targets.residual - targets.residual[:1]  # (the pose corrective's change aside)
+    assert np.abs(targets.residual[0, 14, 1]) < 0.05 and targets.residual[0, 10, 1] == pytest.approx(0.3, abs=0.05)
+    assert np.abs(res).max() < 0.5
+    photo, rep = audio_motion(track, source_fit(), 0, 25.0, AudioDriveOptions(seed=2))
+    assert rep["head_style"].startswith("builtin") and not any("blink rate" in n for n in rep["notes"])
+    own_off, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2, own_style=False))
+    assert np.degrees(own_off.pose[:, 0].astype(np.float64)).std() > 2.0 * shown[0]
+
+
+@needs_espeak
+def test_video_source_head_settles_where_the_speaker_looks(speech):
+    """The first frame of a video turned 10 degrees away from the clip's usual pose: the generated head turns
+    back to the clip's mean pose (as the renderer shows it) within the ease time, starting from frame 0's."""
+    from thead.audio.head_motion import RENDER_POSE_GAIN
+
+    sp, path = speech
+    track = load_audio(write_wav(path.parent / "bob3c.wav", np.tile(sp.samples, 3), sp.rate))
+    video = _talking_video_fit()
+    video.pose[0, 0] -= np.radians(10.0)
+    targets, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2))
+    yaw = np.degrees(targets.pose[:, 0].astype(np.float64) - video.pose[0, 0])
+    assert abs(yaw[0]) < 1e-3
+    shown = yaw[50:].mean() * RENDER_POSE_GAIN[0]
+    assert 7.0 < shown < 13.0, shown
+    assert np.abs(np.diff(yaw)).max() < 2.0  # eased, no jump
+
+
+def test_reference_style_slows_in_pauses():
+    """A style fitted to a reference clip moves the head less in pauses than in speech (the built-in style's
+    measured pause/speech ratio; the 0.5 default kept the head nearly as busy in pauses)."""
+    rng = np.random.default_rng(1)
+    from scipy.ndimage import gaussian_filter1d
+
+    ref = gaussian_filter1d(rng.normal(0, 1, (500, 3)), 8, axis=0) * 40
+    speech = (np.arange(1000) // 50) % 2 == 0  # 2 s of speech, 2 s of pause, ...
+    ratios = []
+    for seed in range(4):
+        off = head_motion(1000, 25.0, HeadMotionConfig(mode="style"), seed, speech=speech,
+                          reference_deg=ref, reference_fps=25.0).offsets_deg
+        speed = np.linalg.norm(np.diff(off, axis=0), axis=1)
+        ratios.append(speed[~speech[1:]].mean() / speed[speech[1:]].mean())
+    assert np.mean(ratios) < 0.45, ratios

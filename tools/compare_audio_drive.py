@@ -8,8 +8,11 @@ default options (no transcript; with ``DIR/<item>.txt`` also with it), then per 
 lips_part, inner-lip opening in cm from ``mouth_opening_cm``) the Pearson r of generated against fitted at the
 best lag within +-6 frames (lag > 0: generated later) and at lag 0; head-angle std of the generated targets
 (asked; the renderer shows ``RENDER_POSE_GAIN`` of it) against the fit's; blink rate of both (fitted blinks:
-blink_left rising above 0.6, re-armed below 0.3). ``--style-from-clip`` also drives with the clip itself as the
-``style`` reference. Prints one JSON line per clip and path.
+``thead.audio.blinks.fitted_blink_rate``, the more closed lid rising above 0.6, re-armed below 0.3). The default
+options already take a clip's own head style, blink rate and closed mouth (``AudioDriveOptions.own_style``);
+``--style-from-clip`` also drives with the clip passed as an explicit ``style`` reference, ``--builtin`` with
+``own_style`` off (the built-in style, 17 blinks a minute, the first frame's mouth). Prints one JSON line per
+clip and path.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from thead.audio.blinks import fitted_blink_rate  # noqa: E402
 from thead.audio.head_motion import RENDER_POSE_GAIN  # noqa: E402
 from thead.audio.motion import AudioDriveOptions, audio_motion  # noqa: E402
 from thead.audio.visemes import mouth_opening_cm  # noqa: E402
@@ -48,32 +52,23 @@ def opening(expr: np.ndarray, names: list[str]) -> np.ndarray:
     return mouth_opening_cm(e["jaw_open"], e["lips_part"], e["lip_stretch"], e["chin_raise"])
 
 
-def blinks_per_min(blink: np.ndarray, fps: float, high: float = 0.6, low: float = 0.3) -> float:
-    """Blinks a minute: rises above ``high`` counted once until the lid is back below ``low``."""
-    count, armed = 0, True
-    for v in blink:
-        if armed and v >= high:
-            count, armed = count + 1, False
-        elif v < low:
-            armed = True
-    return 60.0 * count * fps / max(len(blink), 1)
-
-
-def compare(item: Path, transcript: str | None, model, style_from_clip: bool = False) -> list[dict]:
+def compare(item: Path, transcript: str | None, model, style_from_clip: bool = False,
+            builtin: bool = False) -> list[dict]:
     fit = FitResult.load(item / "fit3dmm")
     source = json.loads((item / "fit3dmm" / "meta.json").read_text())["source"]
     names = list(fit.expression_names)
     rows = []
-    runs = [(None, None)] + ([(transcript, None)] if transcript else []) + ([(None, fit)] if style_from_clip else [])
-    for text, reference in runs:
-        opts = AudioDriveOptions(transcript=text, motion_model=model, reference=reference)
+    runs = [(None, None, True)] + ([(transcript, None, True)] if transcript else []) \
+        + ([(None, fit, True)] if style_from_clip else []) + ([(None, None, False)] if builtin else [])
+    for text, reference, own in runs:
+        opts = AudioDriveOptions(transcript=text, motion_model=model, reference=reference, own_style=own)
         try:
             targets, report = audio_motion(source, fit, 0, float(fit.fps), opts)
         except InputError as err:
             return [{"clip": item.name, "error": str(err)}]
         n = min(targets.num_frames, fit.num_frames)
         row = {"clip": item.name, "transcript": bool(text), "path": report["phoneme_path"],
-               "head": report["pose_mode"] + (" (clip's own style)" if reference is not None else ""),
+               "head": f"{report['pose_mode']} ({report['head_style']})",
                "frames": n, "silence_fraction": report["silence_fraction"], "notes": report["notes"]}
         gen, real = targets.expression[:n], fit.expression[:n]
         for label, g, r in (("jaw_open", gen[:, names.index("jaw_open")], real[:, names.index("jaw_open")]),
@@ -87,7 +82,8 @@ def compare(item: Path, transcript: str | None, model, style_from_clip: bool = F
                                "shown_expected": np.round(asked * np.asarray(RENDER_POSE_GAIN), 2).tolist(),
                                "real": np.round(real_std, 2).tolist()}
         row["blinks_per_min"] = {"generated": report["blink_rate_per_min"],
-                                 "real": round(blinks_per_min(fit.expression_of("blink_left")[:n], fit.fps), 1)}
+                                 "real": round(fitted_blink_rate(fit.expression_of("blink_left")[:n],
+                                                                 fit.expression_of("blink_right")[:n], fit.fps), 1)}
         rows.append(row)
     return rows
 
@@ -98,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transcript-dir", type=Path)
     ap.add_argument("--model", type=Path, help="a trained audio2motion model (thead.audio.train)")
     ap.add_argument("--style-from-clip", action="store_true")
+    ap.add_argument("--builtin", action="store_true", help="also drive without the clip's own style (own_style off)")
     args = ap.parse_args(argv)
     model = None
     if args.model:
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         text = None
         if args.transcript_dir and (args.transcript_dir / f"{item.name}.txt").is_file():
             text = (args.transcript_dir / f"{item.name}.txt").read_text()
-        for row in compare(item, text, model, args.style_from_clip):
+        for row in compare(item, text, model, args.style_from_clip, args.builtin):
             print(json.dumps(row))
     return 0
 

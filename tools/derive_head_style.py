@@ -9,7 +9,9 @@ video, whose audio is read when it holds speech). What is derived:
 
 * the VAR(3) dynamics: ridge least squares pooled over the clips' relative yaw/pitch/roll (degrees, each clip's
   mean removed, resampled to 25 fps);
-* std_deg: the median over clips of the per-angle standard deviation;
+* std_deg: the median over the clips with sound (a silent clip, such as d3, is a performance for a driver, not
+  talk: its 10-degree yaw std made the built-in head twice as lively as the calm speaker of WDA) of the
+  per-angle standard deviation; over all clips when none has sound;
 * pause_gain: head speed in pauses / speed while speaking, over the clips whose audio the speech check accepts
   (``thead.audio.phonemes.speech_likeness``); the default 0.5 is kept when none does;
 * nod depth, lead and length stay the documented defaults of ``HeadStyle`` (too few onsets in these clips to
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
-    segments, rates, names, ratios = [], [], [], []
+    segments, rates, names, ratios, voiced = [], [], [], [], []
     for item in args.items:
         fit = FitResult.load(item / "fit3dmm")
         rel = relative_angles(fit.pose, fit.valid)
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         except (InputError, KeyError) as exc:
             print(f"{item.name}: no usable audio ({exc})")
             continue
+        if not track.silent:
+            voiced.append(len(segments) - 1)
         feats = frame_features(track.samples, fit.fps, fit.num_frames)
         check = speech_likeness(feats.hops)
         if track.silent or not check["speech"]:
@@ -71,9 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{item.name}: head speed pause/speech = {ratios[-1]:.2f}")
     style = fit_head_style(segments, rates, order=args.order, source="builtin: " + ", ".join(names))
     pause_gain = float(np.clip(np.mean(ratios), 0.2, 1.0)) if ratios else HeadStyle.pause_gain
-    style = HeadStyle(fps=style.fps, coefs=style.coefs, noise_cov=style.noise_cov, std_deg=style.std_deg,
+    clip_std = np.asarray(style.stats["clip_std_deg"], np.float64)
+    std_deg = np.median(clip_std[voiced], axis=0) if voiced else style.std_deg
+    print("std_deg from " + ", ".join(names[i] for i in (voiced or range(len(names)))))
+    style = HeadStyle(fps=style.fps, coefs=style.coefs, noise_cov=style.noise_cov, std_deg=std_deg,
                       pause_gain=round(pause_gain, 3), source=style.source,
-                      stats={**style.stats, "clips": names, "pause_speech_speed_ratio": ratios})
+                      stats={**style.stats, "clips": names, "pause_speech_speed_ratio": ratios,
+                             "std_from": [names[i] for i in (voiced or range(len(names)))]})
     doc = {"about": "Built-in head-motion style of thead.audio (VAR on yaw/pitch/roll degrees at 25 fps). "
                     "Written by tools/derive_head_style.py from the fits of: " + ", ".join(names),
            "style": style.to_dict()}

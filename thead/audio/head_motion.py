@@ -11,10 +11,13 @@ face clockwise in the image). Modes (``POSE_MODES``):
 * ``style``: a vector autoregressive model VAR(p) of the three angles (``HeadStyle``), fitted to a reference's
   angles (``fit_head_style``) or the built-in style (``builtin_head_style``, fitted to real talking clips by
   ``tools/derive_head_style.py``), simulated with a seeded generator and scaled to the style's per-angle
-  standard deviation (its stationary std from the discrete Lyapunov equation, not the draw's). Innovations are
-  larger while speaking than in pauses (``HeadStyle.pause_gain``), and strong speech onsets (a phrase starting
-  after a pause, or an onset-strength peak) add a nod: the head dips ``nod_deg`` and comes back, peaking
-  ``nod_lead_s`` before the onset (head motion leads speech).
+  standard deviation: the draw (nods included) is scaled so that its own std over the clip is the style's
+  (``HeadMotionConfig.match_std``; a short draw's std wanders far from the process's stationary one, which an 8 s
+  clip showed as twice the asked yaw). Innovations follow the speech: ``pause_gain`` of their size in pauses,
+  and within speech they grow with loudness (``speech_gain``: +-``energy_gain`` per 20 dB around the speech's
+  median level), and strong speech onsets (a phrase starting after a pause, or an onset-strength peak) add a
+  nod: the head dips ``nod_deg`` and comes back, peaking ``nod_lead_s`` before the onset (head motion leads
+  speech).
 * ``learned``: angles from a trained pose model (``thead.audio.train``), passed in.
 
 Then ``head_scale`` multiplies the motion, keyframes (``keyframe_curve``: SadTalker's ``--input_yaw`` lists,
@@ -24,7 +27,7 @@ degrees, interpolated over time) are added, and ``RENDER_POSE_GAIN`` compensates
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Sequence
 
@@ -41,6 +44,8 @@ STYLE_FPS = 25.0
 #: keyframes (explicit angles, as ``thead edit --yaw``) are not. Re-measure when the engine changes.
 RENDER_POSE_GAIN: tuple[float, float, float] = (0.85, 0.72, 0.91)
 STYLE_FILE = "head_style.json"
+#: Shortest draw (seconds) whose own std is matched to the style's; shorter clips keep the stationary scaling.
+MATCH_STD_MIN_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,11 @@ class HeadMotionConfig:
     keyframe lists in degrees (offsets from the source pose) spread evenly over the clip and linearly
     interpolated (one value: constant), added to the generated motion. calibrate: divide generated motion by
     ``RENDER_POSE_GAIN``. nods: add onset nods in ``style`` mode. max_deg: per-angle limit of the generated
-    offsets (soft: tanh).
+    offsets (soft: tanh; 18 degrees of yaw: a photo turned further shows the far cheek's seam beside the nose);
+    motion from a reference is limited at 3 of its own std when that is wider.
+    match_std: in ``style`` mode scale the draw to the style's std over the clip itself (clips of at least
+    ``MATCH_STD_MIN_S``). energy_gain: how much louder speech enlarges the innovations (``speech_gain``).
+    centre_ease_s: how long the head takes to reach a given centre pose (``head_motion``'s ``centre_deg``).
     """
 
     mode: str = "style"
@@ -104,7 +113,10 @@ class HeadMotionConfig:
     roll: tuple[float, ...] = ()
     calibrate: bool = True
     nods: bool = True
-    max_deg: tuple[float, float, float] = (25.0, 15.0, 12.0)
+    max_deg: tuple[float, float, float] = (18.0, 12.0, 10.0)
+    match_std: bool = True
+    energy_gain: float = 1.0
+    centre_ease_s: float = 1.2
 
 
 # ------------------------------------------------------------------------------------------------ resampling
@@ -119,9 +131,9 @@ def resample_angles(angles: np.ndarray, fps_in: float, fps_out: float, num_out: 
     return np.stack([np.interp(t_out, t_in, angles[:, c]) for c in range(angles.shape[1])], axis=1)
 
 
-def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """[T, 3] degrees of a fit's angles (radians [T, >=3]) relative to its first valid frame; invalid frames
-    hold the last valid value."""
+def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None, frame: int = 0) -> np.ndarray:
+    """[T, 3] degrees of a fit's angles (radians [T, >=3]) relative to frame ``frame`` (default its first valid
+    frame); invalid frames hold the last valid value."""
     deg = np.degrees(np.asarray(angles_rad, np.float64)[:, :3])
     if valid is not None and np.any(valid):
         valid = np.asarray(valid, bool)
@@ -129,7 +141,7 @@ def relative_angles(angles_rad: np.ndarray, valid: np.ndarray | None = None) -> 
         last = np.maximum.accumulate(np.where(valid, t, -1))
         last = np.where(last >= 0, last, int(np.argmax(valid)))
         deg = deg[last]
-    return deg - deg[0]
+    return deg - deg[int(frame) % len(deg)]
 
 
 def pingpong_indices(length: int, num: int) -> np.ndarray:
@@ -290,16 +302,35 @@ def nod_curve(frames: np.ndarray, strength: np.ndarray, num_frames: int, fps: fl
     return out
 
 
+def speech_gain(speech: np.ndarray, fps: float, pause_gain: float, rms_db: np.ndarray | None = None,
+                energy_gain: float = 0.5, smooth_s: float = 0.15) -> np.ndarray:
+    """[T] innovation scale of the head: ``pause_gain`` outside speech; inside it 1, or with ``rms_db`` [T]
+    1 + ``energy_gain`` * (dB - the speech's median dB) / 20 within [0.5, 1.6] (louder speech, livelier head);
+    smoothed with a Gaussian of ``smooth_s`` seconds."""
+    speech = np.asarray(speech, bool)
+    gain = np.where(speech, 1.0, pause_gain).astype(np.float64)
+    if rms_db is not None and speech.sum() > 3 and energy_gain > 0:
+        db = np.asarray(rms_db, np.float64)[:len(speech)]
+        loud = np.clip(1.0 + energy_gain * (db - float(np.median(db[speech]))) / 20.0, 0.5, 1.6)
+        gain = np.where(speech, loud, gain)
+    return np.maximum(_smooth(gain, smooth_s * fps), 1e-3)
+
+
 def simulate_style(style: HeadStyle, num_frames: int, fps: float, rng: np.random.Generator,
                    speech: np.ndarray | None = None, onset: np.ndarray | None = None,
-                   nods: bool = True) -> np.ndarray:
+                   nods: bool = True, rms_db: np.ndarray | None = None, energy_gain: float = 0.5,
+                   match_std: bool = True) -> np.ndarray:
     """[num_frames, 3] offsets (deg) drawn from ``style`` at ``fps``, starting at 0.
 
-    speech [num_frames] bool scales the innovations (``pause_gain`` in pauses); with ``onset`` [num_frames]
-    (onset strength) and ``nods``, strong onsets add nods. The draw is smoothed (``smooth_s``), scaled by
-    std_deg / the VAR's stationary std (the smoothing takes a few % off). It starts where the process passes
-    closest to the rest pose (searched over 10 s after a 5 s burn-in), and what remains of that first offset
-    decays with a 0.5 s time constant: the first frame shows the source's own pose, and no swing follows.
+    speech [num_frames] bool scales the innovations (``speech_gain``: ``pause_gain`` in pauses, with
+    ``rms_db`` [num_frames] growing with loudness in speech); with ``onset`` [num_frames] (onset strength) and
+    ``nods``, strong onsets add nods. The draw is smoothed (``smooth_s``), scaled by std_deg / the VAR's
+    stationary std, and with ``match_std`` (clips of at least ``MATCH_STD_MIN_S``) the whole draw, nods
+    included, is rescaled per angle so that its own std is ``std_deg`` (factor limited to [0.67, 1.5]: a
+    short draw that barely moved is not stretched into fast swings). It starts
+    where the process passes closest to the rest pose (searched over 10 s after a 5 s burn-in), and what
+    remains of that first offset decays with a 0.5 s time constant: the first frame shows the source's own
+    pose, and no swing follows.
     """
     n_style = max(2, int(np.ceil(num_frames * style.fps / fps)) + 2)
     burn = int(5 * style.fps)
@@ -314,7 +345,7 @@ def simulate_style(style: HeadStyle, num_frames: int, fps: float, rng: np.random
     scale = stationary_std(style.coefs, style.noise_cov)
     start = burn + int(np.argmin(np.linalg.norm(x[burn:burn + search] / scale, axis=1)))
     if speech is not None and len(speech):
-        gain = np.where(np.asarray(speech, bool), 1.0, style.pause_gain).astype(np.float64)
+        gain = speech_gain(speech, fps, style.pause_gain, rms_db, energy_gain)
         gain = np.interp(np.arange(n_style) / style.fps, np.arange(len(gain)) / fps, gain)
         e[start + 1:start + 1 + n_style] *= (gain / np.sqrt(np.mean(gain ** 2)))[:len(e) - start - 1, None]
     for t in range(start + 1, start + n_style):
@@ -327,7 +358,18 @@ def simulate_style(style: HeadStyle, num_frames: int, fps: float, rng: np.random
     if nods and onset is not None and speech is not None and style.nod_deg > 0:
         frames, strength = onset_events(onset, speech, fps)
         out[:, 1] += nod_curve(frames, strength, num_frames, fps, style.nod_deg, style.nod_lead_s, style.nod_s)
+    if match_std and num_frames >= MATCH_STD_MIN_S * fps:
+        own = out.std(0)
+        factor = np.clip(np.asarray(style.std_deg, np.float64) / np.maximum(own, 1e-9), 0.67, 1.5)
+        out = out * np.where(own > 1e-9, factor, 1.0)[None]
     return out
+
+
+def centre_curve(centre_deg: np.ndarray, num_frames: int, fps: float, ease_s: float) -> np.ndarray:
+    """[num_frames, 3] degrees: 0 on the first frame, rising to ``centre_deg`` [3] along a raised cosine over
+    ``ease_s`` seconds, then constant."""
+    u = np.clip(np.arange(num_frames) / max(ease_s * fps, 1e-9), 0.0, 1.0)
+    return 0.5 * (1.0 - np.cos(np.pi * u))[:, None] * np.asarray(centre_deg, np.float64)[None]
 
 
 def keyframe_curve(values: Sequence[float], num_frames: int) -> np.ndarray:
@@ -362,17 +404,22 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
                 rng: np.random.Generator | int = 0, speech: np.ndarray | None = None,
                 onset: np.ndarray | None = None, reference_deg: np.ndarray | None = None,
                 reference_fps: float | None = None, style: HeadStyle | None = None,
-                learned_deg: np.ndarray | None = None) -> HeadTrack:
+                learned_deg: np.ndarray | None = None, rms_db: np.ndarray | None = None,
+                centre_deg: np.ndarray | None = None) -> HeadTrack:
     """Head offsets for ``num_frames`` frames at ``fps`` (see the module docstring).
 
     Parameters
     ----------
     config : mode, scale, keyframes, calibration.
-    rng : Generator or seed. speech [T] bool and onset [T] (``AudioFeatures.onset``): speech coupling.
+    rng : Generator or seed. speech [T] bool, onset [T] (``AudioFeatures.onset``) and rms_db [T]
+        (``AudioFeatures.rms_db``): speech coupling (``style`` mode).
     reference_deg [R, 3], reference_fps : a reference's relative angles (``relative_angles``) for ``copy``, and
         for ``style`` when ``style`` is None (a style is fitted to them).
     style : a HeadStyle for ``style`` mode (default: fitted to the reference, else the built-in one).
     learned_deg [T, 3] : the pose model's offsets for ``learned`` mode.
+    centre_deg [3] : in ``style`` mode, the pose (offset from the source's) the motion settles around,
+        reached over ``config.centre_ease_s`` (``centre_curve``): a source video's mean pose relative to the
+        frame animated (WDA's first frame is turned 12 degrees of yaw away from where the speaker looks).
 
     Returns
     -------
@@ -382,6 +429,7 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
         raise ValueError(f"pose mode must be one of {POSE_MODES}, got '{config.mode}'")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     motion = np.zeros((num_frames, 3))
+    centre = np.zeros((num_frames, 3))
     nods = np.zeros(0, np.int64)
     source = ""
     if config.mode == "copy":
@@ -392,10 +440,16 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
     elif config.mode == "style":
         if style is None:
             if reference_deg is not None and reference_fps is not None:
-                style = fit_head_style([reference_deg], reference_fps, source="reference")
+                # a clip's angles alone do not say how the head slows in pauses: the built-in style's measured
+                # ratio (0.22; HeadStyle's default 0.5 made the head as busy in pauses as in speech)
+                style = replace(fit_head_style([reference_deg], reference_fps, source="reference"),
+                                pause_gain=builtin_head_style().pause_gain)
             else:
                 style = builtin_head_style()
-        motion = simulate_style(style, num_frames, fps, rng, speech, onset, config.nods)
+        motion = simulate_style(style, num_frames, fps, rng, speech, onset, config.nods, rms_db,
+                                config.energy_gain, config.match_std)
+        if centre_deg is not None:
+            centre = centre_curve(centre_deg, num_frames, fps, config.centre_ease_s)
         if config.nods and onset is not None and speech is not None:
             nods = onset_events(onset, speech, fps)[0]
         source = style.source
@@ -405,9 +459,16 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
         motion = np.asarray(learned_deg, np.float64)[:num_frames]
         source = "learned"
     motion = motion * float(config.head_scale)
+    centre = centre * float(config.head_scale)
     if config.calibrate:
         motion = motion / np.asarray(RENDER_POSE_GAIN)[None]
-    motion = soft_limit(motion, np.asarray(config.max_deg)) if config.mode != "still" else motion
+        centre = centre / np.asarray(RENDER_POSE_GAIN)[None]
+    if config.mode != "still":
+        limit = np.asarray(config.max_deg, np.float64)
+        if source == "reference":  # a reference's own range is shown (a lively speaker's 9-degree yaw std too)
+            limit = np.maximum(limit, 3.0 * motion.std(0))
+        motion = soft_limit(motion, limit)
+    motion = motion + centre
     keys = np.stack([keyframe_curve(config.yaw, num_frames), keyframe_curve(config.pitch, num_frames),
                      keyframe_curve(config.roll, num_frames)], axis=1)
     return HeadTrack(offsets_deg=(motion + keys).astype(np.float64), mode=config.mode, nods=nods,
@@ -415,6 +476,6 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
 
 
 __all__ = ["HeadMotionConfig", "HeadStyle", "HeadTrack", "POSE_MODES", "RENDER_POSE_GAIN", "STYLE_FPS",
-           "builtin_head_style", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve", "nod_curve",
-           "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
-           "soft_limit", "stationary_std"]
+           "builtin_head_style", "centre_curve", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve",
+           "nod_curve", "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
+           "soft_limit", "speech_gain", "stationary_std"]

@@ -12,6 +12,13 @@ Per output frame (``thead.audio.io.num_frames_for``: the audio's duration rounde
 * residual: the source's, plus the pose corrective's change; gaze: the source's, plus optional small saccades;
 * identity is never part of a target (the engine renders the source's own shape).
 
+A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own reference by default
+(``AudioDriveOptions.own_style``): with no ``reference`` its fitted head motion is the ``style`` reference (the
+head easing from the animated frame's pose to the video's mean pose), its fitted blink rate the blink rate
+(``blink_rate`` None), and its own closed mouth the rest of the mouth units (``video_rest_mouth``) and of the
+mouth region's residual (``video_rest_residual``): a person keeps their calm or lively head, their blinking and
+their lips. A photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
+
 The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
 the blink rate does not change the head motion). A silent track gives a still, blinking face.
 """
@@ -25,18 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from thead.audio.blinks import BlinkConfig, blink_track
+from thead.audio.blinks import BlinkConfig, blink_track, fitted_blink_rate
 from thead.audio.features import AudioFeatures, FeatureConfig, frame_features
 from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, head_motion, relative_angles
 from thead.audio.io import AudioTrack, load_audio, num_frames_for
 from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
-from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth, phones_to_mouth,
-                                 silence_envelope)
+from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth,
+                                 mouth_opening_cm, phones_to_mouth, silence_envelope)
 from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_RAD, TargetParams, pose_residual_change, turn_about_pivot
+from thead.face.topology import LIPS_OUTER, MOUTH_CORNERS
 from thead.facemodel.expressions import expression_bounds
 from thead.fitting.result import FitResult
 
 MOUTH_SOURCES = ("visemes", "learned")
+#: Blinks a minute when neither the options nor a source video say (adults in conversation: about 15-20).
+DEFAULT_BLINK_RATE = 17.0
+#: A source fit at least this long (seconds of valid frames) is a video that serves as its own reference.
+OWN_STYLE_MIN_S = 3.0
+#: Fitted blink rates of a source video are kept within this range (blinks a minute).
+OWN_BLINK_RANGE = (6.0, 90.0)
 
 
 @dataclass
@@ -47,7 +61,10 @@ class AudioDriveOptions:
     still: no head motion (blinks and mouth kept); overrides ``pose``.
     pose: one of ``POSE_MODES`` or None (default: "learned" when ``motion_model`` has a pose model, else
     "style": the reference's style when ``reference`` is given, the built-in one otherwise).
-    reference: a fit of a reference clip for ``copy`` / ``style``. blink_rate: blinks per minute (0 = none).
+    reference: a fit of a reference clip for ``copy`` / ``style``. blink_rate: blinks per minute (0 = none;
+    None: a source video's own fitted rate with ``own_style``, else ``DEFAULT_BLINK_RATE``).
+    own_style: a source video (``own_reference``) with no ``reference`` serves as the ``style`` reference, its
+    blink rate as the default and its closed mouth as the mouth's rest (``video_rest_mouth``).
     seed: random seed. yaw / pitch / roll: keyframe lists in degrees (offsets from the source pose, spread
     evenly over the clip). transcript: the words spoken (forced alignment); None: phone-loop decoding.
     language: "en" uses the phone recogniser; others take the acoustic path.
@@ -66,7 +83,8 @@ class AudioDriveOptions:
     still: bool = False
     pose: str | None = None
     reference: FitResult | None = None
-    blink_rate: float = 17.0
+    blink_rate: float | None = None
+    own_style: bool = True
     seed: int = 0
     yaw: tuple[float, ...] = ()
     pitch: tuple[float, ...] = ()
@@ -95,6 +113,56 @@ class AudioDriveOptions:
         if self.motion_model is not None and getattr(self.motion_model, "has_pose", False):
             return "learned"
         return "style"
+
+
+def own_reference(fit: FitResult, min_s: float = OWN_STYLE_MIN_S) -> FitResult | None:
+    """``fit`` when it is a video with at least ``min_s`` seconds of valid frames (its own reference), else None."""
+    fps = float(fit.fps or 0.0)
+    if fit.num_frames < 2 or fps <= 0:
+        return None
+    valid = np.asarray(fit.valid, bool) if fit.valid is not None else np.ones(fit.num_frames, bool)
+    return fit if valid.sum() >= min_s * fps else None
+
+
+def _closed_frames(fit: FitResult, quantile: float) -> np.ndarray:
+    """Indices of a video fit's valid frames whose inner-lip opening (``mouth_opening_cm``) is in its lowest
+    ``quantile``."""
+    names = list(fit.expression_names)
+    expr = np.asarray(fit.expression, np.float64)
+    frames = np.arange(fit.num_frames)
+    if fit.valid is not None and np.asarray(fit.valid, bool).any():
+        frames = frames[np.asarray(fit.valid, bool)]
+    e = {u: expr[frames, names.index(u)] for u in ("jaw_open", "lips_part", "lip_stretch", "chin_raise")}
+    opening = mouth_opening_cm(e["jaw_open"], e["lips_part"], e["lip_stretch"], e["chin_raise"])
+    return frames[opening <= np.quantile(opening, quantile)]
+
+
+def video_rest_mouth(fit: FitResult, quantile: float = 0.15) -> dict[str, float]:
+    """{unit: value} of ``MOUTH_UNITS``: the mean over a video fit's valid frames whose inner-lip opening
+    (``mouth_opening_cm``) is in its lowest ``quantile``: the person's own closed mouth, which a talking clip's
+    first frame (often mid-word) is not."""
+    names = list(fit.expression_names)
+    low = _closed_frames(fit, quantile)
+    expr = np.asarray(fit.expression, np.float64)
+    return {u: float(expr[low, names.index(u)].mean()) for u in MOUTH_UNITS if u in names}
+
+
+def video_rest_residual(fit: FitResult, quantile: float = 0.15) -> np.ndarray:
+    """[478, 3] cm: the mean fit residual over the frames of ``video_rest_mouth``. A frame caught mid-word keeps
+    part of its open mouth in the residual (WDA's first frame: 0.42 cm between the inner lips, beyond its units),
+    which a closed unit mouth alone never shuts."""
+    return np.asarray(fit.residual, np.float64)[_closed_frames(fit, quantile)].mean(0)
+
+
+def mouth_region_weight(vertices: np.ndarray, inner: float = 0.75, outer: float = 1.5) -> np.ndarray:
+    """[N] weights in [0, 1] of the mouth region of face-mesh ``vertices`` [N, 3] (any length unit): 1 within
+    ``inner`` mouth widths (corner to corner) of the lips' centre, a raised-cosine fall to 0 at ``outer``."""
+    v = np.asarray(vertices, np.float64)
+    centre = v[LIPS_OUTER].mean(0)
+    width = float(np.linalg.norm(v[MOUTH_CORNERS[0]] - v[MOUTH_CORNERS[1]]))
+    d = np.linalg.norm(v - centre[None], axis=1) / max(width, 1e-9)
+    u = np.clip((d - inner) / max(outer - inner, 1e-9), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * u))
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -192,34 +260,56 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
         vis = model.viseme_config(vis, options.subject)
     mouth, mouth_source = _mouth(feats, phones, options, vis)
 
-    blink_cfg = replace(options.blinks, rate_per_min=options.blink_rate)
+    own = own_reference(source_fit) if options.own_style else None
+    notes = list(phones.notes)
+    blink_rate = options.blink_rate
+    if blink_rate is None:
+        blink_rate = DEFAULT_BLINK_RATE
+        if own is not None:
+            blink_rate = float(np.clip(fitted_blink_rate(own.expression_of("blink_left"),
+                                                         own.expression_of("blink_right"), own.fps, own.valid),
+                                       *OWN_BLINK_RANGE))
+            notes.append(f"blink rate {blink_rate:.0f}/min: the source video's own")
+    blink_cfg = replace(options.blinks, rate_per_min=blink_rate)
     blinks = blink_track(n, fps, streams["blinks"], mouth.speech, blink_cfg)
 
     mode = options.pose_mode()
-    notes = list(phones.notes)
     if phones.path == "silence" and mode in ("style", "learned"):
         notes.append("no speech: head kept still")
         mode = "still"
     head_cfg = replace(options.head, mode=mode, head_scale=options.head_scale, yaw=tuple(options.yaw),
                        pitch=tuple(options.pitch), roll=tuple(options.roll))
     ref_deg = ref_fps = learned = None
-    if options.reference is not None:
-        ref_deg = relative_angles(options.reference.pose, options.reference.valid)
-        ref_fps = float(options.reference.fps or fps)
+    reference = options.reference
+    if reference is None and own is not None and mode == "style":
+        reference = own
+    if reference is not None:
+        ref_deg = relative_angles(reference.pose, reference.valid)
+        ref_fps = float(reference.fps or fps)
     if mode == "copy" and ref_deg is None:
         raise ValueError("pose 'copy' needs a reference fit")
     if mode == "learned":
         if model is None or not getattr(model, "has_pose", False):
             raise ValueError("pose 'learned' needs a motion model with a pose model")
         learned = model.predict_pose(feats, options.subject)
+    own_style = reference is not None and options.reference is None and mode == "style"
+    centre = None
+    if own_style:  # settle around the pose the speaker holds in their video, not where frame source_frame is
+        centre = relative_angles(own.pose, own.valid, source_frame).mean(0)
     head = head_motion(n, fps, head_cfg, streams["head"], speech=mouth.speech, onset=feats.onset,
-                       reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned)
+                       reference_deg=ref_deg, reference_fps=ref_fps, learned_deg=learned, rms_db=feats.rms_db,
+                       centre_deg=centre)
+    head_style = "the source video's own" if own_style else head.style_source
 
+    rest_mouth = video_rest_mouth(own) if own is not None else None
+    rest_residual = video_rest_residual(own) if own is not None else None
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
                               saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
-                              options.mouth_rest_max)
+                              options.mouth_rest_max, rest_mouth, rest_residual)
     src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
-    for unit, ceiling in (options.mouth_rest_max or {}).items():
+    if rest_mouth is not None:
+        notes.append("mouth rest: the source video's own closed mouth")
+    for unit, ceiling in (options.mouth_rest_max or {}).items() if rest_mouth is None else ():
         value = float(src_expr[list(source_fit.expression_names).index(unit)])
         if value > ceiling:
             notes.append(f"source mouth open ({unit} {value:.2f}): its rest is taken at {ceiling:g}")
@@ -229,7 +319,7 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
         "source_rate": track.source_rate, "source_channels": track.source_channels,
         "phoneme_path": phones.path, "phones_found": len(phones.speech_phones), "words_found": len(phones.words),
         "notes": notes, "silence_fraction": round(float(1.0 - speech.mean()), 3), "mouth_source": mouth_source,
-        "pose_mode": mode, "head_style": head.style_source, "nods": int(len(head.nods)),
+        "pose_mode": mode, "head_style": head_style, "nods": int(len(head.nods)),
         "blinks": blinks.count, "blink_rate_per_min": round(60.0 * blinks.count / track.duration, 2),
         "speech": phones.speech, "analysis_s": round(analysis_s, 3),
         "seconds": round(time.perf_counter() - t_start, 3), "seed": int(options.seed),
@@ -239,12 +329,17 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
 
 def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack, blink_closure: np.ndarray,
                     head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None,
-                    mouth_rest_max: dict[str, float] | None = None) -> TargetParams:
+                    mouth_rest_max: dict[str, float] | None = None,
+                    mouth_rest: dict[str, float] | None = None,
+                    mouth_residual: np.ndarray | None = None) -> TargetParams:
     """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
 
     mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
     gaze_offsets_deg [T, 2] (yaw, pitch) added to both eyes, or None; mouth_rest_max: {unit: ceiling} applied
-    to the source's rest values of those units before the mouth track is added (None: none).
+    to the source's rest values of those units before the mouth track is added (None: none); mouth_rest:
+    {unit: value} replacing the source frame's values of those units first (``video_rest_mouth``);
+    mouth_residual: [478, 3] cm residual that replaces the source frame's in the mouth region
+    (``mouth_region_weight`` of the fit's identity mesh; ``video_rest_residual``), None: the source frame's.
     """
     if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
         raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
@@ -255,6 +350,8 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     if tuple(names) != tuple(src.expression_names) or len(lo) != len(names):
         raise ValueError("the source fit's expression units differ from the face model's")
     rest = src.expression[0].astype(np.float64).copy()
+    for unit, value in (mouth_rest or {}).items():
+        rest[names.index(unit)] = float(value)
     for unit, ceiling in (mouth_rest_max or {}).items():
         k = names.index(unit)
         rest[k] = min(rest[k], float(ceiling))
@@ -270,7 +367,11 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     angles = src_pose[:, :3].astype(np.float64) + np.radians(np.asarray(head_offsets_deg, np.float64)[:n])
     lim = np.radians(np.asarray(MAX_ANGLES_DEG))
     angles = np.clip(angles, -lim, lim)
-    residual = np.repeat(src.residual, n, 0)
+    src_residual = src.residual.astype(np.float64)
+    if mouth_residual is not None:
+        w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
+        src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
+    residual = np.repeat(src_residual.astype(np.float32), n, 0)
     if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
         pose, depth = turn_about_pivot(src_pose, src_depth, angles)
         residual = residual + pose_residual_change(pose[:, :3], src.pose[:, :3])
@@ -287,4 +388,6 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
                         held=np.zeros(n, bool), expression_names=src.expression_names)
 
 
-__all__ = ["AudioDriveOptions", "MOUTH_SOURCES", "audio_motion", "compose_targets", "saccade_offsets"]
+__all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOUTH_SOURCES", "OWN_STYLE_MIN_S", "audio_motion",
+           "compose_targets", "mouth_region_weight", "own_reference", "saccade_offsets", "video_rest_mouth",
+           "video_rest_residual"]

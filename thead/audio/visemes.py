@@ -74,7 +74,10 @@ class VisemeConfig:
 
     lead_s: phones move this much earlier (mouth ahead of the sound). mouth_scale: multiplies every change.
     opening_gain: multiplies the openings (positive jaw_open / lips_part) of the table: with 1 the generated
-    inner-lip opening's std was 0.80 of the fitted real one (WDA 0.25 vs 0.33 cm, Megamind 0.29 vs 0.34 cm).
+    inner-lip opening's std was 0.80 of the fitted real one (WDA 0.25 vs 0.33 cm, Megamind 0.29 vs 0.34 cm);
+    the mesh engine then shows about 0.66 of an asked opening change (WDA driven by its own audio: rendered
+    inner-lip gap / asked cm 0.093 against the real clip's 0.141 per fitted cm), so 1.5 rather than 1.25 (1.8
+    over-opened an espeak sentence on s0: jaw_open 0.63, twice the real clip's 95th percentile).
     gains: per-unit multipliers {unit: gain} (e.g. learned per person by ``thead.audio.train``).
     closure_frames: frames each P/B/M holds the lips shut (at least). close_jaw / close_lips: absolute
     ceilings of jaw_open / lips_part on those frames. loudness_db_span: dB above/below the speech's median level
@@ -84,7 +87,7 @@ class VisemeConfig:
 
     lead_s: float = 0.06
     mouth_scale: float = 1.0
-    opening_gain: float = 1.25
+    opening_gain: float = 1.5
     gains: dict[str, float] = field(default_factory=dict)
     closure_frames: int = 2
     close_jaw: float = 0.03

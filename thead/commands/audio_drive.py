@@ -93,10 +93,12 @@ def audio_drive(
     still: bool = typer.Option(False, "--still", help="No head motion (mouth and blinks kept)."),
     pose: Optional[Pose] = typer.Option(None, "--pose", help="Head motion: still, style (the reference's or the "
                                         "built-in talking style), copy (the reference's motion), learned (the "
-                                        "--motion-model's). Default: style (learned with a motion model)."),
+                                        "--motion-model's). Default: style (a source video's own; learned "
+                                        "with a motion model)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Talking video whose head motion is copied "
                                              "or whose style is used."),
-    blink_rate: float = number_option(17.0, "--blink-rate", help="Blinks per minute.", lo=0, hi=60),
+    blink_rate: Optional[float] = number_option(None, "--blink-rate", help="Blinks per minute (default: a source "
+                                                "video's own rate, else 17).", lo=0, hi=120),
     seed: int = number_option(0, "--seed", help="Random seed (same seed, same output).", lo=0, hi=2**31 - 1),
     yaw: Optional[str] = typer.Option(None, "--yaw", help="Yaw keyframes in degrees spread over the clip, e.g. "
                                       "0,15,-15."),

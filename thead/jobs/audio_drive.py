@@ -90,7 +90,7 @@ class AudioDriveParams:
     head_scale: float = 1.0
     still: bool = False
     pose: str | None = None
-    blink_rate: float = 17.0
+    blink_rate: float | None = None  # None: a source video's own rate, else thead.audio.DEFAULT_BLINK_RATE
     seed: int = 0
     yaw: tuple[float, ...] = ()
     pitch: tuple[float, ...] = ()
