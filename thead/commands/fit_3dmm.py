@@ -38,8 +38,9 @@ def fit_3dmm(
     address: AddressOption = None,
     retry_failed: RetryFailedOption = None,
     group_items: Optional[int] = number_option(None, "--group-items", help="Items fitted together in one solve "
-                                               "(their frames share every solver step). Default: 32 on CUDA, 8 on "
-                                               "the CPU; 1 fits each item alone. Local executor only.",
+                                               "(their frames share every solver step; equal to one-by-one fits to "
+                                               "float rounding). Default: 32 on CUDA, 1 (each item alone, byte-for-"
+                                               "byte what a Ray task makes) on the CPU. Local executor only.",
                                                lo=1, hi=4096),
 ) -> None:
     """Fit the 3D face model to every frame: WORKDIR/<item>/fit3dmm (pose, expression, gaze, identity).
@@ -89,8 +90,9 @@ def fit_3dmm(
 
 
 def default_group_size(device: Optional[str]) -> int:
-    """Items per fitting solve by default: 32 on CUDA (kernel launches, not arithmetic, bound one clip's fit), 8 on
-    the CPU (measured 1.7-2.5x faster than one by one on 10 short clips and 6 photos, 1 thread)."""
+    """Items per fitting solve by default: 32 on CUDA (kernel launches, not arithmetic, bound one clip's fit: 4x
+    the items/s of one by one on an H100); 1 on the CPU, where grouping gains 1.4-1.5x on short clips but its float
+    rounding would make a local run's fits differ in the last bits from a Ray task's or a shard's."""
     from thead.device import default_device
 
-    return 32 if default_device(device).type == "cuda" else 8
+    return 32 if default_device(device).type == "cuda" else 1
