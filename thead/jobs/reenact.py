@@ -164,11 +164,12 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
     warnings = [f"source: {w}" for w in src.warnings]
     engine = make_engine(options)
     prepared = prepare_source(engine, src, frame)
-    batches = engine.render_frames(prepared, targets, None)
     if options.paste_back:
         paster = Paster(engine.device)
         original, to_crop = src.original(frame), src.transforms[frame]
-        batches = (paster(b, original, to_crop) for b in batches)
+        batches = (paster(b.frames, original, to_crop, b.changed) for b in engine.render_stream(prepared, targets))
+    else:
+        batches = engine.render_frames(prepared, targets, None)
     total = len(targets)
     write_frames(out, batches, fps, options.crf, audio, progress, total)
     write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),
@@ -241,9 +242,11 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
         # driver's face was lost hold the last good mouth.
         mouth = (prefetch(held_mouth_frames(drv.crops(), drv.crop_landmarks, drv.valid), depth=2 * engine.batch_size)
                  if use_mouth else None)
-        batches = timed(engine.render_frames(prepared, targets, mouth), "render")
-        if paster is not None:
-            batches = (paster(b, original, to_crop) for b in batches)
+        if paster is None:
+            batches = timed(engine.render_frames(prepared, targets, mouth), "render")
+        else:  # only what the render changed goes into the original picture
+            batches = (paster(b.frames, original, to_crop, b.changed)
+                       for b in timed(engine.render_stream(prepared, targets, mouth), "render"))
         write_frames(out, batches, drv.fps, options.crf, drv.path if drv.has_audio else None, progress, total)
     write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),
                         "engine": engine.name, "params": asdict(params), "paste_back": options.paste_back,
