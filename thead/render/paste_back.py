@@ -104,3 +104,34 @@ def changed_region(rendered: torch.Tensor, source: torch.Tensor, levels: tuple[f
     if grow > 0:
         weight = blur3(dilate(weight, grow), grow)
     return weight.clamp(0.0, 1.0)
+
+
+def restore_unchanged(rendered: torch.Tensor, rest: torch.Tensor, source: torch.Tensor,
+                      levels: tuple[float, float] = (2.0 / 255, 16.0 / 255)) -> torch.Tensor:
+    """Renders with the source's own pixels wherever they are still what the source's own parameters render.
+
+    ``rendered + (1 - m) * (source - rest)``, m rising with the render's difference from ``rest`` (the largest
+    channel difference through a smoothstep over ``levels``, softened over about two pixels): the source comes back
+    exactly where nothing changed, its difference from its own render fades out smoothly as the render changes
+    (no pixel flips between the two), and what changed clearly is the render's alone.
+
+    Parameters
+    ----------
+    rendered : torch.Tensor
+        [B, 3, H, W] in [0, 1]: renders of a source at some targets.
+    rest : torch.Tensor
+        [1 or B, 3, H, W]: the render of the source's own parameters.
+    source : torch.Tensor
+        [1 or B, 3, H, W]: the source itself, in the same pixels.
+    levels : (float, float)
+        Differences from ``rest`` (intensities in [0, 1]) where m starts to rise and where it reaches 1.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    """
+    lo, hi = levels
+    m = smoothstep(((rendered - rest).abs().amax(1, keepdim=True) - lo) / max(hi - lo, 1e-6))
+    m = blur3(dilate(m, 1), 2).clamp(0.0, 1.0)
+    return (rendered + (1.0 - m) * (source - rest)).clamp(0.0, 1.0)

@@ -59,7 +59,7 @@ from thead.render.masks import blur3, fill_holes, triangle_set_masks
 from thead.render.mesh_topology import closed_mesh_triangles
 from thead.render.mesh_warp import flow_to_grid, warp_image
 from thead.render.mouth import mouth_map
-from thead.render.paste_back import changed_region, warp_affine
+from thead.render.paste_back import changed_region, restore_unchanged, warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
 
@@ -443,10 +443,10 @@ class MeshEngine:
 
     @torch.no_grad()
     def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
-                      mouth_landmarks: np.ndarray | None, with_changed: bool = True
+                      mouth_landmarks: np.ndarray | None, with_changed: bool = True, rest_fix: bool = True
                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(images [B, 3, S, S], changed [B, 1, S, S] (None unless ``with_changed``), target vertices [B, 478, 3]
-        crop pixels)."""
+        crop pixels). rest_fix: False renders without ``restore_unchanged`` (and without changed regions)."""
         dev, pad, size = prepared.device, prepared.pad, prepared.size
         dst = self.target_vertices(prepared, targets)
         B = dst.shape[0]
@@ -484,15 +484,20 @@ class MeshEngine:
         image, changed = image[crop], changed[crop]
         if prepared.bars is not None:
             image = image + prepared.bars * (prepared.framed - image)
-        if not with_changed:
-            return image, None, dst
-        # What the paste-back takes from the render: only the pixels that differ from the render of the source's
-        # own parameters (and a soft rim around them); everything the target left as it was stays the original
-        # frame's own, at the original's resolution (the rest render, not the source crop: its matte edges and
-        # iris layer are the render's own even when nothing moves).
-        if prepared.rest is None:
-            prepared.rest = self._render_batch(prepared, prepared.params, None, None, with_changed=False)[0]
-        return image, changed_region(image, prepared.rest), dst
+        if rest_fix:
+            # Where a target leaves the render as the source's own parameters render it, the source's own pixels:
+            # the render of the source is not the source exactly (soft matte edges whose background came from the
+            # plate's guess, the iris layer), and those differences would flash up wherever a little motion moves
+            # a pixel. The source's difference from its own render fades out as the render changes.
+            if prepared.rest is None:
+                prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
+            source = prepared.face.image[crop] if prepared.framed is None else prepared.framed
+            image = restore_unchanged(image, prepared.rest, source)
+            if with_changed:
+                # What the paste-back takes from the render: only the pixels that differ from the source (and a soft
+                # rim around them); the rest stays the original frame's own, at the original's resolution.
+                return image, changed_region(image, source), dst
+        return image, None, dst
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None
