@@ -281,6 +281,29 @@ def test_mouth_opens_when_the_driver_jaw_opens(engine, prepared, astro):
     assert inside[:, 2].mean() > 200 and inside[:, 0].mean() < 60
 
 
+def test_changed_region_is_only_what_the_render_changed(engine, prepared, astro):
+    """Regression: the changed region (what a paste-back takes from the render) covered the whole face mesh even
+    where nothing moved, so pasting back replaced the original's sharp face by the crop-resolution render on every
+    frame; now the source's own targets change nothing, and an opened jaw changes the mouth and chin only."""
+    _, lm, fit = astro
+    jaw = fit.expression_names.index("jaw_open")
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[1, jaw] = fit.expression[0, jaw] + 0.7
+    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    out = engine.render_full(prepared, targets)
+    assert out.changed[0].max() < 1e-3  # the source itself: nothing to paste
+    mouth = np.round(out.vertices[1, LIPS_INNER, :2].mean(0)).astype(int)
+    assert out.changed[1, mouth[1], mouth[0]] > 0.99
+    eyes = np.round(lm[[33, 263], :2]).astype(int)  # the outer eye corners stay where they were
+    assert out.changed[1, eyes[:, 1], eyes[:, 0]].max() < 1e-3
+    assert out.changed[1, :20, :20].max() < 1e-3 and out.changed[1, :20, -20:].max() < 1e-3  # still background
+    assert out.changed[1].mean() < 0.5
+    # Streamed the same way, for reenact's paste-back.
+    streamed = list(engine.render_stream(prepared, targets))
+    np.testing.assert_array_equal(np.concatenate([b.changed for b in streamed]), out.changed)
+    np.testing.assert_array_equal(np.concatenate([b.frames for b in streamed]), out.frames)
+
+
 # ----------------------------------------------------------------------------------------------- batching
 def test_batches_and_streaming_agree(prepared, astro):
     _, _, fit = astro

@@ -164,11 +164,12 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
     warnings = [f"source: {w}" for w in src.warnings]
     engine = make_engine(options)
     prepared = prepare_source(engine, src, frame)
-    batches = engine.render_frames(prepared, targets, None)
     if options.paste_back:
         paster = Paster(engine.device)
         original, to_crop = src.original(frame), src.transforms[frame]
-        batches = (paster(b, original, to_crop) for b in batches)
+        batches = (paster(b.frames, original, to_crop, b.changed) for b in engine.render_stream(prepared, targets))
+    else:
+        batches = engine.render_frames(prepared, targets, None)
     total = len(targets)
     write_frames(out, batches, fps, options.crf, audio, progress, total)
     write_sidecar(out, {"key": key, "source": str(pair.source.path), "driver": str(pair.driver.path),
@@ -251,9 +252,11 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
         # driver's face was lost hold the last good mouth.
         mouth = (prefetch(held_mouth_frames(drv.crops(), drv.crop_landmarks, drv.valid), depth=2 * engine.batch_size)
                  if use_mouth else None)
-        batches = timed(engine.render_frames(prepared, plan.targets, mouth), "render")
-        if paster is not None:
-            batches = (paster(b, original, to_crop) for b in batches)
+        if paster is None:
+            batches = timed(engine.render_frames(prepared, plan.targets, mouth), "render")
+        else:  # only what the render changed goes into the original picture
+            batches = (paster(b.frames, original, to_crop, b.changed)
+                       for b in timed(engine.render_stream(prepared, plan.targets, mouth), "render"))
         write_frames(plan.out, batches, drv.fps, options.crf, drv.path if drv.has_audio else None, progress,
                      len(plan.targets))
         return [_finish_pair(plan, engine, params, options)]
@@ -268,9 +271,10 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
         writers = [stack.enter_context(VideoWriter(p.out, p.drv.fps, crf=options.crf,
                                                    audio_from=p.drv.path if p.drv.has_audio else None,
                                                    queue_frames=ENCODER_QUEUE_FRAMES)) for p in plans]
-        for batch in timed(engine.render_frames(prepared, targets, mouth), "render"):
-            if paster is not None:
-                batch = paster(batch, original, to_crop)
+        stream = (engine.render_frames(prepared, targets, mouth) if paster is None else
+                  (paster(b.frames, original, to_crop, b.changed) for b in engine.render_stream(prepared, targets,
+                                                                                                mouth)))
+        for batch in timed(stream, "render"):
             for f in batch:
                 writers[owner[done]].write(f)
                 done += 1

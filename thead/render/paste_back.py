@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from thead.geometry import Affine2D
+from thead.render.compose import dilate
 from thead.render.dense_flow import smoothstep
+from thead.render.masks import blur3
 from thead.render.mesh_warp import pixel_centres
 
 
@@ -70,3 +72,66 @@ def paste_back(
     if crop_mask is not None:
         alpha = alpha * sampled[:, C:C + 1].clamp(0.0, 1.0)
     return frames + alpha * (sampled[:, :C] - frames)
+
+
+def changed_region(rendered: torch.Tensor, source: torch.Tensor, levels: tuple[float, float] = (1.5 / 255, 4.0 / 255),
+                   grow: int = 2) -> torch.Tensor:
+    """Where a render differs from the picture it was made from: the ``crop_mask`` for :func:`paste_back` that
+    keeps every pixel the render left as it was the original frame's own, at its own resolution.
+
+    Parameters
+    ----------
+    rendered : torch.Tensor
+        [B, 3, H, W] in [0, 1]: the renders.
+    source : torch.Tensor
+        [1 or B, 3, H, W] in [0, 1]: the source picture in the same pixels (the crop the render started from).
+    levels : (float, float)
+        The largest channel difference is mapped through a smoothstep from ``levels[0]`` (weight 0: the render
+        kept the pixel) to ``levels[1]`` (weight 1).
+    grow : int
+        The weight is dilated by this many pixels, then softened over about as many, so a changed pixel's
+        neighbours come from the render too (no seam of original pixels inside a moved edge).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 1, H, W] in [0, 1]; exactly 0 wherever the render is within ``levels[0]`` of the source over
+        the ``grow`` pixels around it and the soft edge beyond.
+    """
+    lo, hi = levels
+    diff = (rendered - source).abs().amax(1, keepdim=True)
+    weight = smoothstep((diff - lo) / max(hi - lo, 1e-6))
+    if grow > 0:
+        weight = blur3(dilate(weight, grow), grow)
+    return weight.clamp(0.0, 1.0)
+
+
+def restore_unchanged(rendered: torch.Tensor, rest: torch.Tensor, source: torch.Tensor,
+                      levels: tuple[float, float] = (2.0 / 255, 16.0 / 255)) -> torch.Tensor:
+    """Renders with the source's own pixels wherever they are still what the source's own parameters render.
+
+    ``rendered + (1 - m) * (source - rest)``, m rising with the render's difference from ``rest`` (the largest
+    channel difference through a smoothstep over ``levels``, softened over about two pixels): the source comes back
+    exactly where nothing changed, its difference from its own render fades out smoothly as the render changes
+    (no pixel flips between the two), and what changed clearly is the render's alone.
+
+    Parameters
+    ----------
+    rendered : torch.Tensor
+        [B, 3, H, W] in [0, 1]: renders of a source at some targets.
+    rest : torch.Tensor
+        [1 or B, 3, H, W]: the render of the source's own parameters.
+    source : torch.Tensor
+        [1 or B, 3, H, W]: the source itself, in the same pixels.
+    levels : (float, float)
+        Differences from ``rest`` (intensities in [0, 1]) where m starts to rise and where it reaches 1.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    """
+    lo, hi = levels
+    m = smoothstep(((rendered - rest).abs().amax(1, keepdim=True) - lo) / max(hi - lo, 1e-6))
+    m = blur3(dilate(m, 1), 2).clamp(0.0, 1.0)
+    return (rendered + (1.0 - m) * (source - rest)).clamp(0.0, 1.0)

@@ -59,7 +59,7 @@ from thead.render.masks import blur3, fill_holes, triangle_set_masks
 from thead.render.mesh_topology import closed_mesh_triangles
 from thead.render.mesh_warp import flow_to_grid, warp_image
 from thead.render.mouth import mouth_map
-from thead.render.paste_back import warp_affine
+from thead.render.paste_back import changed_region, restore_unchanged, warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
 
@@ -93,6 +93,8 @@ class PreparedSource:
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
     bars [1, 1, S, S]: 1 on black bars framing the crop (``letterbox_bars``), framed [1, 3, S, S]: the source crop
     with them, put back over the output (None: no bars; ``face`` and the masks see the bars filled).
+    rest [1, 3, S, S]: the render of the source's own parameters, what every changed region is measured against
+    (``MeshEngine`` makes it at the first render that needs one).
     """
 
     face: SourceFace
@@ -113,6 +115,7 @@ class PreparedSource:
     mirrored: PreparedSource | None = None
     bars: torch.Tensor | None = None
     framed: torch.Tensor | None = None
+    rest: torch.Tensor | None = None  # [1, 3, S, S]: the render of the source's own parameters (made when needed)
 
     @property
     def background_share(self) -> torch.Tensor | None:
@@ -131,9 +134,10 @@ class PreparedSource:
 
 @dataclass
 class EngineOutput:
-    """frames uint8 [B, S, S, 3]; changed float32 [B, S, S] in [0, 1]: what the render changed (face and
-    anything that moved; the ``crop_mask`` for :func:`thead.render.paste_back`); vertices float32 [B, 478, 3]:
-    the target meshes (crop pixels, depth)."""
+    """frames uint8 [B, S, S, 3]; changed float32 [B, S, S] in [0, 1]: where the render differs from the source
+    crop, with a soft rim (``thead.render.paste_back.changed_region``; the ``crop_mask`` for
+    :func:`thead.render.paste_back`: 0 where the original picture's own pixels stay); vertices float32
+    [B, 478, 3]: the target meshes (crop pixels, depth)."""
 
     frames: np.ndarray
     changed: np.ndarray
@@ -445,8 +449,10 @@ class MeshEngine:
 
     @torch.no_grad()
     def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
-                      mouth_landmarks: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images [B, 3, S, S], changed [B, 1, S, S], target vertices [B, 478, 3] crop pixels)."""
+                      mouth_landmarks: np.ndarray | None, with_changed: bool = True, rest_fix: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(images [B, 3, S, S], changed [B, 1, S, S] (None unless ``with_changed``), target vertices [B, 478, 3]
+        crop pixels). rest_fix: False renders without ``restore_unchanged`` (and without changed regions)."""
         dev, pad, size = prepared.device, prepared.pad, prepared.size
         dst = self.target_vertices(prepared, targets)
         B = dst.shape[0]
@@ -506,8 +512,20 @@ class MeshEngine:
         image, changed = image[crop], changed[crop]
         if prepared.bars is not None:
             image = image + prepared.bars * (prepared.framed - image)
-            changed = changed * (1.0 - prepared.bars)
-        return image, changed, dst
+        if rest_fix:
+            # Where a target leaves the render as the source's own parameters render it, the source's own pixels:
+            # the render of the source is not the source exactly (soft matte edges whose background came from the
+            # plate's guess, the iris layer), and those differences would flash up wherever a little motion moves
+            # a pixel. The source's difference from its own render fades out as the render changes.
+            if prepared.rest is None:
+                prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
+            source = prepared.face.image[crop] if prepared.framed is None else prepared.framed
+            image = restore_unchanged(image, prepared.rest, source)
+            if with_changed:
+                # What the paste-back takes from the render: only the pixels that differ from the source (and a soft
+                # rim around them); the rest stays the original frame's own, at the original's resolution.
+                return image, changed_region(image, source), dst
+        return image, None, dst
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None,
@@ -681,6 +699,26 @@ class MeshEngine:
         np.ndarray
             uint8 [b, S, S, 3] RGB frames, b <= ``config.batch_size``, in target order.
         """
+        for out in self.render_stream(prepared, targets, mouth, with_changed=False):
+            yield out.frames
+
+    def render_stream(self, prepared: PreparedSource, targets: TargetParams,
+                      mouth: Iterable[tuple[np.ndarray, np.ndarray]] | None = None, with_changed: bool = True
+                      ) -> Iterator[EngineOutput]:
+        """``render_full`` streamed batch by batch (``render_frames`` with the changed regions, for pasting back).
+
+        Parameters
+        ----------
+        prepared, targets, mouth
+            As for ``render_frames``.
+        with_changed : bool
+            False: skip the changed regions (``changed`` is then an empty [b, 0, 0] array).
+
+        Yields
+        ------
+        EngineOutput
+            Of b <= ``config.batch_size`` targets, in target order.
+        """
         mouth_iter = None if mouth is None else iter(mouth)
         for sl in self._batches(len(targets)):
             batch = targets[sl]
@@ -690,8 +728,9 @@ class MeshEngine:
                 m_frames = np.stack([p[0] for p in pairs])
                 m_lm = np.stack([np.asarray(p[1], np.float32) for p in pairs])
                 self._check_mouth(batch, m_frames, m_lm, prepared.size)
-            img, _, _ = self._render_batch(prepared, batch, m_frames, m_lm)
-            yield tensor_to_frames(img)
+            img, ch, dst = self._render_batch(prepared, batch, m_frames, m_lm, with_changed)
+            changed = np.zeros((len(batch), 0, 0), np.float32) if ch is None else ch[:, 0].float().cpu().numpy()
+            yield EngineOutput(tensor_to_frames(img), changed, dst.float().cpu().numpy())
 
 
 __all__ = ["EngineOutput", "MeshEngine", "PreparedSource"]
