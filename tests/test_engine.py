@@ -121,6 +121,9 @@ def test_identity_targets_reproduce_the_source(engine, prepared, astro):
     err = np.abs(out.frames[0].astype(float) - crop)
     assert err[face_mask(lm)].mean() < 1.5  # 8-bit levels, in the face
     assert err.mean() < 1.5
+    # The source's own pixels come back exactly (restore_unchanged), also with the render confined to a window of
+    # the canvas: a misplaced source crop (off by the window's margin) would differ by tens of levels.
+    assert err.max() <= 1.0
 
 
 # ----------------------------------------------------------------------------------------------- transfer
@@ -333,7 +336,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-9-aef486eced89"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-10-09f182f15e67"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size"}
     digests = {MeshConfig(**{name: value}).digest() for name, value in CHANGED_SETTINGS.items()}

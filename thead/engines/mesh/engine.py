@@ -507,6 +507,7 @@ class MeshEngine:
                     changed_n[box] = torch.maximum(changed_n[box], changed_m * share)
                     image = image.index_copy(0, need, image_n)
                     changed = changed.index_copy(0, need, changed_n)
+        canvas_crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
         pad = pad - lo  # the crop in the window
         crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
         image, changed = image[crop], changed[crop]
@@ -519,7 +520,7 @@ class MeshEngine:
             # a pixel. The source's difference from its own render fades out as the render changes.
             if prepared.rest is None:
                 prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
-            source = prepared.face.image[crop] if prepared.framed is None else prepared.framed
+            source = prepared.face.image[canvas_crop] if prepared.framed is None else prepared.framed
             image = restore_unchanged(image, prepared.rest, source)
             if with_changed:
                 # What the paste-back takes from the render: only the pixels that differ from the source (and a soft
