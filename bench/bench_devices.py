@@ -176,6 +176,21 @@ def main() -> None:
         a, b = read_video(outputs["cpu_16"]), read_video(outputs["cuda_16"])
         checks["reenact: PSNR cpu vs cuda output dB"] = round(psnr(a, b), 2)
 
+    # 4b. one photo x many short clips: pair by pair, and grouped (one stream of batches, --group-items).
+    short = inputs.parent / "short"
+    short.mkdir()
+    for c in clips[:8]:
+        os.symlink(c.resolve(), short / c.name)
+    sframes = sum(int(json.loads(m.read_text()).get("num_frames") or 0)
+                  for m in work.glob("*/preprocess/meta.json") if (short / f"{m.parent.parent.name}.mp4").exists())
+    for dev in devices:
+        for group in (["1"] if dev == "cpu" else ["1", "8"]):
+            wall, proc = thead("reenact", str(source), str(short), "-w", str(work), "-o",
+                               str(args.out / f"short_{dev}_{group}"), "--device", dev, "--group-items", group,
+                               "--force")
+            row(f"reenact photo x {len(list(short.iterdir()))} clips, group {group}", dev, wall, sframes,
+                len(list(short.iterdir())), proc)
+
     # 5. evaluate a self-reenactment against its driver (no identity network: it is not on this machine's path).
     self_out = args.out / "self"
     wall, proc = thead("reenact", str(driver), str(driver), "-w", str(rwork), "-o", str(self_out), "--device",
