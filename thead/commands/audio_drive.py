@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
+from thead.commands.common import (BatchSizeOption, DeviceOption, ForceOutputsOption, JsonOutputsOption,
+                                  OutputCrfOption, RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
                                   stderr_console)
 from thead.errors import InputError
 from thead.jobs.audio_drive import AUDIO_SUFFIXES, AudioDriveParams, AudioPair, audio_drive_pair, audio_items
@@ -117,8 +117,7 @@ def audio_drive(
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
-    batch_size: Optional[int] = number_option(None, help="Frames rendered per batch (default: 16 on the CPU, "
-                                              "64 on CUDA).", lo=1, hi=1024),
+    batch_size: BatchSizeOption = None,
     force: ForceOutputsOption = False,
     json_lines: JsonOutputsOption = False,
 ) -> None:

@@ -107,6 +107,9 @@ OutputCrfOption = Annotated[int, typer.Option(help=ranged("H.264 quality of the 
                                                           *CRF_RANGE), callback=in_range(*CRF_RANGE))]
 ForceOutputsOption = Annotated[bool, typer.Option("--force", help="Redo outputs that are current.")]
 JsonOutputsOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout.")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(
+    help=ranged("Frames rendered per batch (default: 16 on the CPU, 64 on CUDA).", 1, 1024),
+    callback=in_range(1, 1024))]
 
 
 def _shard(value: Optional[str]) -> Optional[Shard]:
@@ -114,6 +117,13 @@ def _shard(value: Optional[str]) -> Optional[Shard]:
         return parse_shard(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def own_shard(items: Sequence[Any], shard: Shard | str | None, key: Callable[[Any], str] = lambda item: item.item_id
+              ) -> list:
+    """The items of ``shard`` (a Shard or the ``--shard`` text; all when None), in order: what ``run_batch`` will
+    run, for a stage that plans its groups ahead (``FitBatcher``, ``ReenactBatcher``)."""
+    return select_shard(items, _shard(shard) if isinstance(shard, str) else shard, key=key)
 
 
 # Options of every batch command (declare as ``shard: ShardOption = None`` and so on; see ``batch_executor``).
@@ -284,7 +294,7 @@ def run_batch(
     console = stderr_console()
     if isinstance(shard, str):  # the option's text (checked by its callback when the command line was parsed)
         shard = _shard(shard)
-    items = select_shard(items, shard)
+    items = own_shard(items, shard)
     executor = executor or LocalExecutor()
     results: list[ItemResult] = list(failures)
     ran: list[tuple[InputItem, ItemResult]] = []

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from thead.commands.common import (AddressOption, DeviceOption, ExecutorOption, RetryFailedOption, ShardOption,
-                                  _shard, batch_executor, check_crop_size, finish, number_option, retry_inputs,
+                                  batch_executor, own_shard, check_crop_size, finish, number_option, retry_inputs,
                                   run_batch)
 from thead.commands.preprocess import Protocol
 from thead.jobs.items import InputItem, collect_inputs, expand_stdin
@@ -73,9 +73,7 @@ def fit_3dmm(
     group = group_items if group_items is not None else default_group_size(device)
     if group > 1 and runner.name == "local":
         # Several items per solve: the batcher plans its groups from this shard's items in the order they will run.
-        from thead.run.shard import select_shard
-
-        mine = select_shard(fit_items, _shard(shard) if isinstance(shard, str) else shard)
+        mine = own_shard(fit_items, shard)
         batcher = FitBatcher([item.path for item in mine], params, force, group_size=group)
         stage = lambda item, report: batcher(item.path, report)  # noqa: E731
     results.extend(run_batch("fit-3dmm", fit_items, stage, json_lines=json_lines, shard=shard, executor=runner,

@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
-                                  RenderSizeOption, SymmetryOption, face_box_option, face_index_option, finish,
-                                  number_option, output_target, parse_box, run_batch, AddressOption, ExecutorOption,
-                                  ShardOption, batch_executor, stderr_console, write_or_keep)
+from thead.commands.common import (AddressOption, BatchSizeOption, DeviceOption, ExecutorOption, ForceOutputsOption,
+                                  JsonOutputsOption, OutputCrfOption, RenderSizeOption, ShardOption, SymmetryOption,
+                                  batch_executor, face_box_option, face_index_option, finish, number_option,
+                                  output_target, own_shard, parse_box, run_batch, stderr_console, write_or_keep)
 from thead.errors import InputError
 from thead.run import parse_shard
 from thead.jobs.items import InputItem, collect_inputs, merge_item_groups
@@ -53,8 +53,7 @@ def reenact(
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
-    batch_size: Optional[int] = number_option(None, help="Frames rendered per batch (default: 16 on the CPU, "
-                                              "64 on CUDA).", lo=1, hi=1024),
+    batch_size: BatchSizeOption = None,
     face_index: Optional[int] = face_index_option(),
     face_box: Optional[str] = face_box_option(),
     force: ForceOutputsOption = False,
@@ -117,9 +116,8 @@ def reenact(
         from functools import partial
 
         from thead.jobs.reenact import ReenactBatcher, reenact_group
-        from thead.run import select_shard
 
-        mine = select_shard(jobs, parse_shard(shard) if shard is not None else None, key=lambda j: j.name)
+        mine = own_shard(jobs, shard, key=lambda j: j.name)
         batcher = ReenactBatcher(mine, partial(reenact_group, workdir=work, out_dir=out_dir, pre_params=pre_params,
                                                fit_params=FitParams(device=device), params=params, options=options,
                                                force=force), group_size=group)

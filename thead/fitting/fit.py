@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ from thead.facemodel.model import EYE_CORNERS, EYEBALL_RADIUS_CM, IRIS, FaceMode
 from thead.facemodel.spec import FittingSpec, make_fitting_spec
 from thead.fitting.result import FitResult
 from thead.fitting.smoothing import adaptive_smooth, cutoff_to_lambda, interpolate_gaps, whittaker_smooth
+
+T = TypeVar("T")
 
 # Smoothing cut-offs (Hz) at strength 1; strength s multiplies the smoother's lambda by s.
 POSE_CUTOFF_HZ = 4.0
@@ -487,12 +489,18 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
         For malformed input (wrong shape, NaN in valid frames, no valid frame, normalised coordinates).
     """
     dev = default_device(device)
+    return _with_cpu_threads(dev, cpu_threads, lambda: _fit_sequence(landmarks, valid, image_size, smooth, dev, fps,
+                                                                     model, identity, iterations, robust))
+
+
+def _with_cpu_threads(dev: torch.device, cpu_threads: int | None, solve: Callable[[], T]) -> T:
+    """``solve()`` with torch's intra-op threads set to ``cpu_threads`` on the CPU (restored afterwards)."""
     if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
-        return _fit_sequence(landmarks, valid, image_size, smooth, dev, fps, model, identity, iterations, robust)
+        return solve()
     previous = torch.get_num_threads()
     torch.set_num_threads(max(int(cpu_threads), 1))
     try:
-        return _fit_sequence(landmarks, valid, image_size, smooth, dev, fps, model, identity, iterations, robust)
+        return solve()
     finally:
         torch.set_num_threads(previous)
 
@@ -660,14 +668,8 @@ def fit_sequences(clips: Sequence[Any], image_sizes: Sequence[int] | int = 256, 
     if n == 0:
         return []
     dev = default_device(device)
-    if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
-        return _fit_sequences(clips, sizes, smooths, rates, dev, model, iterations, robust)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(int(cpu_threads), 1))
-    try:
-        return _fit_sequences(clips, sizes, smooths, rates, dev, model, iterations, robust)
-    finally:
-        torch.set_num_threads(previous)
+    return _with_cpu_threads(dev, cpu_threads,
+                             lambda: _fit_sequences(clips, sizes, smooths, rates, dev, model, iterations, robust))
 
 
 def _fit_sequences(clips: Sequence[Any], sizes: list, smooths: list, rates: list, dev: torch.device, model: Any,

@@ -18,7 +18,7 @@ import numpy as np
 from thead.errors import InputError
 from thead.io import write_image
 from thead.jobs.pairs import Pair
-from thead.jobs.render import (ENCODER_QUEUE_FRAMES, Paster, RenderOptions, engine_key, make_engine, output_file,
+from thead.jobs.render import (Paster, RenderOptions, encoder_queue_frames, engine_key, make_engine, output_file,
                                output_is_current, output_key, timed, write_frames, write_sidecar)
 from thead.progress import ProgressFn
 from thead.runtime import phase, prefetch
@@ -235,7 +235,8 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
                   progress: ProgressFn | None) -> list[ItemResult]:
     """Render the video-driver plans of one source and source frame as one stream of target batches (a batch may
     hold the end of one pair and the start of the next: what fills a GPU when the clips are short), each frame
-    going to its own pair's encoder. One pair: the plain streaming path."""
+    going to its own pair's encoder, fed by a thread (``VideoWriter(queue_frames=...)``) while the next batch
+    renders."""
     from contextlib import ExitStack
 
     from thead.engines.motion import TargetParams
@@ -244,37 +245,26 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
     src, frame = plans[0].src, plans[0].frame
     paster = Paster(engine.device) if options.paste_back else None
     original, to_crop = (src.original(frame), src.transforms[frame]) if paster is not None else (None, None)
-    use_mouth = params.mouth == "driver"
-    if len(plans) == 1:
-        plan = plans[0]
-        drv = plan.drv
-        # The driver's crops are decoded and cut in a background thread while the engine renders; frames where the
-        # driver's face was lost hold the last good mouth.
-        mouth = (prefetch(held_mouth_frames(drv.crops(), drv.crop_landmarks, drv.valid), depth=2 * engine.batch_size)
-                 if use_mouth else None)
-        if paster is None:
-            batches = timed(engine.render_frames(prepared, plan.targets, mouth), "render")
-        else:  # only what the render changed goes into the original picture
-            batches = (paster(b.frames, original, to_crop, b.changed)
-                       for b in timed(engine.render_stream(prepared, plan.targets, mouth), "render"))
-        write_frames(plan.out, batches, drv.fps, options.crf, drv.path if drv.has_audio else None, progress,
-                     len(plan.targets))
-        return [_finish_pair(plan, engine, params, options)]
-    targets = TargetParams.concatenate([p.targets for p in plans])
+    targets = plans[0].targets if len(plans) == 1 else TargetParams.concatenate([p.targets for p in plans])
     mouth = None
-    if use_mouth:
+    if params.mouth == "driver":
+        # The drivers' crops are decoded and cut in a background thread while the engine renders; frames where a
+        # driver's face was lost hold its last good mouth.
         streams = (held_mouth_frames(p.drv.crops(), p.drv.crop_landmarks, p.drv.valid) for p in plans)
         mouth = prefetch(itertools.chain.from_iterable(streams), depth=2 * engine.batch_size)
-    owner = np.repeat(np.arange(len(plans)), [len(p.targets) for p in plans])  # pair of each global frame
+    if paster is None:
+        batches = timed(engine.render_frames(prepared, targets, mouth), "render")
+    else:  # only what the render changed goes into the original picture
+        batches = (paster(b.frames, original, to_crop, b.changed)
+                   for b in timed(engine.render_stream(prepared, targets, mouth), "render"))
+    owner = np.repeat(np.arange(len(plans)), [len(p.targets) for p in plans])  # pair of each frame of the stream
+    queued = encoder_queue_frames(original.shape if paster is not None else (src.crop_size, src.crop_size, 3))
     total, done = len(targets), 0
     with ExitStack() as stack:
-        writers = [stack.enter_context(VideoWriter(p.out, p.drv.fps, crf=options.crf,
-                                                   audio_from=p.drv.path if p.drv.has_audio else None,
-                                                   queue_frames=ENCODER_QUEUE_FRAMES)) for p in plans]
-        stream = (engine.render_frames(prepared, targets, mouth) if paster is None else
-                  (paster(b.frames, original, to_crop, b.changed) for b in engine.render_stream(prepared, targets,
-                                                                                                mouth)))
-        for batch in timed(stream, "render"):
+        writers = [stack.enter_context(VideoWriter(p.out, p.drv.fps, crf=options.crf, queue_frames=queued,
+                                                   audio_from=p.drv.path if p.drv.has_audio else None))
+                   for p in plans]
+        for batch in batches:
             for f in batch:
                 writers[owner[done]].write(f)
                 done += 1

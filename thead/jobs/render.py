@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -158,6 +158,13 @@ ENCODER_QUEUE_BYTES = 64 << 20
 ENCODER_QUEUE_FRAMES = 32
 
 
+def encoder_queue_frames(frame_shape: Sequence[int]) -> int:
+    """Frames queued to an encoder's feeder thread for frames of ``frame_shape`` (H, W, 3): up to
+    ``ENCODER_QUEUE_FRAMES``, at most ``ENCODER_QUEUE_BYTES`` of them, at least 2."""
+    frame_bytes = max(1, int(np.prod(frame_shape)))
+    return max(2, min(ENCODER_QUEUE_FRAMES, ENCODER_QUEUE_BYTES // frame_bytes))
+
+
 def write_frames(path: Path, batches: Iterable[np.ndarray], fps: float, crf: int, audio: Path | None,
                  progress: ProgressFn | None, total: int) -> int:
     """Encode batches of uint8 frames [b, H, W, 3] to ``path`` (H.264, with ``audio``'s first audio stream);
@@ -170,9 +177,8 @@ def write_frames(path: Path, batches: Iterable[np.ndarray], fps: float, crf: int
     first = next(it, None)
     if first is None:
         raise ValueError(f"{path}: no frames to write")
-    frame_bytes = max(1, int(np.prod(first.shape[1:])))
-    queued = max(2, min(ENCODER_QUEUE_FRAMES, ENCODER_QUEUE_BYTES // frame_bytes))
-    with VideoWriter(path, fps, crf=crf, audio_from=audio, queue_frames=queued) as writer:
+    with VideoWriter(path, fps, crf=crf, audio_from=audio, queue_frames=encoder_queue_frames(first.shape[1:])
+                     ) as writer:
         for batch in itertools.chain([first], it):
             for frame in batch:
                 writer.write(frame)
