@@ -160,7 +160,7 @@ def main() -> None:
     rwork = args.out / "rwork"
     wall, proc = thead("reenact", str(source), str(driver), "-w", str(rwork), "-o", str(args.out / "cold"),
                        "--device", devices[-1])
-    rframes = frames_in(rwork.parent / "rwork", "preprocess") - 1  # the driver's frames (minus the photo)
+    rframes = frames_in(rwork, "preprocess") - 1  # the driver's frames (minus the photo)
     row("reenact, no caches", devices[-1], wall, rframes, 1, proc)
     outputs: dict[str, Path] = {}
     for dev in devices:
