@@ -312,10 +312,30 @@ def test_batches_and_streaming_agree(prepared, astro):
     _, _, fit = astro
     targets = orbit_params(fit, 5)
     one = MeshEngine("cpu", batch_size=16).render(prepared, targets)
-    small = MeshEngine("cpu", batch_size=2)
+    small = MeshEngine("cpu", batch_size=2, workers=1)
     np.testing.assert_array_equal(small.render(prepared, targets), one)
     np.testing.assert_array_equal(np.concatenate(list(small.render_frames(prepared, targets))), one)
     assert one.shape == (5, S, S, 3) and one.dtype == np.uint8
+
+
+def test_batches_rendered_by_several_workers_are_the_same_frames_in_order(prepared, astro):
+    _, _, fit = astro
+    targets = orbit_params(fit, 7)
+    one = MeshEngine("cpu", batch_size=2, workers=1)
+    three = MeshEngine("cpu", batch_size=2, workers=3)
+    assert one.render_workers(4) == 1 and three.render_workers(4) == 3 and three.render_workers(1) == 1
+    threads = torch.get_num_threads()
+    full_one, full_three = one.render_full(prepared, targets), three.render_full(prepared, targets)
+    np.testing.assert_array_equal(full_three.frames, full_one.frames)
+    np.testing.assert_array_equal(full_three.changed, full_one.changed)
+    streamed = [out.frames for out in three.render_stream(prepared, targets)]
+    assert [len(f) for f in streamed] == [2, 2, 2, 1]
+    np.testing.assert_array_equal(np.concatenate(streamed), full_one.frames)
+    assert torch.get_num_threads() == threads
+    stream = three.render_frames(prepared, targets)  # a consumer that stops early gives torch its threads back
+    next(stream)
+    stream.close()
+    assert torch.get_num_threads() == threads
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -338,7 +358,8 @@ def test_mesh_config_digest_names_what_is_rendered():
     base = MeshConfig()
     assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-10-09f182f15e67"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
-    assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size"}
+    assert MeshConfig(workers=1).digest() == base.digest()
+    assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
     digests = {MeshConfig(**{name: value}).digest() for name, value in CHANGED_SETTINGS.items()}
     assert len(digests) == len(CHANGED_SETTINGS) and base.digest() not in digests
     assert MeshConfig(falloff=1, matte_range=[0.25, 0.75]).digest() == MeshConfig(falloff=1.0).digest()

@@ -446,3 +446,19 @@ def test_similarity_2d_recovers_a_known_similarity():
     assert a.shape == (2, 2, 3)
     assert torch.allclose(a[:, :, :2], lin.expand(2, 2, 2), atol=1e-4)
     assert torch.allclose(a[:, :, 2], shift.expand(2, 2), atol=1e-2)
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 4])
+def test_dilate_is_the_max_over_the_square_within_the_image(pixels):
+    import torch.nn.functional as F
+
+    from thead.render.compose import dilate
+
+    gen = torch.Generator().manual_seed(pixels)
+    mask = torch.rand(2, 3, 17, 23, generator=gen) - 0.5  # negative values: no zero padding may win at the edge
+    k = 2 * pixels + 1
+    expected = F.max_pool2d(mask, k, 1, pixels)  # max_pool2d pads with -inf
+    assert torch.equal(dilate(mask, pixels), expected)
+    assert torch.equal(dilate(mask, 0), mask)
+    ints = (mask * 100).long()
+    assert torch.equal(dilate(ints, pixels), F.max_pool2d(ints.double(), k, 1, pixels).long())

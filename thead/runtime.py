@@ -46,9 +46,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, MutableMapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 THREADS_ENV = "THEAD_THREADS"
 PROFILE_ENV = "THEAD_PROFILE"
@@ -537,6 +538,65 @@ _DONE = object()
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Within the block, torch's intra-op threads are ``count`` (>= 1); the previous count is restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(max(1, int(count)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def ordered_map(func: Callable[[T], U], items: Iterable[T], workers: int, name: str = "thead-worker"
+                ) -> Iterator[U]:
+    """``func(item)`` for each of ``items``, in order, with ``workers`` items in flight at once.
+
+    For torch work on the CPU made of many small operations (a render batch): with ``workers`` > 1 each item
+    runs in its own thread with one torch thread (torch releases the GIL inside its operations), which keeps the
+    cores busier than torch's threads inside each small operation; torch's thread count is restored when the
+    iteration ends or is closed. ``items`` is read in the calling thread, one item ahead of each worker (a lazy
+    decoder stays in order). An exception raised by ``func`` is raised at its item.
+
+    Parameters
+    ----------
+    func : what to compute for one item.
+    items : the items; iterated in the calling thread.
+    workers : items in flight (<= 1: a plain loop, torch's threads untouched).
+    name : the worker threads' name prefix.
+
+    Yields
+    ------
+    ``func(item)`` for each item, in the order of ``items``.
+    """
+    if workers <= 1:
+        for item in items:
+            yield func(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with torch_threads(1):
+        pool = ThreadPoolExecutor(int(workers), thread_name_prefix=name)
+        try:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for job in pending:
+                job.cancel()
+            pool.shutdown(wait=True)
 
 
 def prefetch(items: Iterable[T], depth: int = 2, wait_phase: str | None = "decode",

@@ -23,7 +23,7 @@ from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, o
                                timed,
                                write_frames, write_sidecar)
 from thead.progress import ProgressFn
-from thead.runtime import phase, prefetch
+from thead.runtime import ordered_map, phase, prefetch
 from thead.stages import Face, FitParams, InputItem, ItemResult, PreprocessParams, ensure
 
 
@@ -170,8 +170,8 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
             crops = np.stack([crop_frame(f, face.transforms[t], size) for t, f in enumerate(frames, sl.start)])
             yield sl, frames, crops
 
-    # The original frames are decoded and cut in a background thread while the engine renders.
-    for sl, frames, crops in prefetch(clip_batches(), depth=2):
+    def render_batch(batch_frames: tuple[slice, np.ndarray, np.ndarray]) -> np.ndarray:
+        sl, frames, crops = batch_frames
         batch, landmarks = targets[sl], face.crop_landmarks[sl]
         out = np.empty_like(crops)
         changed = np.empty(crops.shape[:3], np.float32)
@@ -187,4 +187,11 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
             out[still] = frames[still]
         else:
             out[still] = crops[still]
-        yield out
+        return out
+
+    # The original frames are decoded and cut in a background thread while the engine renders; on the CPU,
+    # ``engine.render_workers`` batches render (and are pasted back) at once.
+    workers = engine.render_workers(-(-n // step))
+    if workers > 1:
+        engine.rest_render(prepared)  # made once, before the workers
+    yield from ordered_map(render_batch, prefetch(clip_batches(), depth=2 + workers), workers, name="thead-render")

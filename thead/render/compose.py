@@ -143,8 +143,21 @@ def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """
     if pixels <= 0:
         return mask
-    k = 2 * pixels + 1  # separable: the max over the square is the max over its rows' maxima (2k, not k^2, reads)
-    return F.max_pool2d(F.max_pool2d(mask, (1, k), 1, (0, pixels)), (k, 1), 1, (pixels, 0))
+    # Separable (the max over the square is the max over its rows' maxima), each axis as the running maximum of
+    # shifted views of the edge-padded mask: several times faster on the CPU than max_pool2d, the same values.
+    return _axis_max(_axis_max(mask, -1, pixels), -2, pixels)
+
+
+def _axis_max(x: torch.Tensor, dim: int, radius: int) -> torch.Tensor:
+    """[B, C, H, W]: the max of ``x`` over ``[i - radius, i + radius]`` along ``dim`` (-1 or -2), within the image."""
+    n = x.shape[dim]
+    pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
+    low = float("-inf") if x.is_floating_point() else torch.iinfo(x.dtype).min
+    padded = F.pad(x, pad, value=low)
+    out = padded.narrow(dim, 0, n).clone()
+    for shift in range(1, 2 * radius + 1):
+        torch.maximum(out, padded.narrow(dim, shift, n), out=out)
+    return out
 
 
 __all__ = ["body_layer", "dilate", "outside_fade", "past_picture_fade", "premultiplied"]

@@ -29,6 +29,11 @@ class MeshConfig:
     batch_size : int
         Frames per torch call (values below 1 count as 1). Not part of ``digest()``: renders are the same for
         every batch size.
+    workers : int or None
+        Batches rendered at once on the CPU, each by its own thread with one torch thread (None: as many as torch
+        has threads; 1: one batch at a time with torch's threads inside each operation). The render is a long
+        chain of small operations that one torch thread per batch keeps busier than two threads per operation
+        (``bench/bench_render.py --workers``). Ignored on CUDA. Not part of ``digest()``: renders are the same.
     symmetry : bool
         Where a target shows what the source hid or saw edge-on (a cheek, ear and hair turned away), blend in the
         render of the source's mirror image (``thead.render.symmetry``).
@@ -85,6 +90,7 @@ class MeshConfig:
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
+    workers: int | None = field(default=None, metadata={"digest": False})
     symmetry: bool = True
     head_proxy: bool = True
     pad_fraction: float = 0.125
@@ -112,6 +118,7 @@ class MeshConfig:
             raise ValueError(f"background must be 'still' or 'warp', got '{self.background}'")
         given = {
             "batch_size": max(1, int(self.batch_size)), "symmetry": bool(self.symmetry),
+            "workers": None if self.workers is None else max(1, int(self.workers)),
             "head_proxy": bool(self.head_proxy), "pad_fraction": max(0.0, float(self.pad_fraction)),
             "neck_follow": None if self.neck_follow is None else float(self.neck_follow),
             "head_proxy_rings": tuple(_pair(r) for r in self.head_proxy_rings),

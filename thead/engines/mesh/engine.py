@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from thead.device import default_device
+from thead.runtime import ordered_map
 from thead.engines.mesh.config import MeshConfig
 from thead.engines.mesh.regions import head_proxy_points, mirror_index, mirror_region, neck_weight
 from thead.engines.motion import TargetParams
@@ -518,8 +519,7 @@ class MeshEngine:
             # the render of the source is not the source exactly (soft matte edges whose background came from the
             # plate's guess, the iris layer), and those differences would flash up wherever a little motion moves
             # a pixel. The source's difference from its own render fades out as the render changes.
-            if prepared.rest is None:
-                prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
+            self.rest_render(prepared)
             source = prepared.face.image[canvas_crop] if prepared.framed is None else prepared.framed
             image = restore_unchanged(image, prepared.rest, source)
             if with_changed:
@@ -610,10 +610,39 @@ class MeshEngine:
         changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
         return image, changed
 
+    @torch.no_grad()
+    def rest_render(self, prepared: PreparedSource) -> torch.Tensor:
+        """[1, 3, S, S]: the render of the source's own parameters (``prepared.rest``), made at the first call."""
+        if prepared.rest is None:
+            prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
+        return prepared.rest
+
     def _batches(self, n: int) -> Iterator[slice]:
         step = self.config.batch_size
         for start in range(0, n, step):
             yield slice(start, min(start + step, n))
+
+    def render_workers(self, batches: int) -> int:
+        """How many of ``batches`` batches render at once: ``config.workers`` (None: torch's thread count) on the
+        CPU, at most ``batches``; 1 on CUDA."""
+        if self.device.type != "cpu" or batches < 2:
+            return 1
+        wanted = self.config.workers if self.config.workers is not None else torch.get_num_threads()
+        return max(1, min(int(wanted), batches))
+
+    def _map_batches(self, prepared: PreparedSource, jobs: Iterable[tuple[TargetParams, np.ndarray | None,
+                                                                          np.ndarray | None]],
+                     batches: int, with_changed: bool = True
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+        """``_render_batch`` of each (targets, mouth frames, mouth landmarks) job, in order.
+
+        With ``render_workers(batches)`` > 1, that many batches render at once (``thead.runtime.ordered_map``:
+        each in its own thread with one torch thread); ``jobs`` is read in the calling thread."""
+        workers = self.render_workers(batches)
+        if workers > 1:
+            self.rest_render(prepared)  # made once, before the workers would each make it
+        yield from ordered_map(lambda job: self._render_batch(prepared, *job, with_changed), jobs, workers,
+                               name="thead-render")
 
     @staticmethod
     def _check_mouth(targets: TargetParams, mouth_frames: np.ndarray | None,
@@ -668,10 +697,10 @@ class MeshEngine:
         """
         self._check_mouth(targets, mouth_frames, mouth_landmarks, prepared.size)
         frames, changed, verts = [], [], []
-        for sl in self._batches(len(targets)):
-            img, ch, dst = self._render_batch(prepared, targets[sl], None if mouth_frames is None else
-                                              mouth_frames[sl], None if mouth_landmarks is None else
-                                              mouth_landmarks[sl])
+        slices = list(self._batches(len(targets)))
+        jobs = ((targets[sl], None if mouth_frames is None else mouth_frames[sl],
+                 None if mouth_landmarks is None else mouth_landmarks[sl]) for sl in slices)
+        for img, ch, dst in self._map_batches(prepared, jobs, len(slices)):
             frames.append(tensor_to_frames(img))
             changed.append(ch[:, 0].float().cpu().numpy())
             verts.append(dst.float().cpu().numpy())
@@ -721,16 +750,21 @@ class MeshEngine:
             Of b <= ``config.batch_size`` targets, in target order.
         """
         mouth_iter = None if mouth is None else iter(mouth)
-        for sl in self._batches(len(targets)):
-            batch = targets[sl]
-            m_frames = m_lm = None
-            if mouth_iter is not None:
-                pairs = [next(mouth_iter) for _ in range(len(batch))]
-                m_frames = np.stack([p[0] for p in pairs])
-                m_lm = np.stack([np.asarray(p[1], np.float32) for p in pairs])
-                self._check_mouth(batch, m_frames, m_lm, prepared.size)
-            img, ch, dst = self._render_batch(prepared, batch, m_frames, m_lm, with_changed)
-            changed = np.zeros((len(batch), 0, 0), np.float32) if ch is None else ch[:, 0].float().cpu().numpy()
+        slices = list(self._batches(len(targets)))
+
+        def jobs() -> Iterator[tuple[TargetParams, np.ndarray | None, np.ndarray | None]]:
+            for sl in slices:
+                batch = targets[sl]
+                m_frames = m_lm = None
+                if mouth_iter is not None:
+                    pairs = [next(mouth_iter) for _ in range(len(batch))]
+                    m_frames = np.stack([p[0] for p in pairs])
+                    m_lm = np.stack([np.asarray(p[1], np.float32) for p in pairs])
+                    self._check_mouth(batch, m_frames, m_lm, prepared.size)
+                yield batch, m_frames, m_lm
+
+        for img, ch, dst in self._map_batches(prepared, jobs(), len(slices), with_changed):
+            changed = np.zeros((img.shape[0], 0, 0), np.float32) if ch is None else ch[:, 0].float().cpu().numpy()
             yield EngineOutput(tensor_to_frames(img), changed, dst.float().cpu().numpy())
 
 
