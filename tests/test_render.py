@@ -462,3 +462,39 @@ def test_dilate_is_the_max_over_the_square_within_the_image(pixels):
     assert torch.equal(dilate(mask, 0), mask)
     ints = (mask * 100).long()
     assert torch.equal(dilate(ints, pixels), F.max_pool2d(ints.double(), k, 1, pixels).long())
+
+
+def test_upsampling_matrix_is_bilinear_interpolation_of_a_window():
+    import torch.nn.functional as F
+
+    from thead.render.dense_flow import upsampling_matrix
+
+    x = torch.randn(2, 2, 6, 9, generator=torch.Generator().manual_seed(0))
+    full = F.interpolate(x, size=(40, 31), mode="bilinear", align_corners=False)
+    for top, left, h, w in [(0, 0, 40, 31), (3, 5, 30, 20)]:
+        out = upsampling_matrix(6, 40, top, h) @ x @ upsampling_matrix(9, 31, left, w).t()
+        torch.testing.assert_close(out, full[..., top:top + h, left:left + w], atol=1e-5, rtol=0)
+
+
+def test_rasterize_depth_only_gives_the_same_depth_and_triangles():
+    gen = torch.Generator().manual_seed(3)
+    v = torch.rand(2, 40, 3, generator=gen) * torch.tensor([30.0, 30.0, 5.0])
+    tris = torch.randint(0, 40, (60, 3), generator=gen)
+    full = rasterize(v, tris, 32, 32)
+    quick = rasterize(v, tris, 32, 32, depth_only=True)
+    assert torch.equal(quick.depth, full.depth) and torch.equal(quick.tri_index, full.tri_index)
+    assert (full.tri_index >= 0).any() and not quick.bary.any()
+
+
+def test_blur3_is_the_1_2_1_kernel_with_edges_replicated():
+    import torch.nn.functional as F
+
+    from thead.render.masks import blur3
+
+    x = torch.rand(2, 3, 9, 14, generator=torch.Generator().manual_seed(1))
+    k = torch.tensor([1.0, 2.0, 1.0]) / 4
+    kernel = (k.view(3, 1) * k.view(1, 3)).expand(3, 1, 3, 3)
+    once = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    torch.testing.assert_close(blur3(x), once, atol=1e-6, rtol=0)
+    twice = F.conv2d(F.pad(once, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    torch.testing.assert_close(blur3(x, 2), twice, atol=1e-6, rtol=0)

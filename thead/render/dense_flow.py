@@ -104,13 +104,29 @@ def dense_backward_flow(
     r1 = (falloff * size).view(B, 1).clamp(min=r0 + 1e-3)
     fade = smoothstep((r1 - d_min) / (r1 - r0))
     flow = (flow * fade.unsqueeze(2)).transpose(1, 2).reshape(B, 2, gh, gw)
-    flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
-    taper = border_taper(height, width, border * min(height, width), device, dtype)
-    if window is not None:
-        top, left, h, w = window
-        flow = flow[..., top:top + h, left:left + w]
-        taper = taper[..., top:top + h, left:left + w]
+    top, left, h, w = (0, 0, height, width) if window is None else window
+    # Bilinear upsampling (``F.interpolate(..., align_corners=False)``'s sample positions) of the window only, as
+    # two small matrix products.
+    rows = upsampling_matrix(gh, height, top, h, device, dtype)  # [h, gh]
+    cols = upsampling_matrix(gw, width, left, w, device, dtype)  # [w, gw]
+    flow = torch.matmul(torch.matmul(rows, flow), cols.t())
+    taper = border_taper(height, width, border * min(height, width), device, dtype)[..., top:top + h, left:left + w]
     return (flow * taper).to(dst_vertices.dtype)
+
+
+def upsampling_matrix(cells: int, size: int, start: int, count: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[count, cells]: rows ``start .. start + count - 1`` of the bilinear resampling of ``cells`` samples to
+    ``size`` (the weights ``F.interpolate(mode="bilinear", align_corners=False)`` uses along one axis)."""
+    pos = ((torch.arange(start, start + count, device=device, dtype=torch.float64) + 0.5) * (cells / size)
+           - 0.5).clamp(min=0.0)
+    lo = pos.floor().long().clamp(max=cells - 1)
+    hi = (lo + 1).clamp(max=cells - 1)
+    frac = pos - lo.to(torch.float64)
+    matrix = torch.zeros(count, cells, device=device, dtype=torch.float64)
+    matrix.scatter_add_(1, lo.view(-1, 1), (1.0 - frac).view(-1, 1))
+    matrix.scatter_add_(1, hi.view(-1, 1), frac.view(-1, 1))
+    return matrix.to(dtype)
 
 
 def blend_flows(mesh_flow: torch.Tensor, mesh_weight: torch.Tensor, dense_flow: torch.Tensor) -> torch.Tensor:

@@ -79,12 +79,14 @@ def rasterize(
     height: int,
     width: int,
     cull_backfaces: bool = False,
+    depth_only: bool = False,
 ) -> Fragments:
     """Rasterise triangle meshes with a z-buffer.
 
     vertices: [B, V, 3] float, (x, y) in pixels (see module docstring) and depth z (smaller = nearer).
     triangles: [F, 3] vertex indices. Degenerate, non-finite and off-screen triangles are skipped.
     cull_backfaces: drop clockwise (in image coordinates) triangles; off by default so folds resolve by depth.
+    depth_only: fill only ``depth`` and ``tri_index`` (``bary`` stays 0): a z-buffer test needs no more.
     Returns :class:`Fragments` of size [B, height, width]; a pixel is covered when its centre lies inside a
     triangle (edges inclusive; shared edges go to the nearer or, at equal depth, the lower-id triangle).
     """
@@ -181,14 +183,16 @@ def rasterize(
     rem = covered - b_cov * (H * W)
     py = torch.div(rem, W, rounding_mode="floor")
     px = rem - py * W
-    cw = coef64.t().contiguous().index_select(1, b_cov * F + tid)  # [9, P]
+    rows = coef64[:, 6:] if depth_only else coef64
+    cw = rows.t().contiguous().index_select(1, b_cov * F + tid)  # [9 (or 3 for depth only), P]
     xc = px.double() + 0.5
     yc = py.double() + 0.5
-    v0 = cw[0] * xc + cw[1] * yc + cw[2]
-    v1 = cw[3] * xc + cw[4] * yc + cw[5]
-    vz = cw[6] * xc + cw[7] * yc + cw[8]
+    vz = cw[-3] * xc + cw[-2] * yc + cw[-1]
     tri_index.view(-1)[covered] = tid
-    bary.view(-1, 3)[covered] = torch.stack([v0, v1, 1.0 - v0 - v1], dim=1).to(out_dtype)
+    if not depth_only:
+        v0 = cw[0] * xc + cw[1] * yc + cw[2]
+        v1 = cw[3] * xc + cw[4] * yc + cw[5]
+        bary.view(-1, 3)[covered] = torch.stack([v0, v1, 1.0 - v0 - v1], dim=1).to(out_dtype)
     depth.view(-1)[covered] = vz.to(out_dtype)
     return Fragments(tri_index, bary, depth, tris, covered)
 

@@ -71,7 +71,7 @@ def occluded_vertices(vertices: torch.Tensor, height: int, width: int, tolerance
     than ``tolerance`` pixels (default ``OCCLUSION_TOLERANCE`` of the face width). Off-image vertices count as
     visible."""
     B, V = vertices.shape[:2]
-    frags = rasterize(vertices.float(), mesh_triangles(), height, width)
+    frags = rasterize(vertices.float(), mesh_triangles(), height, width, depth_only=True)
     xy = vertices[..., :2].float()
     ix = xy[..., 0].floor().long()
     iy = xy[..., 1].floor().long()
