@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="Folder of the shared clips (default $THEAD_TEST_DATA).")
     p.add_argument("--source", default="images/s0.jpg", help="Source photo (relative to --data).")
     p.add_argument("--clip", default="videos/d3.mp4", help="Clip preprocessed, fitted and driving (relative to --data).")
-    p.add_argument("--edit-clip", default="videos/d0.mp4", help="Video edited (relative to --data).")
+    p.add_argument("--edit-clip", default="videos/d3.mp4",
+                   help="Video edited (relative to --data; default the reenact clip, so the speeds compare).")
     p.add_argument("--cases", default=",".join(CASES), help=f"Comma-separated, of {', '.join(CASES)}.")
     p.add_argument("--concurrency", default="1,2", help="Processes started together, comma-separated.")
     p.add_argument("--repeat", type=int, default=1, help="Rounds per case; medians are reported.")

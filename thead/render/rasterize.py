@@ -23,22 +23,36 @@ class Fragments:
     """What the rasteriser found at every pixel.
 
     tri_index: [B, H, W] long, triangle id into ``triangles`` (-1 = background).
-    bary: [B, H, W, 3] float, screen-space barycentrics of the pixel centre (0 on background).
     depth: [B, H, W] float, interpolated vertex z (``+inf`` on background).
     triangles: [F, 3] long, the triangles that were rasterised (kept for :func:`interpolate`).
     covered: [P] long flat indices (into B*H*W) of the covered pixels, or None (then derived from tri_index).
+    covered_bary: [P, 3] float, the screen-space barycentrics of the covered pixels' centres (with ``covered``),
+    or None (zeros; a ``depth_only`` raster).
+    bary: [B, H, W, 3] float, the barycentrics at every pixel (0 on background), made from ``covered_bary`` when
+    first read.
     """
 
     tri_index: torch.Tensor
-    bary: torch.Tensor
     depth: torch.Tensor
     triangles: torch.Tensor
     covered: torch.Tensor | None = None
+    covered_bary: torch.Tensor | None = None
+
+    @property
+    def bary(self) -> torch.Tensor:
+        """[B, H, W, 3]: barycentrics of every pixel centre (0 on background)."""
+        full = getattr(self, "_bary", None)
+        if full is None:
+            full = torch.zeros((*self.tri_index.shape, 3), dtype=self.depth.dtype, device=self.depth.device)
+            if self.covered is not None and self.covered_bary is not None:
+                full.view(-1, 3)[self.covered] = self.covered_bary
+            self._bary = full
+        return full
 
     @property
     def mask(self) -> torch.Tensor:
         """[B, 1, H, W] float, 1 where a triangle covers the pixel centre."""
-        return (self.tri_index >= 0).unsqueeze(1).to(self.bary.dtype)
+        return (self.tri_index >= 0).unsqueeze(1).to(self.depth.dtype)
 
 
 def as_triangles(triangles: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -98,10 +112,9 @@ def rasterize(
     B, F = vertices.shape[0], tris.shape[0]
     H, W = int(height), int(width)
     tri_index = torch.full((B, H, W), -1, dtype=torch.long, device=device)
-    bary = torch.zeros((B, H, W, 3), dtype=out_dtype, device=device)
     depth = torch.full((B, H, W), float("inf"), dtype=out_dtype, device=device)
     if B == 0 or F == 0 or H == 0 or W == 0:
-        return Fragments(tri_index, bary, depth, tris)
+        return Fragments(tri_index, depth, tris)
 
     # Per-triangle set-up in float64 (B*F rows only: cheap, and exact enough for any image size).
     tri_xyz = vertices.double()[:, tris].reshape(B * F, 3, 3)
@@ -130,7 +143,7 @@ def rasterize(
 
     live = torch.nonzero(counts > 0).squeeze(1)
     if live.numel() == 0:
-        return Fragments(tri_index, bary, depth, tris)
+        return Fragments(tri_index, depth, tris)
     # Affine functions re-based at each live triangle's bbox corner pixel centre, depth pre-scaled to levels.
     ox = cmin[live, 0].double() + 0.5
     oy = cmin[live, 1].double() + 0.5
@@ -189,12 +202,13 @@ def rasterize(
     yc = py.double() + 0.5
     vz = cw[-3] * xc + cw[-2] * yc + cw[-1]
     tri_index.view(-1)[covered] = tid
+    covered_bary = None
     if not depth_only:
         v0 = cw[0] * xc + cw[1] * yc + cw[2]
         v1 = cw[3] * xc + cw[4] * yc + cw[5]
-        bary.view(-1, 3)[covered] = torch.stack([v0, v1, 1.0 - v0 - v1], dim=1).to(out_dtype)
+        covered_bary = torch.stack([v0, v1, 1.0 - v0 - v1], dim=1).to(out_dtype)
     depth.view(-1)[covered] = vz.to(out_dtype)
-    return Fragments(tri_index, bary, depth, tris, covered)
+    return Fragments(tri_index, depth, tris, covered, covered_bary)
 
 
 def interpolate(fragments: Fragments, vertex_attributes: torch.Tensor) -> torch.Tensor:
@@ -211,7 +225,10 @@ def interpolate(fragments: Fragments, vertex_attributes: torch.Tensor) -> torch.
     tid = fragments.tri_index.reshape(-1).index_select(0, pix)
     b = torch.div(pix, H * W, rounding_mode="floor")
     rows = fragments.triangles.index_select(0, tid) + (b * V).unsqueeze(1)  # [P, 3] rows of attrs
-    w = fragments.bary.reshape(-1, 3).index_select(0, pix).to(attrs.dtype)  # [P, 3]
+    if fragments.covered is not None and fragments.covered_bary is not None:
+        w = fragments.covered_bary.to(attrs.dtype)  # [P, 3], in the order of ``covered``
+    else:
+        w = fragments.bary.reshape(-1, 3).index_select(0, pix).to(attrs.dtype)  # [P, 3]
     vals = attrs.index_select(0, rows.reshape(-1)).view(-1, 3, C)
     cov = torch.addcmul(torch.addcmul(vals[:, 0] * w[:, 0:1], vals[:, 1], w[:, 1:2]), vals[:, 2], w[:, 2:3])
     out = torch.zeros(C, B * H * W, device=attrs.device, dtype=attrs.dtype)
