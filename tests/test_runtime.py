@@ -374,3 +374,35 @@ def test_refresh_threads_follows_the_thead_processes_sharing_the_cpus(monkeypatc
         assert runtime.refresh_threads(min_interval=0.0).threads == 3  # explicit: kept
     finally:
         torch.set_num_threads(before)
+
+
+def test_ordered_map_keeps_the_order_restores_torch_threads_and_raises_at_the_item():
+    import threading
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    seen: dict[int, tuple[int, str]] = {}
+
+    def work(i: int) -> int:
+        time.sleep(0.02 * (5 - i % 5))  # later items finish first
+        seen[i] = (torch.get_num_threads(), threading.current_thread().name)
+        return i * i
+
+    assert list(runtime.ordered_map(work, range(10), 3)) == [i * i for i in range(10)]
+    assert {n for n, _ in seen.values()} == {1} and len({name for _, name in seen.values()}) > 1
+    assert torch.get_num_threads() == threads
+
+    def fail(i: int) -> int:
+        if i == 4:
+            raise ValueError("item 4")
+        return i
+
+    out = []
+    with pytest.raises(ValueError, match="item 4"):
+        for value in runtime.ordered_map(fail, range(8), 2):
+            out.append(value)
+    assert out == [0, 1, 2, 3] and torch.get_num_threads() == threads
+    plain = list(runtime.ordered_map(lambda i: (i, torch.get_num_threads()), range(3), 1))
+    assert plain == [(i, threads) for i in range(3)]
