@@ -33,7 +33,8 @@ class MeshConfig:
         Batches rendered at once on the CPU, each by its own thread with one torch thread (None: as many as torch
         has threads; 1: one batch at a time with torch's threads inside each operation). The render is a long
         chain of small operations that one torch thread per batch keeps busier than two threads per operation
-        (``bench/bench_render.py --workers``). Ignored on CUDA. Not part of ``digest()``: renders are the same.
+        (on 2 cores 19 ms a frame against 23-25; README, Benchmarks). Ignored on CUDA. Not part of ``digest()``:
+        renders are the same bytes.
     symmetry : bool
         Where a target shows what the source hid or saw edge-on (a cheek, ear and hair turned away), blend in the
         render of the source's mirror image (``thead.render.symmetry``).
