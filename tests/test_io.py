@@ -110,3 +110,22 @@ def test_imageio_ffmpeg_fallback(tmp_path, monkeypatch):
     finally:
         ff.ffmpeg_exe.cache_clear()
         ff.ffprobe_exe.cache_clear()
+
+
+def test_encoded_brightness_does_not_pump_from_frame_to_frame(tmp_path, astronaut):
+    """x264's B-frames come out a little brighter or darker than their neighbours: on a slow pan the encoding
+    error of each frame's mean luma changed by ~0.31 levels per frame with them, ~0.10 without (the writer's
+    setting), against 0.21 levels of real change; it doubled the measured flicker of reenactments."""
+    from scipy.ndimage import shift
+
+    img = astronaut[::2, ::2].astype(np.float64)
+    frames = np.stack([np.clip(shift(img, (0.3 * t, 0.2 * t, 0), order=1, mode="nearest"), 0, 255).astype(np.uint8)
+                       for t in range(40)])
+    with VideoWriter(tmp_path / "pan.mp4", fps=25) as writer:
+        for frame in frames:
+            writer.write(frame)
+    decoded = read_frames(tmp_path / "pan.mp4").astype(np.float64)
+    luma = np.array([0.299, 0.587, 0.114])
+    error = (decoded @ luma).mean((1, 2)) - (frames.astype(np.float64) @ luma).mean((1, 2))
+    assert len(decoded) == len(frames)
+    assert np.abs(np.diff(error)).mean() < 0.18
