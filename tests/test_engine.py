@@ -275,13 +275,52 @@ def test_mouth_opens_when_the_driver_jaw_opens(engine, prepared, astro):
     assert len(opened) > 3 * max(len(closed), 1) and len(opened) > 150
     dark = (opened.astype(float) @ [0.299, 0.587, 0.114]) < 90
     assert dark.mean() > 0.3
-    # The driver's own mouth, when given, fills the opening instead of the synthetic one.
-    blue = np.zeros((2, S, S, 3), np.uint8)
-    blue[..., 2] = 255
+    # The driver's own mouth, when given, fills the opening instead of the synthetic one (a driver in the source's
+    # light: its colours are kept).
+    blue = np.repeat(astro[0][None], 2, 0)
+    paint_mouth(blue, out.vertices[1], (0, 0, 255))
     lm = np.repeat(out.vertices[1:2], 2, 0)
     with_mouth = engine.render(prepared, targets, mouth_frames=blue, mouth_landmarks=lm)
     inside = inner_mouth(with_mouth[1], out.vertices[1]).astype(float)
-    assert inside[:, 2].mean() > 200 and inside[:, 0].mean() < 60
+    assert inside[:, 2].mean() > 180 and inside[:, 0].mean() < 80
+
+
+def paint_mouth(frames: np.ndarray, vertices: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Fill the inner-lip polygon of ``vertices`` (grown by 2 px) with ``colour`` in every frame [B, S, S, 3]."""
+    import cv2
+
+    mask = np.zeros((S, S), np.uint8)
+    cv2.fillPoly(mask, [np.round(vertices[LIPS_INNER, :2] - 0.5).astype(np.int32)], 1)
+    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8)).astype(bool)
+    frames[:, mask] = colour
+
+
+def test_a_drivers_mouth_takes_the_sources_colours(engine, prepared, astro):
+    """A red mouth interior borrowed from a colour driver turns grey in a black-and-white source, and stays red in
+    the colour source itself; luma order (bright teeth over a dark cavity) survives."""
+    crop, lm, fit = astro
+    jaw = fit.expression_names.index("jaw_open")
+    expr = fit.expression[:1].copy()
+    expr[0, jaw] += 0.7
+    targets = transfer_motion(fit, driver_from(fit, fit.pose[:1], expr))
+    opened = engine.render_full(prepared, targets).vertices[0]
+    driver = crop[None].copy()
+    paint_mouth(driver, opened, (200, 30, 40))
+    teeth = np.round(opened[LIPS_INNER, :2]).astype(int)
+    upper = teeth[5]  # just below the upper inner lip: a white band of teeth
+    driver[0, upper[1]:upper[1] + 3, upper[0] - 12:upper[0] + 12] = 245
+    grey = np.repeat((crop.astype(float) @ [0.299, 0.587, 0.114]).round().astype(np.uint8)[..., None], 3, 2)
+    grey_source = engine.prepare(grey, lm, fit)
+
+    def chroma(frame: np.ndarray) -> float:
+        px = inner_mouth(frame, opened).astype(float)
+        return float(np.abs(px - px.mean(1, keepdims=True)).mean())
+
+    colour_out = engine.render(prepared, targets, mouth_frames=driver, mouth_landmarks=opened[None])[0]
+    grey_out = engine.render(grey_source, targets, mouth_frames=driver, mouth_landmarks=opened[None])[0]
+    assert chroma(colour_out) > 40 and chroma(grey_out) < 6
+    px = inner_mouth(grey_out, opened).astype(float).mean(1)
+    assert px.max() > px.min() + 100  # the teeth band is still far brighter than the red-turned-grey cavity
 
 
 def test_changed_region_is_only_what_the_render_changed(engine, prepared, astro):
@@ -356,7 +395,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-10-09f182f15e67"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-11-753231dd5315"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from thead.face.topology import LIPS_INNER
+from thead.face.topology import LIPS_INNER, LIPS_OUTER
 from thead.render.dense_flow import smoothstep
 from thead.render.eyes import eye_span
-from thead.render.masks import soften, triangle_set_masks
+from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import inner_mouth_triangles
 from thead.render.mesh_warp import pixel_centres, warp_image
 
@@ -337,6 +338,82 @@ def mouth_layer(
     a_piece = ((s_half - dv) * scale + 1.0).clamp(0.0, 1.0)
     rgb = synth + a_piece.unsqueeze(1) * (piece - synth)
     return rgb.to(dst_vertices.dtype if dst_vertices.dtype.is_floating_point else rgb.dtype), alpha
+
+
+# ------------------------------------------------------------------------------------ colour of a borrowed mouth
+# RGB (rows) to luma and the two colour differences (BT.601 YCbCr without offsets), and back.
+_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_FROM_YCC = torch.linalg.inv(_TO_YCC)
+#: Limits of the luma and saturation gains of ``match_mouth_colour``.
+LUMA_GAIN = (0.6, 1.6)
+CHROMA_GAIN = (0.0, 1.25)
+
+
+def mouth_colour_stats(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """The colour of the skin around the mouth: [B, 3], mean luma and colour differences (YCbCr without offsets,
+    intensities in [0, 1]).
+
+    Sampled (bilinear, on the image blurred over ~1 px) at 40 points outside the lips: once and twice as far
+    beyond each outer lip point (``LIPS_OUTER``) as the inner lip point (``LIPS_INNER``, which corresponds point by
+    point) is inside it. The skin, not the lips: lipstick says nothing about the light or the camera.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B or 1, 3, H, W] in [0, 1].
+    vertices : torch.Tensor
+        [B, 478, >=2] its face meshes (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3]: mean (Y, Cb, Cr).
+    """
+    B = vertices.shape[0]
+    dev, dt = image.device, image.dtype
+    outer = vertices[:, LIPS_OUTER, :2].to(dt)
+    inner = vertices[:, LIPS_INNER, :2].to(dt)
+    points = torch.cat([2.0 * outer - inner, 3.0 * outer - 2.0 * inner], 1)  # [B, 40, 2]
+    H, W = image.shape[-2:]
+    grid = (points * torch.tensor([2.0 / W, 2.0 / H], device=dev, dtype=dt) - 1.0).unsqueeze(1)  # [B, 1, 40, 2]
+    src = blur3(image)
+    if src.shape[0] == 1 and B > 1:
+        src = src.expand(B, -1, -1, -1)
+    rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]  # [B, 3, 40]
+    return torch.einsum("ij,bjn->bi", _TO_YCC.to(dev, dt), rgb) / rgb.shape[-1]
+
+
+def match_mouth_colour(mouth_image: torch.Tensor, borrowed: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """A borrowed mouth interior (the driver's) in the source's light and colours.
+
+    Per frame, from the skin around the two mouths (``mouth_colour_stats``): luma is scaled by the ratio of the
+    skins' mean luma (an exposure change, within ``LUMA_GAIN``: black stays black and teeth stay brighter than
+    the cavity), and the colour differences are moved from the driver's skin colour to the source's and scaled by
+    the ratio of the skins' saturations (within ``CHROMA_GAIN``): a black-and-white source, whose skin has no
+    colour, gets a grey mouth instead of the driver's red one; a source in warmer light gets a warmer one.
+
+    Parameters
+    ----------
+    mouth_image : torch.Tensor
+        [B, 3, H, W] in [0, 1]: the driver's mouth in the target frame.
+    borrowed, own : torch.Tensor
+        [B, 3] and [1 or B, 3]: ``mouth_colour_stats`` of the driver frames and of the source.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    """
+    dev, dt = mouth_image.device, mouth_image.dtype
+    borrowed = borrowed.to(dt)
+    own = own.to(dt).expand(borrowed.shape[0], -1)
+    luma = (own[:, 0] / borrowed[:, 0].clamp(min=1e-3)).clamp(*LUMA_GAIN)  # [B]
+    saturation = (own[:, 1:].norm(dim=1) / borrowed[:, 1:].norm(dim=1).clamp(min=1e-3)).clamp(*CHROMA_GAIN)
+    to_ycc, from_ycc = _TO_YCC.to(dev, dt), _FROM_YCC.to(dev, dt)
+    ycc = torch.einsum("ij,bjhw->bihw", to_ycc, mouth_image)
+    y = ycc[:, :1] * luma.view(-1, 1, 1, 1)
+    c = (ycc[:, 1:] - borrowed[:, 1:].view(-1, 2, 1, 1)) * saturation.view(-1, 1, 1, 1) + own[:, 1:].view(-1, 2, 1, 1)
+    return torch.einsum("ij,bjhw->bihw", from_ycc, torch.cat([y, c], 1)).clamp(0.0, 1.0)
 
 
 # ------------------------------------------------------------------------------------ the driver's mouth, aligned

@@ -59,7 +59,7 @@ from thead.render.layers import SourceFace, over
 from thead.render.masks import blur3, fill_holes, triangle_set_masks
 from thead.render.mesh_topology import closed_mesh_triangles
 from thead.render.mesh_warp import flow_to_grid, warp_image
-from thead.render.mouth import mouth_map
+from thead.render.mouth import match_mouth_colour, mouth_colour_stats, mouth_map
 from thead.render.paste_back import changed_region, restore_unchanged, warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
@@ -96,6 +96,8 @@ class PreparedSource:
     with them, put back over the output (None: no bars; ``face`` and the masks see the bars filled).
     rest [1, 3, S, S]: the render of the source's own parameters, what every changed region is measured against
     (``MeshEngine`` makes it at the first render that needs one).
+    mouth_colour [1, 3]: the colour of the skin around the source's mouth (``thead.render.mouth.mouth_colour_stats``),
+    to which a driver's borrowed mouth interior is matched.
     """
 
     face: SourceFace
@@ -117,6 +119,7 @@ class PreparedSource:
     bars: torch.Tensor | None = None
     framed: torch.Tensor | None = None
     rest: torch.Tensor | None = None  # [1, 3, S, S]: the render of the source's own parameters (made when needed)
+    mouth_colour: torch.Tensor | None = None  # [1, 3]: ``mouth_colour_stats`` of the source (skin around the mouth)
 
     @property
     def background_share(self) -> torch.Tensor | None:
@@ -298,7 +301,8 @@ class MeshEngine:
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,
-                                  head_weight=weight, bars=bar_alpha, framed=framed)
+                                  head_weight=weight, bars=bar_alpha, framed=framed,
+                                  mouth_colour=mouth_colour_stats(image, lm_t + shift))
         if cfg.symmetry:
             self._prepare_mirror(prepared, image, lm_t + shift)
         return prepared
@@ -462,6 +466,8 @@ class MeshEngine:
             drv = frames_to_tensor(np.asarray(mouth_frames), dev)
             drv_v = torch.as_tensor(np.asarray(mouth_landmarks, np.float32), device=dev)
             mouth_image = warp_affine(drv, mouth_map(dst, drv_v), size, size)
+            if prepared.mouth_colour is not None:  # the driver's mouth in the source's colours and light
+                mouth_image = match_mouth_colour(mouth_image, mouth_colour_stats(drv, drv_v), prepared.mouth_colour)
             if pad:
                 mouth_image = F.pad(mouth_image, (pad, pad, pad, pad), mode="replicate")
         shift = torch.tensor([pad, pad, 0.0], device=dev)
