@@ -173,8 +173,11 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
                               blink_rate=params.blink_rate, seed=params.seed, yaw=params.yaw, pitch=params.pitch,
                               roll=params.roll, transcript=text, motion_model=model, subject=params.subject)
     try:
-        targets, report = audio_motion(track, src.fit, frame, fps, drive)
-        targets = as_stored(targets)  # as a motion file holds them: its reenact renders these very frames
+        made, report = audio_motion(track, src.fit, frame, fps, drive)
+        # Rendered as a motion file of them reads back (``as_stored``), and the file is written from the same
+        # values (``made``: storing the read-back values again would round the angles a second time), so its
+        # reenact renders these very frames.
+        targets = as_stored(made)
     except ValueError as exc:  # an option combination the audio path refuses (e.g. --pose copy without reference)
         raise InputError(audio_path, str(exc)) from exc
     report["transcript_from"] = text_from
@@ -191,7 +194,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
         batches = (paster(b, original, to_crop) for b in batches)
     write_frames(out, batches, fps, options.crf, audio_path, progress, total)
     if motion_file is not None:
-        save_motion(motion_file, targets, fps, {"source": str(pair.source.path), "source_key": src.key,
+        save_motion(motion_file, made, fps, {"source": str(pair.source.path), "source_key": src.key,
                                                        "source_frame": frame, "audio": str(audio_path.resolve()),
                                                        "params": settings,
                                                        "report": {k: v for k, v in report.items()
