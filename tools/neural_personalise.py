@@ -8,8 +8,8 @@ last 30 % from frame 0 with the mesh and the neural engine, and compare them wit
 Per clip:
 
 1. ``python -m thead train neural --personalise CLIP --train-fraction 0.7 --steps N [--size S] [--preset P]
-   -w WORK`` (the command a user runs; its wall time on this machine is the "train s" column); the model it
-   registers (``list_neural``, the entry that is new or changed) is the neural engine's weights;
+   -w WORK -o personal-<clip>`` (the command a user runs; its wall time on this machine is the "train s" column);
+   the model it registers is the neural engine's weights;
 2. self-reenactment: source = the clip's frame 0, driver = the clip (relative motion: the driver's change from
    frame 0 applied to frame 0 itself), rendered by ``make_engine`` as ``thead reenact`` builds it with
    ``--engine mesh`` and ``--engine neural --weights``, on the held-out frames k..T-1, k = int(0.7 T), the
@@ -44,18 +44,14 @@ SIZE = 256
 METRICS = ("L1", "PSNR", "SSIM", "LMD")
 
 
-def registered() -> dict[str, dict]:
-    """The trained neural models by name (``list_neural``)."""
+def train(clip: Path, work: Path, args: argparse.Namespace) -> tuple[str, float, str]:
+    """(registered model name, wall seconds, log tail) of ``thead train neural --personalise clip -o NAME``,
+    NAME = ``<--name-prefix><clip stem>``."""
     from thead.engines.neural.store import list_neural
 
-    return {str(m.get("name")): m for m in list_neural()}
-
-
-def train(clip: Path, work: Path, args: argparse.Namespace) -> tuple[str, float, str]:
-    """(weights path, wall seconds, log tail) of ``thead train neural --personalise clip``."""
-    before = registered()
+    name = f"{args.name_prefix}{clip.stem}"
     cmd = [sys.executable, "-m", "thead", "train", "neural", "--personalise", str(clip), "--train-fraction",
-           str(args.train_fraction), "--steps", str(args.steps), "-w", str(work)]
+           str(args.train_fraction), "--steps", str(args.steps), "-w", str(work), "-o", name]
     if args.size:
         cmd += ["--size", str(args.size)]
     if args.preset:
@@ -67,11 +63,9 @@ def train(clip: Path, work: Path, args: argparse.Namespace) -> tuple[str, float,
     seconds = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"training failed on {clip}:\n{proc.stderr[-3000:]}")
-    after = registered()
-    new = [m for name, m in after.items() if before.get(name, {}).get("sha256") != m.get("sha256")]
-    if len(new) != 1:
-        sys.exit(f"training {clip} registered {len(new)} new models; give --weights instead\n{proc.stderr[-1500:]}")
-    return str(new[0]["path"]), seconds, proc.stderr[-600:]
+    if name not in {m["name"] for m in list_neural()}:
+        sys.exit(f"training {clip} did not register '{name}':\n{proc.stderr[-1500:]}")
+    return name, seconds, proc.stderr[-600:]
 
 
 def load_clip(path: Path, work: Path):
@@ -144,6 +138,7 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help="thead train neural --preset (tiny, base, 512)")
     ap.add_argument("--train-fraction", type=float, default=0.7)
     ap.add_argument("--train-arg", action="append", default=[], help="one more argument for thead train neural")
+    ap.add_argument("--name-prefix", default="personal-", help="trained models are registered as PREFIX<clip stem>")
     ap.add_argument("--weights", default=None, help="use these weights, do not train (one clip)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=None)
