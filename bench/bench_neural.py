@@ -134,7 +134,8 @@ def main() -> None:
     source, driver = inputs(args.data if args.data.is_dir() else None, args.work, args.frames)
     weights, what = weights_for(args, args.work)
     n = probe_video(driver).num_frames
-    print(f"source {source}, driver {driver} ({n} frames), neural: {what}, torch threads {torch.get_num_threads()}")
+    print(f"source {source}, driver {driver} ({n} frames), neural: {what}, torch threads {torch.get_num_threads()}, "
+          f"CPUs {os.cpu_count()}, load before {os.getloadavg()[0]:.1f}")
     if torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name(0)}")
     rows = []
@@ -154,6 +155,7 @@ def main() -> None:
                          "command_fps": n / wall, "render_fps": fps_render})
             print(f"{engine:7s} {dev:6s} batch {batch:>3s}: command {wall:6.1f} s = {n / wall:6.2f} frames/s; "
                   f"render alone {fps_render:7.2f} frames/s", flush=True)
+    print(f"load after {os.getloadavg()[0]:.1f} (figures taken under load are lower bounds)")
     by = {(r["engine"], r["device"]): r for r in rows}
     for engine in ("mesh", "neural"):
         cpu, gpu = by.get((engine, "cpu")), next((r for (e, d), r in by.items() if e == engine and
