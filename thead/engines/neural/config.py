@@ -36,7 +36,11 @@ class NeuralConfig:
     motion_channels : int
         Width of the motion U-Net's first level.
     motion_levels : int
-        Down-sampling steps of the motion U-Net (it runs at ``size / 2``).
+        Down-sampling steps of the motion U-Net.
+    motion_scale : float
+        The motion U-Net runs at ``size * motion_scale`` (its flow and occlusion are up-sampled to ``size``).
+    spade_hidden : int
+        Width of the SPADE layers' shared condition convolution.
     res_blocks : int
         SPADE residual blocks at the bottleneck of the generator.
     disc_channels : int
@@ -47,11 +51,13 @@ class NeuralConfig:
 
     size: int = 256
     base: str = "mesh"
-    channels: int = 32
+    channels: int = 24
     max_channels: int = 256
     levels: int = 2
-    motion_channels: int = 32
-    motion_levels: int = 4
+    motion_channels: int = 16
+    motion_levels: int = 3
+    motion_scale: float = 0.25
+    spade_hidden: int = 16
     res_blocks: int = 2
     disc_channels: int = 32
     disc_scales: int = 2
@@ -59,9 +65,14 @@ class NeuralConfig:
     def __post_init__(self) -> None:
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
-        if self.size < 16 or self.size % (2 ** max(self.levels, self.motion_levels + 1)):
-            raise ValueError(f"size must be at least 16 and a multiple of 2**{max(self.levels, self.motion_levels + 1)}"
-                             f", got {self.size}")
+        motion_side = self.size * self.motion_scale
+        if self.size < 16 or self.size % (2 ** self.levels) or motion_side != int(motion_side) \
+                or int(motion_side) % (2 ** self.motion_levels):
+            raise ValueError(f"size must be at least 16, a multiple of 2**levels, and size * motion_scale a multiple "
+                             f"of 2**motion_levels; got size {self.size}, levels {self.levels}, motion_scale "
+                             f"{self.motion_scale}, motion_levels {self.motion_levels}")
+        if not 0 < self.motion_scale <= 1:
+            raise ValueError(f"motion_scale must be in (0, 1], got {self.motion_scale}")
         for name in ("channels", "max_channels", "motion_channels", "disc_channels", "disc_scales"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -95,10 +106,10 @@ class NeuralConfig:
         """``"tiny"`` (64 px, 8 channels: tests), ``"base"`` (256 px), ``"512"`` (512 px, one more level)."""
         presets = {
             "tiny": dict(size=64, channels=8, max_channels=32, levels=2, motion_channels=8, motion_levels=2,
-                         res_blocks=1, disc_channels=8, disc_scales=2),
+                         motion_scale=0.5, spade_hidden=8, res_blocks=1, disc_channels=8, disc_scales=2),
             "base": {},
-            "512": dict(size=512, channels=32, max_channels=256, levels=3, motion_channels=32, motion_levels=5,
-                        res_blocks=2, disc_channels=32, disc_scales=3),
+            "512": dict(size=512, channels=24, max_channels=256, levels=3, motion_channels=24, motion_levels=4,
+                        motion_scale=0.25, spade_hidden=24, res_blocks=2, disc_channels=32, disc_scales=3),
         }
         if name not in presets:
             raise ValueError(f"unknown neural preset {name!r} (choose from {', '.join(presets)})")

@@ -3,7 +3,7 @@
 Data flow for one batch of N frames at side S = ``config.size`` (C = ``config.channels``, L = ``config.levels``):
 
     source [N,3,S,S] --SourceEncoder--> features [N,Cl,S/2^L,S/2^L]           (Cl = min(C*2^L, max_channels))
-    source, source_cond, target_cond --MotionNetwork (U-Net at S/2)--> flow [N,2,S,S] (offsets in grid units)
+    source, source_cond, target_cond --MotionNetwork (U-Net at S*motion_scale)--> flow [N,2,S,S] (offsets in grid units)
                                                                        occlusion [N,1,S,S] in [0,1]
     features --grid_sample(identity + flow)--> * occlusion --> warped [N,Cl,S/2^L,S/2^L]
     warped --SPADE res blocks, up-sampling SPADE blocks (conditioned on target_cond [+ base])--> [N,C,S,S]
@@ -36,7 +36,7 @@ class ConvBlock(nn.Sequential):
 
 
 class MotionNetwork(nn.Module):
-    """U-Net on (source, source_cond, target_cond) at half resolution predicting flow and occlusion.
+    """U-Net on (source, source_cond, target_cond) at ``size * motion_scale`` predicting flow and occlusion.
 
     forward(x [N, 3 + 2*COND_CHANNELS, S, S]) -> (flow [N,2,S,S] offsets added to the identity sampling grid in
     grid_sample's normalised [-1, 1] units, occlusion [N,1,S,S] in [0, 1]). The flow head starts at zero (the
@@ -47,6 +47,7 @@ class MotionNetwork(nn.Module):
         super().__init__()
         c, n = config.motion_channels, config.motion_levels
         cin = 3 + 2 * COND_CHANNELS
+        self.scale = float(config.motion_scale)
         self.stem = ConvBlock(cin, c)
         self.down = nn.ModuleList([ConvBlock(_width(config, i, c), _width(config, i + 1, c), 2) for i in range(n)])
         self.up = nn.ModuleList([ConvBlock(_width(config, i + 1, c) + _width(config, i, c), _width(config, i, c))
@@ -60,7 +61,8 @@ class MotionNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         size = x.shape[-2:]
-        h = self.stem(F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=False))
+        h = self.stem(F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False,
+                                    antialias=self.scale < 1))
         skips = [h]
         for block in self.down:
             h = block(h)
@@ -93,7 +95,7 @@ class SPADE(nn.Module):
     """Spatially-adaptive normalisation: instance-normalised x [N,C,H,W] scaled and shifted by maps predicted from
     the condition [N,K,*,*] (resized to H x W)."""
 
-    def __init__(self, channels: int, cond_channels: int, hidden: int = 32) -> None:
+    def __init__(self, channels: int, cond_channels: int, hidden: int = 16) -> None:
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=False)
         self.shared = nn.Sequential(nn.Conv2d(cond_channels, hidden, 3, 1, 1), nn.ReLU())
@@ -109,12 +111,12 @@ class SPADE(nn.Module):
 class SPADEBlock(nn.Module):
     """SPADE residual block [N,cin,H,W] -> [N,cout,H,W] (learned shortcut when cin != cout)."""
 
-    def __init__(self, cin: int, cout: int, cond_channels: int) -> None:
+    def __init__(self, cin: int, cout: int, cond_channels: int, hidden: int = 16) -> None:
         super().__init__()
         mid = min(cin, cout)
-        self.n0 = SPADE(cin, cond_channels)
+        self.n0 = SPADE(cin, cond_channels, hidden)
         self.c0 = nn.Conv2d(cin, mid, 3, 1, 1)
-        self.n1 = SPADE(mid, cond_channels)
+        self.n1 = SPADE(mid, cond_channels, hidden)
         self.c1 = nn.Conv2d(mid, cout, 3, 1, 1)
         self.skip = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else None
 
@@ -141,9 +143,10 @@ class NeuralGenerator(nn.Module):
                                      *[ConvBlock(_width(config, i, c), _width(config, i + 1, c), 2) for i in range(n)])
         self.motion = MotionNetwork(config)
         bottom = _width(config, n, c)
-        self.bottleneck = nn.ModuleList([SPADEBlock(bottom, bottom, self.cond_channels)
+        self.bottleneck = nn.ModuleList([SPADEBlock(bottom, bottom, self.cond_channels, config.spade_hidden)
                                           for _ in range(config.res_blocks)])
-        self.decoder = nn.ModuleList([SPADEBlock(_width(config, i + 1, c), _width(config, i, c), self.cond_channels)
+        self.decoder = nn.ModuleList([SPADEBlock(_width(config, i + 1, c), _width(config, i, c), self.cond_channels,
+                                                 config.spade_hidden)
                                       for i in reversed(range(n))])
         self.to_rgb = nn.Conv2d(c, 3, 3, 1, 1)
         if config.base == "mesh":
