@@ -12,8 +12,8 @@ Per clip:
    the model it registers is the neural engine's weights;
 2. self-reenactment: source = the clip's frame 0, driver = the clip (relative motion: the driver's change from
    frame 0 applied to frame 0 itself), rendered by ``make_engine`` as ``thead reenact`` builds it with
-   ``--engine mesh`` and ``--engine neural --weights``, on the held-out frames k..T-1, k = int(0.7 T), the
-   source's surroundings cut from the original frame as the command does;
+   ``--engine mesh`` and ``--engine neural --weights``, on the held-out frames k..T-1, k = round(0.7 T) (the
+   trainer's split), the source's surroundings cut from the original frame as the command does;
 3. the metrics ``thead evaluate`` computes for a self-reenactment, at 256 (``thead.metrics``: L1, PSNR, SSIM
    of the frames against the clip's own crops; mouth LMD, iBUG points 48-67 of MediaPipe landmarks detected on
    both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames;
@@ -61,11 +61,35 @@ def train(clip: Path, work: Path, args: argparse.Namespace) -> tuple[str, float,
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     seconds = time.perf_counter() - start
+    if proc.returncode and "No such command 'neural'" in proc.stderr:
+        return train_in_process(clip, work, name, args)
     if proc.returncode:
         sys.exit(f"training failed on {clip}:\n{proc.stderr[-3000:]}")
     if name not in {m["name"] for m in list_neural()}:
         sys.exit(f"training {clip} did not register '{name}':\n{proc.stderr[-1500:]}")
     return name, seconds, proc.stderr[-600:]
+
+
+def train_in_process(clip: Path, work: Path, name: str, args: argparse.Namespace) -> tuple[str, float, str]:
+    """The same training through ``thead.jobs.train_neural.train_neural_model`` (what ``thead train neural``
+    runs), for a checkout whose CLI lacks the subcommand."""
+    from dataclasses import replace
+
+    from thead.engines.neural.config import NeuralConfig
+    from thead.engines.neural.train import TrainOptions
+    from thead.jobs.train_neural import train_neural_model
+    from thead.stages import FitParams, InputItem, PreprocessParams
+
+    print("  (no `thead train neural` here: training through thead.jobs.train_neural)", flush=True)
+    config = NeuralConfig.preset(args.preset or "base")
+    if args.size:
+        config = replace(config, size=args.size)
+    start = time.perf_counter()
+    result = train_neural_model([InputItem(clip, clip.stem)], work, name, PreprocessParams(size=SIZE),
+                                FitParams(device=args.device), config, TrainOptions(steps=args.steps,
+                                                                                    device=args.device),
+                                personalise=True, train_fraction=args.train_fraction)
+    return name, time.perf_counter() - start, json.dumps({k: result[k] for k in ("steps", "losses", "it_s")})
 
 
 def load_clip(path: Path, work: Path):
@@ -103,7 +127,7 @@ def evaluate_clip(clip, weights: str, landmarker, device: str, fraction: float, 
     from thead.jobs.render import RenderOptions, make_engine
 
     T = len(clip.frames)
-    k = int(fraction * T)
+    k = int(round(fraction * T))  # thead.jobs.train_neural.train_fraction_mask's split
     idx = np.arange(k, T)
     driver = fit_sequence(clip.landmarks, clip.valid, SIZE, fps=clip.fps)
     src_fit = fit_image(clip.landmarks[0], SIZE)

@@ -16,7 +16,8 @@ _COLOURS = {"verified": "green", "present, UNVERIFIED": "yellow", "missing": "ye
 def weights(
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per entry on stdout."),
 ) -> None:
-    """List the weights manifest and the trained neural models. The manifest: each model file, what uses it, whether it is on disk and matches its published
+    """List the weights manifest and the trained neural models (``thead train neural``; their file, sha256, config).
+    The manifest: each model file, what uses it, whether it is on disk and matches its published
     sha256 ("verified"), has no published digest ("present, UNVERIFIED": used with a warning), is refused
     ("WRONG", "refused"), or is missing, and where to get it."""
     console = stderr_console()
