@@ -53,7 +53,7 @@ def _trained_models(json_lines: bool, console) -> None:
             print(json.dumps({"kind": "neural", **entry}, default=str))
         text = ", ".join(f"{k}={v}" for k, v in info.items()) if isinstance(info, dict) else str(info)
         table.add_row(str(entry.get("name", "")), str(entry.get("path", "")), str(entry.get("sha256", ""))[:16],
-                      str(entry.get("config", entry.get("config_digest", ""))), text)
+                      str(entry.get("config_digest") or "-"), text)
     if models:
         console.print(table)
     else:
