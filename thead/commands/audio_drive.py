@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import (BatchSizeOption, DeviceOption, ForceOutputsOption, JsonOutputsOption,
+from thead.commands.common import (EngineName, EngineOption, HalfOption, WeightsOption, check_engine,
+                                  BatchSizeOption, DeviceOption, ForceOutputsOption, JsonOutputsOption,
                                   OutputCrfOption, RenderSizeOption, SymmetryOption, finish, number_option, run_batch,
                                   stderr_console)
 from thead.errors import InputError
@@ -114,6 +115,9 @@ def audio_drive(
     mouth: Mouth = typer.Option(Mouth.synth, help="Inner mouth: synthesised cavity and teeth."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
     symmetry: SymmetryOption = True,
+    engine: EngineOption = EngineName.mesh,
+    weights: WeightsOption = None,
+    half: HalfOption = True,
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
@@ -156,7 +160,9 @@ def audio_drive(
                               reference=str(reference) if reference else None)
     pre_params = PreprocessParams(size=size, write_crop=False)  # crops are cut from the originals
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
-                            symmetry=symmetry)
+                            symmetry=symmetry, engine=engine.value,
+                            weights=weights, half=half)
+    check_engine(options)  # missing or refused weights: one line, exit 1, before any work
     if export_motion is not None and export_motion.suffix == ".safetensors" and len(jobs) > 1:
         raise typer.BadParameter("--export-motion FILE.safetensors takes one output; give a folder for several")
     by_name = {job.name: job for job in jobs}

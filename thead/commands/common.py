@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, Sequence
 
@@ -110,6 +111,40 @@ JsonOutputsOption = Annotated[bool, typer.Option("--json", help="Print one JSON 
 BatchSizeOption = Annotated[Optional[int], typer.Option(
     help=ranged("Frames rendered per batch (default: 16 on the CPU, 64 on CUDA).", 1, 1024),
     callback=in_range(1, 1024))]
+
+
+class EngineName(str, Enum):
+    mesh = "mesh"
+    neural = "neural"
+
+
+EngineOption = Annotated[EngineName, typer.Option(
+    help="mesh: the weight-free mesh renderer; neural: a trained network over it (needs --weights).")]
+WeightsOption = Annotated[Optional[str], typer.Option(
+    "--weights", help="The neural engine's weights: a name `thead weights` lists or a .safetensors path (made by "
+    "`thead train neural`).")]
+HalfOption = Annotated[bool, typer.Option(
+    "--half/--no-half", help="Neural engine on CUDA: float16 autocast (--no-half: float32). The CPU computes "
+    "float32.")]
+
+
+def check_engine(options: Any) -> None:
+    """Load the weights a neural ``RenderOptions`` names before any work (``thead.jobs.render.load_weights``): a
+    missing, tampered or unknown weights file stops the command with its one-line reason and exit code 1, no
+    output written. ``--weights`` without ``--engine neural`` is refused too."""
+    if options.engine != "neural":
+        if options.weights:
+            stderr_console().print("[red]error[/red] --weights is for --engine neural")
+            raise typer.Exit(1)
+        return
+    from thead.errors import TheadError
+    from thead.jobs.render import load_weights
+
+    try:
+        load_weights(options)
+    except (TheadError, ValueError, OSError) as exc:
+        stderr_console().print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1)
 
 
 def _shard(value: Optional[str]) -> Optional[Shard]:

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from thead.commands.common import (DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
+from thead.commands.common import (EngineName, EngineOption, HalfOption, WeightsOption, check_engine,
+                                  DeviceOption, ForceOutputsOption, JsonOutputsOption, OutputCrfOption,
                                   RenderSizeOption, SymmetryOption, face_box_option, face_index_option, finish,
                                   number_option, output_target, parse_box, run_batch, AddressOption, ExecutorOption,
                                   RetryFailedOption, ShardOption, batch_executor, retry_inputs)
@@ -80,6 +81,9 @@ def edit(
                                                 "face).", lo=0, hi=10_000_000),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the full original frame."),
     symmetry: SymmetryOption = True,
+    engine: EngineOption = EngineName.mesh,
+    weights: WeightsOption = None,
+    half: HalfOption = True,
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
@@ -103,7 +107,9 @@ def edit(
                         expression=tuple((k, float(v)) for k, v in units.items() if v is not None),
                         gaze_yaw=gaze_yaw, gaze_pitch=gaze_pitch, orbit=orbit, orbit_frames=orbit_frames,
                         orbit_yaw=orbit_yaw, orbit_pitch=orbit_pitch, calibrate=calibrate, source_frame=source_frame)
-    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry)
+    options = RenderOptions(paste_back=paste_back, crf=crf, device=device, symmetry=symmetry, engine=engine.value,
+                            weights=weights, half=half)
+    check_engine(options)  # missing or refused weights: one line, exit 1, before any work
     args = list(inputs or []) + retry_inputs(retry_failed, "edit")
     if not args and retry_failed is None:
         raise typer.BadParameter("give at least one input (or --retry-failed WORK)", param_hint="INPUTS")

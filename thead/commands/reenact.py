@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from thead.commands.common import (AddressOption, BatchSizeOption, DeviceOption, ExecutorOption, ForceOutputsOption,
+from thead.commands.common import (EngineName, EngineOption, HalfOption, WeightsOption, check_engine,
+                                  AddressOption, BatchSizeOption, DeviceOption, ExecutorOption, ForceOutputsOption,
                                   JsonOutputsOption, OutputCrfOption, RenderSizeOption, ShardOption, SymmetryOption,
                                   batch_executor, face_box_option, face_index_option, finish, number_option,
                                   output_target, own_shard, parse_box, run_batch, stderr_console, write_or_keep)
@@ -50,6 +51,9 @@ def reenact(
     mouth: Mouth = typer.Option(Mouth.driver, help="Inner mouth (teeth, tongue) from the driver, or synthesised."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the source's full frame."),
     symmetry: SymmetryOption = True,
+    engine: EngineOption = EngineName.mesh,
+    weights: WeightsOption = None,
+    half: HalfOption = True,
     size: RenderSizeOption = 256,
     crf: OutputCrfOption = 18,
     device: DeviceOption = None,
@@ -103,7 +107,9 @@ def reenact(
                            use_pose=not no_pose, use_expression=not no_expression, source_frame=source_frame,
                            mouth=mouth.value)
     options = RenderOptions(paste_back=paste_back, crf=crf, device=device, batch_size=batch_size,
-                            symmetry=symmetry)
+                            symmetry=symmetry, engine=engine.value,
+                            weights=weights, half=half)
+    check_engine(options)  # missing or refused weights: one line, exit 1, before any work
     by_name = {job.name: job for job in jobs}
     out_file = output_target(output, len(jobs))
     out_dir = output.parent if out_file is not None else output

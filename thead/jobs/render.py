@@ -35,6 +35,9 @@ class RenderOptions:
     device: str | None = None
     batch_size: int | None = None  # frames per render call; None: CPU_BATCH_SIZE or CUDA_BATCH_SIZE by device
     symmetry: bool = True  # fill what the source turned away from its mirror image (MeshEngine(symmetry=...))
+    engine: str = "mesh"  # "mesh" (weight-free) or "neural" (a trained NeuralGenerator over the mesh render)
+    weights: str | None = None  # the neural engine's weights: a registered name or a .safetensors path
+    half: bool = True  # the neural network under float16 autocast on CUDA (no effect on the CPU)
 
 
 VIDEO_OUTPUT_SUFFIXES = {".mp4", ".mov", ".mkv"}
@@ -62,23 +65,84 @@ CPU_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 64
 
 
-def make_engine(options: RenderOptions):
-    """The mesh engine with ``options``' device, batch size (default by device) and symmetry fill."""
+ENGINES = ("mesh", "neural")
+
+
+def _batch_size(options: RenderOptions) -> int:
     from thead.device import default_device
+
+    if options.batch_size is not None:
+        return options.batch_size
+    return CUDA_BATCH_SIZE if default_device(options.device).type == "cuda" else CPU_BATCH_SIZE
+
+
+_NEURAL_CACHE: dict[tuple, tuple] = {}
+
+
+def load_weights(options: RenderOptions) -> tuple:
+    """(eval-mode NeuralGenerator on the options' device, its sha256) for ``options.weights``, loaded once per
+    process for a given file state (``thead.engines.neural.store.load_neural``: checks the sha256 and config).
+
+    Raises
+    ------
+    thead.errors.MissingWeightsError
+        No ``--weights`` given, or ``load_neural``'s one-line refusal (missing file, sha256 mismatch, bad config).
+    """
+    from pathlib import Path
+
+    from thead.device import default_device
+    from thead.errors import MissingWeightsError
+
+    if not options.weights:
+        raise MissingWeightsError("--engine neural needs --weights NAME|PATH: train them with `thead train neural "
+                                  "...` (`thead weights` lists the trained models)")
+    from thead.engines.neural.store import load_neural
+
+    device = default_device(options.device)
+    path = Path(options.weights)
+    try:
+        st = path.stat()
+        state = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        state = None
+    cache_key = (options.weights, str(device), state)
+    if cache_key not in _NEURAL_CACHE:
+        if len(_NEURAL_CACHE) > 4:
+            _NEURAL_CACHE.clear()
+        _NEURAL_CACHE[cache_key] = load_neural(options.weights, device)
+    return _NEURAL_CACHE[cache_key]
+
+
+def make_engine(options: RenderOptions):
+    """The engine ``options`` select: ``MeshEngine`` or, for ``engine="neural"``, ``NeuralEngine`` with the
+    weights ``options.weights`` (``load_weights``), with the options' device, batch size (default by device),
+    symmetry fill and precision."""
+    if options.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {options.engine!r}")
+    if options.engine == "neural":
+        from thead.engines.neural.engine import NeuralEngine
+
+        generator, sha = load_weights(options)
+        return NeuralEngine(generator, sha, device=options.device, batch_size=_batch_size(options),
+                            half=options.half, symmetry=options.symmetry)
     from thead.engines.mesh import MeshEngine
 
-    batch = options.batch_size
-    if batch is None:
-        batch = CUDA_BATCH_SIZE if default_device(options.device).type == "cuda" else CPU_BATCH_SIZE
-    return MeshEngine(device=options.device, batch_size=batch, symmetry=options.symmetry)
+    return MeshEngine(device=options.device, batch_size=_batch_size(options), symmetry=options.symmetry)
 
 
 def engine_key(options: RenderOptions) -> str:
-    """Digest of the engine settings ``options`` select (``MeshConfig.digest()``): part of every output's key, so
-    outputs made by other settings or an older engine are redone."""
+    """Digest of the engine settings ``options`` select (``MeshConfig.digest()``; for the neural engine also its
+    weights' sha256, network config digest and precision, as ``NeuralEngine.key``): part of every output's key,
+    so outputs made by other settings, weights or an older engine are redone."""
     from thead.engines.mesh import MeshConfig
 
-    return MeshConfig(symmetry=options.symmetry).digest()
+    mesh = MeshConfig(symmetry=options.symmetry).digest()
+    if options.engine != "neural":
+        return mesh
+    from thead.engines.neural.engine import neural_key
+
+    generator, sha = load_weights(options)
+    return neural_key(sha, generator.config.digest(), mesh, options.half)
 
 
 def output_key(*parts: object) -> str:
