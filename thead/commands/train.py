@@ -71,8 +71,8 @@ def audio2motion(
 
 @train_app.command("neural")
 def neural(
-    inputs: List[Path] = typer.Argument(..., help="Videos (or directories of them) to train on; preprocessed and "
-                                        "fitted when needed."),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Videos (or directories of them) to train on; "
+                                                  "preprocessed and fitted when needed."),
     name: str = typer.Option(..., "--output", "-o", help="Name of the model (saved as NAME.safetensors in the "
                                                           "weights folder's neural/ and registered with its sha256)."),
     work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
@@ -81,7 +81,7 @@ def neural(
                                            "command to resume."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the weights here instead of the weights folder."),
     preset: str = typer.Option("base", "--preset", help="Architecture: tiny (tests), base (256 px), 512."),
-    net_size: Optional[int] = typer.Option(None, "--size", help="Override the preset's working side (pixels)."),
+    net_size: Optional[int] = typer.Option(None, "--net-size", help="Override the preset's working side (pixels)."),
     base: str = typer.Option("mesh", "--base", help="mesh: learn a residual over the mesh engine's output; "
                              "none: synthesise from the warped source only."),
     steps: int = number_option(2000, "--steps", help="Optimiser steps (in all, counting a resumed run's).", lo=1,
@@ -119,7 +119,10 @@ def neural(
     from thead.engines.neural.train import TrainOptions
 
     console = stderr_console()
-    items, failures = _video_items(([personalise] if personalise is not None else []) + list(inputs))
+    if not inputs and personalise is None:
+        console.print("[red]error[/red] name the videos to train on (or --personalise CLIP)")
+        raise typer.Exit(2)
+    items, failures = _video_items(([personalise] if personalise is not None else []) + list(inputs or []))
     for f in failures:
         console.print(f"[red]error[/red] {f.message}")
     if not items or failures:
