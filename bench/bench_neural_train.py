@@ -4,7 +4,7 @@
     python bench/bench_neural_train.py --presets base --sizes 128 256 --steps 6 --threads 2 --no-adversarial
 
 Each run trains on a synthetic clip (the astronaut moving, with the mean face mesh as its 3-D face, as the tests
-build it) in a temporary folder for ``--steps`` steps after one warm-up step, and reports it/s (whole steps:
+build it) in a temporary folder for ``--steps`` steps after one epoch of warm-up steps, and reports it/s (whole steps:
 generator, discriminator when on, losses, logging) and frames/s of batched inference. With CUDA present, each
 configuration runs there too (AMP on) and the CUDA / CPU ratio is printed.
 """
@@ -12,6 +12,7 @@ configuration runs there too (AMP on) and the CUDA / CPU ratio is printed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -28,17 +29,18 @@ def run(preset: str, size: int, device: str, steps: int, batch: int, adversarial
     from test_neural_train import synthetic_clip
     from thead.engines.neural import NeuralConfig
     from thead.engines.neural.data import PairDataset
-    from thead.engines.neural.train import TrainOptions, train_neural
+    from thead.engines.neural.train import LOSS_LOG, TrainOptions, train_neural
 
     config = NeuralConfig.preset(preset).replace(size=size)
     clip = synthetic_clip(data.astronaut()[:300, 100:400], frames=16, size=size)
     with tempfile.TemporaryDirectory() as tmp:
         opts = dict(batch_size=batch, adversarial=adversarial, checkpoint_every=0, sample_every=0, device=device,
                     perceptual=0.0)
-        train_neural(config, [clip], Path(tmp), TrainOptions(steps=1, **opts))  # warm-up (+ condition map cache)
-        t0 = time.perf_counter()
-        res = train_neural(config, [clip], Path(tmp), TrainOptions(steps=1 + steps, **opts))
-        it_s = steps / (time.perf_counter() - t0)
+        # one epoch of warm-up (the dataset rasterises each pair's condition maps once), then ``steps`` timed steps
+        warm = -(-len(PairDataset([clip])) // batch)
+        res = train_neural(config, [clip], Path(tmp), TrainOptions(steps=warm + steps, **opts))
+        rows = [json.loads(x) for x in (Path(tmp) / LOSS_LOG).read_text().splitlines()]
+        it_s = steps / (rows[-1]["time"] - rows[warm - 1]["time"])
         model = res["model"].to(device).eval()
         b = next(iter(torch.utils.data.DataLoader(PairDataset([clip]), batch_size=8)))
         b = {k: v.to(device) for k, v in b.items()}
