@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -67,3 +67,97 @@ def audio2motion(
     if json_out:
         print(json.dumps(result, default=str))
     raise typer.Exit(1 if failures else 0)
+
+
+@train_app.command("neural")
+def neural(
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Videos (or directories of them) to train on; "
+                                                  "preprocessed and fitted when needed."),
+    name: str = typer.Option(..., "--output", "-o", help="Name of the model (saved as NAME.safetensors in the "
+                                                          "weights folder's neural/ and registered with its sha256)."),
+    work: Path = typer.Option(Path("thead-work"), "--work", "-w", help="Work directory of the stage caches."),
+    run_dir: Optional[Path] = typer.Option(None, "--workdir", help="Training folder (checkpoint, loss log, "
+                                           "samples, cached renders); default WORK/neural/NAME. Rerun the same "
+                                           "command to resume."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the weights here instead of the weights folder."),
+    preset: str = typer.Option("base", "--preset", help="Architecture: tiny (tests), base (256 px), 512."),
+    net_size: Optional[int] = typer.Option(None, "--net-size", help="Override the preset's working side (pixels)."),
+    base: str = typer.Option("mesh", "--base", help="mesh: learn a residual over the mesh engine's output; "
+                             "none: synthesise from the warped source only."),
+    steps: int = number_option(2000, "--steps", help="Optimiser steps (in all, counting a resumed run's).", lo=1,
+                               hi=10_000_000),
+    batch_size: int = number_option(4, "--batch-size", help="Pairs per step (per process).", lo=1, hi=4096),
+    lr: float = number_option(2e-4, "--lr", help="Adam learning rate.", lo=1e-7, hi=1.0),
+    adversarial: bool = typer.Option(True, "--adversarial/--no-adversarial", help="Train with the multi-scale "
+                                     "patch discriminator and feature matching."),
+    personalise: Optional[Path] = typer.Option(None, "--personalise", help="Personalise on this one clip (source "
+                                               "frame 0, K = 1) instead of a dataset run."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this trained model (name or file)."),
+    k_shot: int = number_option(2, "--k-shot", help="Source frames per clip in dataset mode.", lo=1, hi=64),
+    train_fraction: float = number_option(1.0, "--train-fraction", help="Train on the first F of each clip's "
+                                          "frames only.", lo=0.01, hi=1.0),
+    checkpoint_every: int = number_option(200, "--checkpoint-every", help="Steps between checkpoints.", lo=1,
+                                          hi=10_000_000),
+    sample_every: int = number_option(500, "--sample-every", help="Steps between sample grids (0: none).", lo=0,
+                                      hi=10_000_000),
+    workers: int = number_option(0, "--workers", help="DataLoader worker processes.", lo=0, hi=64),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
+    plots: bool = typer.Option(False, "--plots", help="Write a loss-curve PNG (losses.png) in the training folder."),
+    seed: int = number_option(0, "--seed", help="Random seed.", lo=0, hi=2**31 - 1),
+    size: RenderSizeOption = 256,
+    device: DeviceOption = None,
+    json_out: bool = typer.Option(False, "--json", help="Print the training report as one JSON line on stdout."),
+) -> None:
+    """Train the neural engine (flow-warping SPADE generator on thead's 3-D face) on self-reenactment pairs.
+
+    Used by reenact / edit --engine neural --weights NAME. torchrun --nproc_per_node N runs it data-parallel.
+    """
+    from thead.jobs.train_neural import train_neural_model
+    from thead.stages import FitParams, PreprocessParams
+
+    from thead.engines.neural import NeuralConfig
+    from thead.engines.neural.train import TrainOptions
+
+    console = stderr_console()
+    if not inputs and personalise is None:
+        console.print("[red]error[/red] name the videos to train on (or --personalise CLIP)")
+        raise typer.Exit(2)
+    items, failures = _video_items(([personalise] if personalise is not None else []) + list(inputs or []))
+    for f in failures:
+        console.print(f"[red]error[/red] {f.message}")
+    if not items or failures:
+        raise typer.Exit(1)
+    try:
+        config = NeuralConfig.preset(preset)
+        config = config.replace(base=base, **({"size": net_size} if net_size else {}))
+    except ValueError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2)
+    if personalise is not None:
+        items = items[:1]
+    options = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial,
+                           checkpoint_every=checkpoint_every, sample_every=sample_every, num_workers=workers,
+                           seed=seed, device=device, amp=amp, plots=plots)
+    last = {"t": 0.0}
+
+    def report(step: int, total: int, row: dict) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - last["t"] > 5 or step == total:
+            last["t"] = now
+            console.print(f"step {step}/{total}  loss {row.get('total', float('nan')):.4f}  "
+                          f"l1 {row.get('l1', float('nan')):.4f}  {row.get('it_s', 0):.2f} it/s")
+
+    try:
+        result = train_neural_model(items, work, name, PreprocessParams(size=size, write_crop=False),
+                                    FitParams(device=device), config, options, run_dir=run_dir,
+                                    personalise=personalise is not None, k_shot=k_shot,
+                                    train_fraction=train_fraction, init=init, out=out, report=report)
+    except TheadError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1)
+    console.print(f"trained {result['name']}: {result['steps']} steps, {result['path']} "
+                  f"(sha256 {result['sha256'][:12]}...)")
+    if json_out:
+        print(json.dumps(result, default=str))
