@@ -253,22 +253,34 @@ def test_orbit_is_a_smooth_loop_from_the_source_pose(astro):
 
 
 # ----------------------------------------------------------------------------------------------- mouth
-def inner_mouth(frame: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Pixels [N, 3] inside the inner-lip polygon of ``vertices``, shrunk by a pixel."""
+def inner_lip_mask(vertices: np.ndarray, grow: int = 0) -> np.ndarray:
+    """bool [S, S]: the inner-lip polygon of ``vertices``, grown (> 0) or shrunk (< 0) by ``abs(grow)`` pixels."""
     import cv2
 
     mask = np.zeros((S, S), np.uint8)
     cv2.fillPoly(mask, [np.round(vertices[LIPS_INNER, :2] - 0.5).astype(np.int32)], 1)
-    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
-    return frame[mask.astype(bool)]
+    if grow:
+        kernel = np.ones((2 * abs(grow) + 1,) * 2, np.uint8)
+        mask = (cv2.dilate if grow > 0 else cv2.erode)(mask, kernel)
+    return mask.astype(bool)
+
+
+def inner_mouth(frame: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Pixels [N, 3] inside the inner-lip polygon of ``vertices``, shrunk by a pixel."""
+    return frame[inner_lip_mask(vertices, -1)]
+
+
+def opened_jaw(fit: FitResult, amount: float = 0.7) -> TargetParams:
+    """Two targets of the source: its own expression, then its jaw opened by ``amount``."""
+    jaw = fit.expression_names.index("jaw_open")
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[1, jaw] = fit.expression[0, jaw] + amount
+    return transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
 
 
 def test_mouth_opens_when_the_driver_jaw_opens(engine, prepared, astro):
     _, _, fit = astro
-    jaw = fit.expression_names.index("jaw_open")
-    expr = np.repeat(fit.expression[:1], 2, 0)
-    expr[1, jaw] = fit.expression[0, jaw] + 0.7
-    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    targets = opened_jaw(fit)
     out = engine.render_full(prepared, targets)
     closed = inner_mouth(out.frames[0], out.vertices[0])
     opened = inner_mouth(out.frames[1], out.vertices[1])
@@ -287,22 +299,14 @@ def test_mouth_opens_when_the_driver_jaw_opens(engine, prepared, astro):
 
 def paint_mouth(frames: np.ndarray, vertices: np.ndarray, colour: tuple[int, int, int]) -> None:
     """Fill the inner-lip polygon of ``vertices`` (grown by 2 px) with ``colour`` in every frame [B, S, S, 3]."""
-    import cv2
-
-    mask = np.zeros((S, S), np.uint8)
-    cv2.fillPoly(mask, [np.round(vertices[LIPS_INNER, :2] - 0.5).astype(np.int32)], 1)
-    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8)).astype(bool)
-    frames[:, mask] = colour
+    frames[:, inner_lip_mask(vertices, 2)] = colour
 
 
 def test_a_drivers_mouth_takes_the_sources_colours(engine, prepared, astro):
     """A red mouth interior borrowed from a colour driver turns grey in a black-and-white source, and stays red in
     the colour source itself; luma order (bright teeth over a dark cavity) survives."""
     crop, lm, fit = astro
-    jaw = fit.expression_names.index("jaw_open")
-    expr = fit.expression[:1].copy()
-    expr[0, jaw] += 0.7
-    targets = transfer_motion(fit, driver_from(fit, fit.pose[:1], expr))
+    targets = opened_jaw(fit)[1:]
     opened = engine.render_full(prepared, targets).vertices[0]
     driver = crop[None].copy()
     paint_mouth(driver, opened, (200, 30, 40))
@@ -328,10 +332,7 @@ def test_changed_region_is_only_what_the_render_changed(engine, prepared, astro)
     where nothing moved, so pasting back replaced the original's sharp face by the crop-resolution render on every
     frame; now the source's own targets change nothing, and an opened jaw changes the mouth and chin only."""
     _, lm, fit = astro
-    jaw = fit.expression_names.index("jaw_open")
-    expr = np.repeat(fit.expression[:1], 2, 0)
-    expr[1, jaw] = fit.expression[0, jaw] + 0.7
-    targets = transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
+    targets = opened_jaw(fit)
     out = engine.render_full(prepared, targets)
     assert out.changed[0].max() < 1e-3  # the source itself: nothing to paste
     mouth = np.round(out.vertices[1, LIPS_INNER, :2].mean(0)).astype(int)

@@ -40,6 +40,7 @@ from thead.facemodel import geometry as geo
 from thead.facemodel.model import EYE_CORNERS, EYEBALL_RADIUS_CM, IRIS, FaceModel, gaze_angles, load_face_model
 from thead.facemodel.spec import FittingSpec, make_fitting_spec
 from thead.fitting.result import FitResult
+from thead.runtime import torch_threads
 from thead.fitting.smoothing import adaptive_smooth, cutoff_to_lambda, interpolate_gaps, whittaker_smooth
 
 T = TypeVar("T")
@@ -495,14 +496,10 @@ def fit_sequence(landmarks: Any, valid: Any = None, image_size: int = 256, smoot
 
 def _with_cpu_threads(dev: torch.device, cpu_threads: int | None, solve: Callable[[], T]) -> T:
     """``solve()`` with torch's intra-op threads set to ``cpu_threads`` on the CPU (restored afterwards)."""
-    if dev.type != "cpu" or cpu_threads is None or cpu_threads == torch.get_num_threads():
+    if dev.type != "cpu" or cpu_threads is None:
         return solve()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(int(cpu_threads), 1))
-    try:
+    with torch_threads(cpu_threads):
         return solve()
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _fit_sequence(landmarks: Any, valid: Any, image_size: int, smooth: bool | float, dev: torch.device, fps: float,

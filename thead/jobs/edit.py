@@ -23,7 +23,7 @@ from thead.jobs.render import (Paster, RenderOptions, engine_key, make_engine, o
                                timed,
                                write_frames, write_sidecar)
 from thead.progress import ProgressFn
-from thead.runtime import ordered_map, phase, prefetch
+from thead.runtime import phase, prefetch
 from thead.stages import Face, FitParams, InputItem, ItemResult, PreprocessParams, ensure
 
 
@@ -191,7 +191,6 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
 
     # The original frames are decoded and cut in a background thread while the engine renders; on the CPU,
     # ``engine.render_workers`` batches render (and are pasted back) at once.
-    workers = engine.render_workers(-(-n // step))
-    if workers > 1:
-        engine.rest_render(prepared)  # made once, before the workers
-    yield from ordered_map(render_batch, prefetch(clip_batches(), depth=2 + workers), workers, name="thead-render")
+    batches = -(-n // step)
+    depth = 2 + engine.render_workers(batches)
+    yield from engine.map_batches(prepared, render_batch, prefetch(clip_batches(), depth=depth), batches)

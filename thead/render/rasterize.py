@@ -12,7 +12,7 @@ depth (high bits) above the triangle id (low bits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,17 +37,16 @@ class Fragments:
     triangles: torch.Tensor
     covered: torch.Tensor | None = None
     covered_bary: torch.Tensor | None = None
+    _bary: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def bary(self) -> torch.Tensor:
         """[B, H, W, 3]: barycentrics of every pixel centre (0 on background)."""
-        full = getattr(self, "_bary", None)
-        if full is None:
-            full = torch.zeros((*self.tri_index.shape, 3), dtype=self.depth.dtype, device=self.depth.device)
+        if self._bary is None:
+            self._bary = torch.zeros((*self.tri_index.shape, 3), dtype=self.depth.dtype, device=self.depth.device)
             if self.covered is not None and self.covered_bary is not None:
-                full.view(-1, 3)[self.covered] = self.covered_bary
-            self._bary = full
-        return full
+                self._bary.view(-1, 3)[self.covered] = self.covered_bary
+        return self._bary
 
     @property
     def mask(self) -> torch.Tensor:

@@ -32,10 +32,10 @@ The settings are a :class:`MeshConfig` (``config.py``); ``MeshEngine.key`` names
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ import torch.nn.functional as F
 
 from thead.device import default_device
 from thead.runtime import ordered_map
+
+T = TypeVar("T")
+U = TypeVar("U")
 from thead.engines.mesh.config import MeshConfig
 from thead.engines.mesh.regions import head_proxy_points, mirror_index, mirror_region, neck_weight
 from thead.engines.motion import TargetParams
@@ -52,7 +55,7 @@ from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
 from thead.render.compose import body_layer, dilate, outside_fade, past_picture_fade, premultiplied
-from thead.render.dense_flow import flow_motion, smoothstep
+from thead.render.dense_flow import smoothstep
 from thead.render.head_render import weighted_flow
 from thead.render.images import bar_mask, fill_bars, letterbox_bars
 from thead.render.layers import SourceFace, over
@@ -66,8 +69,8 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 
 
 # Pixels of canvas rendered around what is output (the crop, a mirror image's box): more than the reach of the
-# render's neighbourhood filters (mesh feather 4, then the uncovered ground's dilate and blur 5, the changed
-# mask's blur 3), so the pixels kept are those of a whole-canvas render.
+# render's neighbourhood filters (mesh feather 4, then the uncovered ground's dilate and blur 5), so the pixels
+# kept are those of a whole-canvas render.
 _WINDOW_MARGIN = 12
 
 
@@ -485,7 +488,7 @@ class MeshEngine:
         window = (lo, lo, hi - lo, hi - lo)
         if mouth_image is not None:
             mouth_image = mouth_image[..., lo:hi, lo:hi]
-        image, changed = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window)
+        image = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window)
         if prepared.mirrored is not None:
             weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
             side, profile = fill_profile(dst_canvas, weights)
@@ -506,39 +509,48 @@ class MeshEngine:
                     c0 = max(0, int(cols[0]) - _WINDOW_MARGIN)
                     c1 = min(W, int(cols[-1]) + 1 + _WINDOW_MARGIN)
                     box = (slice(None), slice(None), slice(r0, r1), slice(c0, c1))
-                    image_m, changed_m = self._render_source(
+                    image_m = self._render_source(
                         prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
                         None if mouth_image is None else mouth_image[need][box], (lo + r0, lo + c0, r1 - r0, c1 - c0))
-                    image_n, changed_n, share = image[need], changed[need], share[box]
-                    image_n[box] = over(image_n[box], image_m, share)
-                    changed_n[box] = torch.maximum(changed_n[box], changed_m * share)
+                    image_n = image[need]
+                    image_n[box] = over(image_n[box], image_m, share[box])
                     image = image.index_copy(0, need, image_n)
-                    changed = changed.index_copy(0, need, changed_n)
-        canvas_crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
         pad = pad - lo  # the crop in the window
-        crop = (slice(None), slice(None), slice(pad, pad + size), slice(pad, pad + size))
-        image, changed = image[crop], changed[crop]
+        image = image[..., pad:pad + size, pad:pad + size]
+        return self._finish(prepared, image, dst, with_changed, rest_fix)
+
+    @staticmethod
+    def _source_crop(prepared: PreparedSource) -> torch.Tensor:
+        """[1, 3, S, S]: the source crop as renders are restored to it (framed when letterboxed)."""
+        if prepared.framed is not None:
+            return prepared.framed
+        p, s = prepared.pad, prepared.size
+        return prepared.face.image[..., p:p + s, p:p + s]
+
+    def _finish(self, prepared: PreparedSource, image: torch.Tensor, dst: torch.Tensor, with_changed: bool,
+                rest_fix: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The last steps of a batch render of crops ``image`` [B, 3, S, S]: letterbox bars put back; then, with
+        ``rest_fix``, the source's own pixels restored where the render is still the source's own render, and with
+        ``with_changed`` the changed region. Returns ``_render_batch``'s (images, changed or None, dst)."""
         if prepared.bars is not None:
             image = image + prepared.bars * (prepared.framed - image)
-        if rest_fix:
-            # Where a target leaves the render as the source's own parameters render it, the source's own pixels:
-            # the render of the source is not the source exactly (soft matte edges whose background came from the
-            # plate's guess, the iris layer), and those differences would flash up wherever a little motion moves
-            # a pixel. The source's difference from its own render fades out as the render changes.
-            self.rest_render(prepared)
-            source = prepared.face.image[canvas_crop] if prepared.framed is None else prepared.framed
-            image = restore_unchanged(image, prepared.rest, source)
-            if with_changed:
-                # What the paste-back takes from the render: only the pixels that differ from the source (and a soft
-                # rim around them); the rest stays the original frame's own, at the original's resolution.
-                return image, changed_region(image, source), dst
-        return image, None, dst
+        if not rest_fix:
+            return image, None, dst
+        # Where a target leaves the render as the source's own parameters render it, the source's own pixels: the
+        # render of the source is not the source exactly (soft matte edges whose background came from the plate's
+        # guess, the iris layer), and those differences would flash up wherever a little motion moves a pixel. The
+        # source's difference from its own render fades out as the render changes.
+        source = self._source_crop(prepared)
+        image = restore_unchanged(image, self.rest_render(prepared), source)
+        # What the paste-back takes from the render: only the pixels that differ from the source (and a soft rim
+        # around them); the rest stays the original frame's own, at the original's resolution.
+        return image, (changed_region(image, source) if with_changed else None), dst
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None,
-                       window: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                       window: tuple[int, int, int, int]) -> torch.Tensor:
         """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
-        pixels) over ``still``'s body and background: (image [B, 3, h, w], changed [B, 1, h, w]) over the window
+        pixels) over ``still``'s body and background: image [B, 3, h, w] over the window
         (top, left, h, w) of the canvas (mouth_image [B, 3, h, w] too). dst_head [B, K, 2]: where the head points
         go (None: no head proxy)."""
         cfg = self.config
@@ -557,7 +569,6 @@ class MeshEngine:
                           extra_points=extra, source_weight=weight, window=window)
         mesh_mask = out.mesh.mask
         image = out.image
-        moved = flow_motion(out.flow)
         if layered:
             # Layers, back to front: the still background; the body (neck and shoulders, ``body_layer``; still
             # but for its neck stretching and bending after the head); the head (the person times the head weight,
@@ -612,9 +623,7 @@ class MeshEngine:
             if body is not None:
                 background = body[:, :3] + (1.0 - body[:, 3:]) * background
             image = colour + (1.0 - alpha) * background
-            moved = moved * torch.maximum(cover, person)
-        changed = blur3(torch.maximum(mesh_mask, moved), 3).clamp(0.0, 1.0)
-        return image, changed
+        return image
 
     @torch.no_grad()
     def rest_render(self, prepared: PreparedSource) -> torch.Tensor:
@@ -636,19 +645,25 @@ class MeshEngine:
         wanted = self.config.workers if self.config.workers is not None else torch.get_num_threads()
         return max(1, min(int(wanted), batches))
 
+    def map_batches(self, prepared: PreparedSource, render: Callable[[T], U], items: Iterable[T], batches: int
+                    ) -> Iterator[U]:
+        """``render(item)`` for each of ``batches`` items of one prepared source (render work on batches), in order.
+
+        With ``render_workers(batches)`` > 1, that many run at once (``thead.runtime.ordered_map``: each in its own
+        thread with one torch thread), the source's own render (``rest_render``) made first so the workers share
+        it; ``items`` is read in the calling thread."""
+        workers = self.render_workers(batches)
+        if workers > 1:
+            self.rest_render(prepared)
+        yield from ordered_map(render, items, workers, name="thead-render")
+
     def _map_batches(self, prepared: PreparedSource, jobs: Iterable[tuple[TargetParams, np.ndarray | None,
                                                                           np.ndarray | None]],
                      batches: int, with_changed: bool = True
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-        """``_render_batch`` of each (targets, mouth frames, mouth landmarks) job, in order.
-
-        With ``render_workers(batches)`` > 1, that many batches render at once (``thead.runtime.ordered_map``:
-        each in its own thread with one torch thread); ``jobs`` is read in the calling thread."""
-        workers = self.render_workers(batches)
-        if workers > 1:
-            self.rest_render(prepared)  # made once, before the workers would each make it
-        yield from ordered_map(lambda job: self._render_batch(prepared, *job, with_changed), jobs, workers,
-                               name="thead-render")
+        """``_render_batch`` of each (targets, mouth frames, mouth landmarks) job, in order (``map_batches``)."""
+        yield from self.map_batches(prepared, lambda job: self._render_batch(prepared, *job, with_changed), jobs,
+                                    batches)
 
     @staticmethod
     def _check_mouth(targets: TargetParams, mouth_frames: np.ndarray | None,

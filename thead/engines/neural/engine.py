@@ -34,7 +34,6 @@ from thead.engines.mesh.engine import MeshEngine, PreparedSource
 from thead.engines.motion import TargetParams
 from thead.facemodel.model import FaceModel
 from thead.fitting.result import FitResult
-from thead.render.paste_back import changed_region, restore_unchanged
 
 
 def resize_square(images: torch.Tensor, side: int) -> torch.Tensor:
@@ -121,14 +120,6 @@ class NeuralEngine(MeshEngine):
         prepared.net_cond = condition_maps(own, prepared.size, n).float()
         return prepared
 
-    @staticmethod
-    def _source_crop(prepared: PreparedSource) -> torch.Tensor:
-        """[1, 3, S, S]: the source crop as the mesh engine restores it (framed when letterboxed)."""
-        if prepared.framed is not None:
-            return prepared.framed
-        p, s = prepared.pad, prepared.size
-        return prepared.face.image[..., p:p + s, p:p + s]
-
     def _network(self, prepared: NeuralSource, base: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """The network over the mesh renders base [B, 3, S, S] at target meshes dst [B, 478, 3] (crop pixels):
         frames [B, 3, S, S] in [0, 1]."""
@@ -155,18 +146,7 @@ class NeuralEngine(MeshEngine):
         """As ``MeshEngine._render_batch``, the network applied to the mesh render before the restore of the
         pixels the target leaves as the source's own parameters render them."""
         base, _, dst = super()._render_batch(prepared, targets, mouth_frames, mouth_landmarks, False, False)
-        image = self._network(prepared, base, dst)
-        if prepared.bars is not None:
-            image = image + prepared.bars * (prepared.framed - image)
-        if not rest_fix:
-            return image, None, dst
-        if prepared.rest is None:
-            prepared.rest = self._render_batch(prepared, prepared.params, None, None, False, False)[0]
-        source = self._source_crop(prepared)
-        image = restore_unchanged(image, prepared.rest, source)
-        if with_changed:
-            return image, changed_region(image, source), dst
-        return image, None, dst
+        return self._finish(prepared, self._network(prepared, base, dst), dst, with_changed, rest_fix)
 
 
 __all__ = ["NeuralEngine", "NeuralSource", "neural_key", "resize_square"]
