@@ -42,7 +42,7 @@ def thead(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     """(wall seconds, the finished process) of ``python -m thead ARGS``."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "thead", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
     return time.perf_counter() - start, proc
 
 

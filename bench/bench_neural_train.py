@@ -67,12 +67,14 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-adversarial", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="write the rows here too")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ", no CUDA"))
+    rows = []
     for preset in a.presets:
         sizes = a.sizes or [128 if preset == "tiny" else 256]
         for size in sizes:
@@ -83,6 +85,10 @@ def main() -> int:
                 line += (f"; CUDA {row['cuda']['it_s']:.2f} it/s ({row['cuda']['it_s'] / row['cpu']['it_s']:.1f}x), "
                          f"inference {row['cuda']['fps']:.1f} frames/s ({row['cuda']['fps'] / row['cpu']['fps']:.1f}x)")
             print(line, flush=True)
+            rows.append({"preset": preset, "size": size, "batch": a.batch, **row})
+            if a.json:
+                a.json.write_text(json.dumps({"torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+                                              "rows": rows}, indent=2))
     return 0
 
 

@@ -3,6 +3,7 @@ last 30 % from frame 0 with the mesh and the neural engine, and compare them wit
 
     python tools/neural_personalise.py                                  # every clip of DATA/videos
     nice -n 5 python tools/neural_personalise.py d0.mp4 --steps 300 --preset tiny --size 128
+    python tools/neural_personalise.py --steps 100,300,1000 --device cuda   # a quality-vs-steps curve (resumed)
     python tools/neural_personalise.py CLIP --weights NAME|PATH         # skip training: a model made before
 
 Per clip:
@@ -44,52 +45,29 @@ SIZE = 256
 METRICS = ("L1", "PSNR", "SSIM", "LMD")
 
 
-def train(clip: Path, work: Path, args: argparse.Namespace) -> tuple[str, float, str]:
-    """(registered model name, wall seconds, log tail) of ``thead train neural --personalise clip -o NAME``,
-    NAME = ``<--name-prefix><clip stem>``."""
+def train(clip: Path, work: Path, args: argparse.Namespace, steps: int) -> tuple[str, float, dict]:
+    """(registered model name, wall seconds, the command's JSON report) of ``thead train neural --personalise clip -o NAME
+    --steps STEPS``, NAME = ``<--name-prefix><clip stem>`` (a second call with more steps resumes the first)."""
     from thead.engines.neural.store import list_neural
 
     name = f"{args.name_prefix}{clip.stem}"
     cmd = [sys.executable, "-m", "thead", "train", "neural", "--personalise", str(clip), "--train-fraction",
-           str(args.train_fraction), "--steps", str(args.steps), "-w", str(work), "-o", name]
+           str(args.train_fraction), "--steps", str(steps), "-w", str(work), "-o", name]
     if args.size:
-        cmd += ["--size", str(args.size)]
+        cmd += ["--net-size", str(args.size)]
     if args.preset:
         cmd += ["--preset", args.preset]
-    cmd += args.train_arg
+    cmd += args.train_arg + ["--json"]
     print("  $ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
     seconds = time.perf_counter() - start
-    if proc.returncode and "No such command 'neural'" in proc.stderr:
-        return train_in_process(clip, work, name, args)
     if proc.returncode:
         sys.exit(f"training failed on {clip}:\n{proc.stderr[-3000:]}")
     if name not in {m["name"] for m in list_neural()}:
         sys.exit(f"training {clip} did not register '{name}':\n{proc.stderr[-1500:]}")
-    return name, seconds, proc.stderr[-600:]
-
-
-def train_in_process(clip: Path, work: Path, name: str, args: argparse.Namespace) -> tuple[str, float, str]:
-    """The same training through ``thead.jobs.train_neural.train_neural_model`` (what ``thead train neural``
-    runs), for a checkout whose CLI lacks the subcommand."""
-    from dataclasses import replace
-
-    from thead.engines.neural.config import NeuralConfig
-    from thead.engines.neural.train import TrainOptions
-    from thead.jobs.train_neural import train_neural_model
-    from thead.stages import FitParams, InputItem, PreprocessParams
-
-    print("  (no `thead train neural` here: training through thead.jobs.train_neural)", flush=True)
-    config = NeuralConfig.preset(args.preset or "base")
-    if args.size:
-        config = replace(config, size=args.size)
-    start = time.perf_counter()
-    result = train_neural_model([InputItem(clip, clip.stem)], work, name, PreprocessParams(size=SIZE),
-                                FitParams(device=args.device), config, TrainOptions(steps=args.steps,
-                                                                                    device=args.device),
-                                personalise=True, train_fraction=args.train_fraction)
-    return name, time.perf_counter() - start, json.dumps({k: result[k] for k in ("steps", "losses", "it_s")})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return name, seconds, json.loads(lines[-1]) if lines else {}
 
 
 def load_clip(path: Path, work: Path):
@@ -157,7 +135,8 @@ def main() -> None:
                                                                       "data")))
     ap.add_argument("--work", type=Path, default=Path("/tmp/neural_personalise"))
     ap.add_argument("--sheets", type=Path, default=Path("/tmp/neural_sheets"))
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", default="500", help="optimiser steps; a comma list (100,300,1000) trains on, resuming, "
+                    "and evaluates at each: a quality-vs-steps curve")
     ap.add_argument("--size", type=int, default=None, help="the network's size (thead train neural --size)")
     ap.add_argument("--preset", default=None, help="thead train neural --preset (tiny, base, 512)")
     ap.add_argument("--train-fraction", type=float, default=0.7)
@@ -174,20 +153,28 @@ def main() -> None:
     paths = [Path(c) if Path(c).is_file() else args.data / "videos" / c for c in names]
     if args.weights and len(paths) != 1:
         sys.exit("--weights takes one clip")
-    results = {}
+    stages = [int(x) for x in str(args.steps).split(",")]
+    results, curve = {}, []
     landmarker = make_landmarker()
     try:
         for path in paths:
             print(f"{path.name}:", flush=True)
-            if args.weights:
-                weights, seconds = args.weights, float("nan")
-            else:
-                weights, seconds, _ = train(path, args.work, args)
-            clip = load_clip(path, args.work)
-            row = evaluate_clip(clip, weights, landmarker, args.device, args.train_fraction, args.sheets)
-            row.update(steps=args.steps if not args.weights else None, train_s=seconds, weights=weights)
-            results[clip.name] = row
-            print_row(clip.name, row)
+            train_s = 0.0
+            for steps in ([None] if args.weights else stages):
+                if args.weights:
+                    weights, seconds, report = args.weights, float("nan"), {}
+                else:
+                    weights, seconds, report = train(path, args.work, args, steps)
+                    train_s += seconds
+                clip = load_clip(path, args.work)
+                row = evaluate_clip(clip, weights, landmarker, args.device, args.train_fraction, args.sheets)
+                row.update(steps=steps, train_s=train_s if not args.weights else seconds, weights=weights,
+                           it_s=report.get("it_s"), train_report=report)
+                curve.append({"clip": clip.name, **row})
+                results[clip.name] = row
+                print_row(clip.name, row)
+                if args.json:  # after every row: a run cut short keeps what it measured
+                    args.json.write_text(json.dumps({"results": results, "curve": curve}, indent=2, default=str))
     finally:
         landmarker.close()
     print("\nclip        frames(train/test) steps  train s | " + " | ".join(f"{m:>13s}" for m in METRICS)
@@ -199,7 +186,8 @@ def main() -> None:
     print("neural beats mesh on every clip: " + ", ".join(f"{m} {'yes' if v else 'NO'}" for m, v in wins.items()))
     print(f"contact sheets (real | mesh | neural): {args.sheets}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "neural_beats_mesh": wins}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "curve": curve, "neural_beats_mesh": wins}, indent=2,
+                                        default=str))
 
 
 def print_row(name: str, row: dict) -> None:
