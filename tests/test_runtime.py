@@ -406,3 +406,55 @@ def test_ordered_map_keeps_the_order_restores_torch_threads_and_raises_at_the_it
     assert out == [0, 1, 2, 3] and torch.get_num_threads() == threads
     plain = list(runtime.ordered_map(lambda i: (i, torch.get_num_threads()), range(3), 1))
     assert plain == [(i, threads) for i in range(3)]
+
+
+# --- ending the process -----------------------------------------------------------------------------------------
+
+
+def test_the_program_exits_with_the_commands_status_output_and_exit_handlers(tmp_path):
+    # `python -m thead` ends through runtime.exit_now: the status of the command, its whole stdout, and the atexit
+    # handlers (here the THEAD_PROFILE lines) must survive skipping the interpreter's teardown.
+    env = {**os.environ, "THEAD_PROFILE": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    ok = subprocess.run([sys.executable, "-m", "thead", "weights", "--json"], capture_output=True, text=True,
+                        cwd=tmp_path, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert [json.loads(ln) for ln in ok.stdout.splitlines()]  # every line complete
+    assert any(ln.startswith('{"thead_profile": "total"') for ln in ok.stderr.splitlines())
+    bad = subprocess.run([sys.executable, "-m", "thead", "fit-3dmm", str(tmp_path / "missing.mp4")],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert bad.returncode not in (0, None) and "missing.mp4" in bad.stdout + bad.stderr
+
+
+def test_exit_now_keeps_status_flushes_and_waits_for_a_running_thread(tmp_path):
+    flag = tmp_path / "thread-finished"
+    res = _python(f"""
+        import atexit, sys, threading, time
+        from pathlib import Path
+        from thead import runtime
+        atexit.register(lambda: print("handler ran"))
+        def work():
+            time.sleep(0.3)
+            Path({str(flag)!r}).write_text("done")
+        threading.Thread(target=work).start()
+        sys.stdout.write("no newline at the end")
+        runtime.exit_now(3)
+    """)
+    assert res.returncode == 3
+    assert flag.read_text() == "done"  # the non-daemon thread was waited for
+    assert "handler ran" in res.stdout
+    res = _python("""
+        import atexit, sys
+        from thead import runtime
+        atexit.register(lambda: print("handler ran"))
+        sys.stdout.write("unflushed")
+        runtime.exit_now("it broke")
+    """)
+    assert (res.returncode, res.stdout, res.stderr.strip()) == (1, "unflushedhandler ran\n", "it broke")
+    assert [runtime_status(c) for c in (None, 0, 2, True, "x")] == [0, 0, 2, 1, 1]
+
+
+def runtime_status(code: object) -> int:
+    from thead.runtime import exit_status
+
+    return exit_status(code)

@@ -1,3 +1,3 @@
-from thead.cli import main
+from thead.cli import run
 
-main()
+run()

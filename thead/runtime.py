@@ -530,6 +530,48 @@ def _write_profile() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Ending the process
+
+def exit_status(code: object) -> int:
+    """The exit status Python gives ``SystemExit(code)``: None -> 0, an int as it is, anything else 1 (the
+    interpreter prints it to stderr; so does :func:`exit_now`)."""
+    if code is None:
+        return 0
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code
+    return 1
+
+
+def exit_now(code: object = 0) -> None:
+    """End the process with ``SystemExit(code)``'s status, skipping the interpreter's teardown.
+
+    Tearing down an interpreter that imported torch (its modules, their objects, the C++ static destructors) takes
+    0.3-0.5 s on 2 cores, 4-5 % of a 9 s ``thead reenact``, spent after every output is complete. Here the
+    ``atexit`` handlers run as they would (the profile lines, multiprocessing's clean-up, a user's handlers), the
+    log handlers and the standard streams are flushed, and then ``os._exit`` ends the process. When a thread that
+    Python would wait for (not a daemon) is still running, the normal exit runs instead, which waits for it.
+    """
+    status = exit_status(code)
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``thead ... | head``): 120, as Python's own exit gives
+            status = status or 120
+    os._exit(status)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Overlapping I/O with compute
 
 _DONE = object()

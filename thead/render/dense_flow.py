@@ -17,6 +17,11 @@ from thead.face.topology import NUM_SURFACE_POINTS
 from thead.render.mesh_topology import dense_flow_points
 
 
+# Elements of one block of the Shepard weights (frames x grid cells x points): 16 MB of float32 at most, so a big
+# CUDA batch needs no [B, G, N] array at once (on the CPU the block size hardly matters: 4 MB to 64 MB within 10 %).
+_SHEPARD_BLOCK = 1 << 22
+
+
 def smoothstep(t: torch.Tensor) -> torch.Tensor:
     """C1 ramp: 0 for t <= 0, 1 for t >= 1, ``3t^2 - 2t^3`` between."""
     t = t.clamp(0.0, 1.0)
@@ -91,14 +96,26 @@ def dense_backward_flow(
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     g = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # [G, 2]
 
-    # Squared distances [B, G, N] via |g|^2 + |p|^2 - 2 g.p (one baddbmm), then the weights in place.
-    d2 = torch.baddbmm(g.pow(2).sum(1).view(1, -1, 1) + dst.pow(2).sum(2).unsqueeze(1),
-                       g.unsqueeze(0).expand(B, -1, -1), dst.transpose(1, 2), alpha=-2.0).clamp_(min=0.0)
-    d_min = d2.amin(dim=2).sqrt()  # [B, G]
-    s2 = (softness * size).pow(2).view(B, 1, 1)
-    w = d2.add_(s2).reciprocal_().square_()
-    # The weighted sums and the weights' total in one bmm.
-    sums = torch.bmm(w, torch.cat([disp, torch.ones_like(disp[..., :1])], 2))  # [B, G, 3]
+    # Shepard weights w = 1 / (d^2 + s^2)^2 over [B, G, N] (grid cells x points), a block of frames at a time:
+    # d^2 + s^2 = |g|^2 + |p|^2 + s^2 - 2 g.p comes out of ONE matrix product of augmented rows
+    # [gx, gy, |g|^2, 1] . [-2px, -2py, 1, |p|^2 + s^2] (no broadcast sum, no copy: half the time of forming it
+    # from its terms), its minimum over the points gives the nearest vertex, and one more product the weighted
+    # sums and the weights' total.
+    s2 = (softness * size).pow(2)  # [B]
+    g_rows = torch.cat([g, g.pow(2).sum(1, keepdim=True), torch.ones_like(g[:, :1])], 1)  # [G, 4]
+    p_rows = torch.cat([-2.0 * dst, torch.ones_like(dst[..., :1]),
+                        dst.pow(2).sum(2, keepdim=True) + s2.view(B, 1, 1)], 2)  # [B, N, 4]
+    values = torch.cat([disp, torch.ones_like(disp[..., :1])], 2)  # [B, N, 3]
+    sums = torch.empty(B, g.shape[0], 3, device=device, dtype=dtype)
+    d_min = torch.empty(B, g.shape[0], device=device, dtype=dtype)
+    chunk = max(1, _SHEPARD_BLOCK // max(1, g.shape[0] * dst.shape[1]))
+    for b0 in range(0, B, chunk):
+        b1 = min(B, b0 + chunk)
+        q = torch.matmul(g_rows, p_rows[b0:b1].transpose(1, 2))  # [b, G, N] = d^2 + s^2
+        q = torch.maximum(q, s2[b0:b1].view(-1, 1, 1), out=q)  # d^2 >= 0 (rounding)
+        torch.amin(q, dim=2, out=d_min[b0:b1])
+        torch.bmm(q.pow_(-2), values[b0:b1], out=sums[b0:b1])
+    d_min = (d_min - s2.view(B, 1)).clamp_(min=0.0).sqrt_()  # [B, G]
     flow = sums[..., :2] / sums[..., 2:]  # [B, G, 2]
     r0 = (core * size).view(B, 1)
     r1 = (falloff * size).view(B, 1).clamp(min=r0 + 1e-3)
