@@ -151,4 +151,4 @@ def blend_flows(mesh_flow: torch.Tensor, mesh_weight: torch.Tensor, dense_flow: 
 
     With the weight 0 on the mesh's open boundary (``MeshWarp.feather``) the result is continuous.
     """
-    return dense_flow + mesh_weight * (mesh_flow - dense_flow)
+    return torch.lerp(dense_flow, mesh_flow, mesh_weight)

@@ -169,7 +169,7 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
         white = blur3(white, 2)  # rows differ in their samples: smooth across rows
         disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
-        iris_free = iris_free + disc * (white - iris_free)
+        iris_free = torch.lerp(iris_free, white, disc)
     lashes = []
     for upper in UPPER_LIDS:
         pts = src_vertices[:, upper, :2].to(src_image.dtype)  # [B, 7, 2]

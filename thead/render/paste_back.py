@@ -71,7 +71,7 @@ def paste_back(
     alpha = smoothstep(inside / max(feather * min(h, w), 1e-6))
     if crop_mask is not None:
         alpha = alpha * sampled[:, C:C + 1].clamp(0.0, 1.0)
-    return frames + alpha * (sampled[:, :C] - frames)
+    return torch.lerp(frames, sampled[:, :C], alpha)
 
 
 def changed_region(rendered: torch.Tensor, source: torch.Tensor, levels: tuple[float, float] = (1.5 / 255, 4.0 / 255),
@@ -134,4 +134,4 @@ def restore_unchanged(rendered: torch.Tensor, rest: torch.Tensor, source: torch.
     lo, hi = levels
     m = smoothstep(((rendered - rest).abs().amax(1, keepdim=True) - lo) / max(hi - lo, 1e-6))
     m = blur3(dilate(m, 1), 2).clamp(0.0, 1.0)
-    return (rendered + (1.0 - m) * (source - rest)).clamp(0.0, 1.0)
+    return torch.addcmul(rendered, 1.0 - m, source - rest).clamp_(0.0, 1.0)

@@ -533,7 +533,7 @@ class MeshEngine:
         ``rest_fix``, the source's own pixels restored where the render is still the source's own render, and with
         ``with_changed`` the changed region. Returns ``_render_batch``'s (images, changed or None, dst)."""
         if prepared.bars is not None:
-            image = image + prepared.bars * (prepared.framed - image)
+            image = torch.lerp(image, prepared.framed, prepared.bars)
         if not rest_fix:
             return image, None, dst
         # Where a target leaves the render as the source's own parameters render it, the source's own pixels: the
@@ -619,7 +619,7 @@ class MeshEngine:
                 dragged = warp_image(source.background, flow_to_grid(sideways, size, (left + c0, top + r0)))
                 plate = background[box]
                 background = background.clone()
-                background[box] = plate + near * (dragged - plate)
+                background[box] = torch.lerp(plate, dragged, near)
             if body is not None:
                 background = body[:, :3] + (1.0 - body[:, 3:]) * background
             image = colour + (1.0 - alpha) * background
