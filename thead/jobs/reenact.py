@@ -98,6 +98,95 @@ def held_mouth_frames(crops: Iterable[np.ndarray], landmarks: np.ndarray, valid:
         raise InputError(None, f"driver frames ended before frame {first}")
 
 
+MOUTH_CACHE = "mouth_patches"  # <item folder>/mouth_patches.npz: the driver's crops cut to its mouth
+MOUTH_PATCH_MAX_FRAMES = 4500  # longer clips stream their crops each time (a cache of ~140 MB at most)
+_MOUTH_MARGIN = 0.03  # of the crop side, around the mouth and the skin its colours are read from
+
+
+def mouth_boxes(crop_landmarks: np.ndarray, valid: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Where each frame's crop holds what the render reads of the driver's mouth: one box size for the clip, a
+    corner per frame.
+
+    A frame's box holds the lips (``LIPS_OUTER``, ``LIPS_INNER``) and the skin around them that
+    ``mouth_colour_stats`` samples (three times as far beyond each outer lip point as its inner point lies inside
+    it), widened by ``_MOUTH_MARGIN`` of the crop side plus 3 pixels (the mouth map's stretch, the samples' blur);
+    the clip's box size is the largest frame's, each frame's box centred on its own mouth and kept inside the crop.
+
+    Parameters
+    ----------
+    crop_landmarks : (T, 478, >=2) crop landmarks, pixels.
+    valid : (T,) bool, frames with a face.
+    size : the crop side S (pixels).
+
+    Returns
+    -------
+    corners : (T, 2) int64, each frame's box's (left, top) pixel; frames without a face get the crop's centre box.
+    (h, w) : the box size, at most (S, S); the whole crop when no frame is valid.
+    """
+    from thead.face.topology import LIPS_INNER, LIPS_OUTER
+
+    lm = np.asarray(crop_landmarks, np.float64)[..., :2]
+    T = len(lm)
+    ok = np.asarray(valid, bool)[:T] & np.isfinite(lm[:, LIPS_OUTER]).all((1, 2)) & np.isfinite(
+        lm[:, LIPS_INNER]).all((1, 2))
+    if not ok.any():
+        return np.zeros((T, 2), np.int64), (size, size)
+    outer, inner = lm[:, LIPS_OUTER], lm[:, LIPS_INNER]
+    points = np.concatenate([outer, inner, 3.0 * outer - 2.0 * inner], 1)  # [T, 60, 2]
+    lo, hi = points.min(1), points.max(1)
+    margin = _MOUTH_MARGIN * size + 3.0
+    w, h = (np.ceil((hi - lo)[ok].max(0) + 2.0 * margin).astype(int) + 1).clip(1, size)
+    centre = np.where(ok[:, None], (lo + hi) / 2.0, size / 2.0)
+    corners = np.floor(centre - np.array([w, h]) / 2.0).astype(np.int64)
+    corners = np.clip(corners, 0, np.array([size - w, size - h]))
+    return corners, (int(h), int(w))
+
+
+def driver_mouth_frames(face: Face, shape: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The driver's mouth pictures for the render: ``held_mouth_frames`` of the crops cut to ``mouth_boxes``, with
+    the landmarks moved into each cut's pixels (the render reads the same pixels as from the whole crops).
+    ``shape`` (h, w): pad the cuts (edge pixels, below and right) to this size, at least their own (the drivers
+    of one stream of batches must give pictures of one size).
+
+    The cuts are kept in the driver's item folder (``MOUTH_CACHE``, keyed by the face's key and the box size; about
+    30 KB a frame at 256) the first time the clip drives a render, as they stream by, so a later render (another
+    source, other options, a rerun) decodes nothing of the driver: about 8 % of a warm ``thead reenact``. Clips
+    over ``MOUTH_PATCH_MAX_FRAMES`` frames stream their crops every time."""
+    from thead.stages.store import read_keyed_arrays, write_keyed_arrays
+
+    corners, (h, w) = mouth_boxes(face.crop_landmarks, face.valid, face.crop_size)
+    landmarks = np.array(face.crop_landmarks, np.float32)  # [T, N, 2 or 3]: x, y into each cut's pixels
+    landmarks[..., :2] -= corners[:, None, :].astype(np.float32)
+    path = face.item_dir / f"{MOUTH_CACHE}.npz"
+    key = output_key("mouth_patches", face.key, h, w, _MOUTH_MARGIN, "2")
+    pad = ((0, 0), (0, 0), (0, 0)) if shape is None else ((0, max(0, shape[0] - h)), (0, max(0, shape[1] - w)), (0, 0))
+
+    def padded(patches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        return iter(patches) if not any(a for _, a in pad) else (np.pad(p, pad, mode="edge") for p in patches)
+
+    found = read_keyed_arrays(path, key)
+    if found is not None and found["patches"].shape[:3] == (face.num_frames, h, w):
+        yield from held_mouth_frames(padded(found["patches"]), landmarks, face.valid)
+        return
+    keep = face.num_frames <= MOUTH_PATCH_MAX_FRAMES
+
+    def cut() -> Iterator[np.ndarray]:
+        patches = []
+        for t, crop in zip(range(face.num_frames), face.crops()):
+            x, y = corners[t]
+            patch = np.ascontiguousarray(crop[y:y + h, x:x + w])
+            if keep:
+                patches.append(patch)
+                if len(patches) == face.num_frames:  # written before the last is handed on: nobody asks past it
+                    try:
+                        write_keyed_arrays(path, key, {"patches": np.stack(patches)})
+                    except OSError:  # a folder that cannot be written costs only the cache
+                        pass
+            yield patch
+
+    yield from held_mouth_frames(padded(cut()), landmarks, face.valid)
+
+
 def prepare_source(engine, face: Face, frame: int):
     """``engine.prepare`` frame ``frame`` of ``face``: its crop with the picture around it (so hair and background
     beyond the crop come in from the picture when the head moves), all cut from the original.
@@ -248,9 +337,11 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
     targets = plans[0].targets if len(plans) == 1 else TargetParams.concatenate([p.targets for p in plans])
     mouth = None
     if params.mouth == "driver":
-        # The drivers' crops are decoded and cut in a background thread while the engine renders; frames where a
-        # driver's face was lost hold its last good mouth.
-        streams = (held_mouth_frames(p.drv.crops(), p.drv.crop_landmarks, p.drv.valid) for p in plans)
+        # The drivers' mouths (cut from their crops, decoded in a background thread while the engine renders the
+        # first time, cached after that); frames where a driver's face was lost hold its last good mouth.
+        sizes = [mouth_boxes(p.drv.crop_landmarks, p.drv.valid, p.drv.crop_size)[1] for p in plans]
+        shape = (max(h for h, _ in sizes), max(w for _, w in sizes))
+        streams = (driver_mouth_frames(p.drv, shape) for p in plans)
         mouth = prefetch(itertools.chain.from_iterable(streams), depth=2 * engine.batch_size)
     if paster is None:
         batches = timed(engine.render_frames(prepared, targets, mouth), "render")

@@ -675,8 +675,9 @@ class MeshEngine:
         if len(mouth_frames) != len(targets) or len(mouth_landmarks) != len(targets):
             raise ValueError(f"{len(targets)} targets but {len(mouth_frames)} mouth frames and "
                              f"{len(mouth_landmarks)} mouth landmark sets")
-        if tuple(np.shape(mouth_frames)[1:]) != (size, size, 3):
-            raise ValueError(f"mouth_frames must be [B, {size}, {size}, 3] like the source crop")
+        shape = tuple(np.shape(mouth_frames)[1:])
+        if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
+            raise ValueError(f"mouth_frames must be [B, h, w, 3] pictures of the driver's mouth, got {shape}")
 
     def render(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None = None,
                mouth_landmarks: np.ndarray | None = None) -> np.ndarray:
@@ -689,11 +690,12 @@ class MeshEngine:
         targets : TargetParams
             B targets.
         mouth_frames : np.ndarray or None
-            uint8 [B, S, S, 3]: the driver's crops, whose inner mouth (teeth, tongue) is carried into the target
-            mouth (``thead.render.mouth.mouth_map``); default: the source's interior riding with the lips plus a
-            synthesised cavity and teeth.
+            uint8 [B, h, w, 3]: pictures of the driver's mouth (its crops, or any part of them holding the lips and
+            the skin around them, e.g. ``thead.jobs.reenact.mouth_box``), whose inner mouth (teeth, tongue) is
+            carried into the target mouth (``thead.render.mouth.mouth_map``); default: the source's interior riding
+            with the lips plus a synthesised cavity and teeth.
         mouth_landmarks : np.ndarray or None
-            [B, 478, 3]: the driver crops' landmarks (crop pixels); needed with ``mouth_frames``.
+            [B, 478, 3]: the driver's landmarks in those pictures' pixels; needed with ``mouth_frames``.
 
         Returns
         -------
