@@ -196,3 +196,16 @@ def test_config_round_trip_and_presets():
     assert NeuralConfig().digest() != NeuralConfig(base="none").digest()
     with pytest.raises(ValueError):
         NeuralConfig(size=100)
+
+
+def test_condition_maps_rasterised_up_front_are_the_ones_each_item_makes(clip):
+    # Batched up front (the maps fit the cache) and item by item (a cache of 0 bytes): the same tensors.
+    up_front, per_item = PairDataset([clip, clip]), PairDataset([clip, clip], cache_bytes=0)
+    assert up_front.cached and not per_item.cached and len(up_front) == len(per_item) == 2 * len(clip.targets)
+    for i in (0, 5, len(up_front) - 1):
+        a, b = up_front[i], per_item[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert up_front[3]["target_cond"].abs().sum() > 0 and not torch.equal(up_front[3]["target_cond"],
+                                                                          up_front[4]["target_cond"])

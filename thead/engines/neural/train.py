@@ -193,7 +193,7 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
         out_dir.mkdir(parents=True, exist_ok=True)
     if any(c.size != config.size for c in clips):
         raise TheadError(f"training clips are {clips[0].size} px but the model works at {config.size} px")
-    dataset = PairDataset(clips)
+    dataset = PairDataset(clips, device=device)
     torch.manual_seed(options.seed + rank)
     gen = NeuralGenerator(config).to(device)
     if init is not None:
