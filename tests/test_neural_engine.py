@@ -189,3 +189,22 @@ def test_weights_command_lists_trained_models(tmp_path):
     rows = [json.loads(line) for line in res.stdout.strip().splitlines()]
     neural = [r for r in rows if r.get("kind") == "neural"]
     assert [r["name"] for r in neural] == ["tiny-listed"] and neural[0]["sha256"] == sha
+
+
+def test_a_model_retrained_under_the_same_name_is_loaded_again(weights_folder):
+    # load_weights keeps loaded models per process; a name must not keep serving the file it first stood for.
+    import os
+
+    from thead.engines.neural.store import neural_dir, register_neural, save_neural
+    from thead.jobs.render import RenderOptions, load_weights
+
+    path = neural_dir() / "me.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    register_neural("me", path, save_neural(tiny(0), path))
+    first, sha_first = load_weights(RenderOptions(engine="neural", weights="me", device="cpu"))
+    st = path.stat()
+    register_neural("me", path, save_neural(perturbed(5), path))  # retrained: same name, same file name
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # even within the clock's resolution
+    second, sha_second = load_weights(RenderOptions(engine="neural", weights="me", device="cpu"))
+    assert sha_second != sha_first and second is not first
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

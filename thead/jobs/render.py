@@ -96,13 +96,15 @@ def load_weights(options: RenderOptions) -> tuple:
     if not options.weights:
         raise MissingWeightsError("--engine neural needs --weights NAME|PATH: train them with `thead train neural "
                                   "...` (`thead weights` lists the trained models)")
-    from thead.engines.neural.store import load_neural
+    from thead.engines.neural.store import load_neural, resolve_neural
 
     device = default_device(options.device)
-    path = Path(options.weights)
+    # The file a name or path stands for now, and its state: a model retrained under the same name (a new file,
+    # a new registered sha256) is loaded again, never served from the cache.
+    path, registered, _ = resolve_neural(options.weights)
     try:
-        st = path.stat()
-        state = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        st = Path(path).stat()
+        state = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, registered)
     except OSError:
         state = None
     cache_key = (options.weights, str(device), state)
