@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -21,6 +21,19 @@ def _video_items(args: List[Path]):
     from thead.jobs.items import collect_inputs
 
     return collect_inputs([str(a) for a in args], set(VIDEO_SUFFIXES))
+
+
+def _train_and_report(console, train: Callable[[], dict], summary: Callable[[dict], str], json_out: bool) -> None:
+    """Run ``train``: a ``TheadError`` ends the command with its one line (exit 1); otherwise print
+    ``summary(result)`` and, with ``json_out``, the result as one JSON line on stdout."""
+    try:
+        result = train()
+    except TheadError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1)
+    console.print(summary(result))
+    if json_out:
+        print(json.dumps(result, default=str))
 
 
 @train_app.command("audio2motion")
@@ -56,16 +69,11 @@ def audio2motion(
     if not items:
         raise typer.Exit(1)
     config = TrainConfig(steps=steps, pose_steps=pose_steps, seed=seed, device=device)
-    try:
-        result = train_motion_model(items, work, name, PreprocessParams(size=size, write_crop=False),
-                                    FitParams(device=device), config, subject or None)
-    except TheadError as exc:
-        console.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(1)
-    console.print(f"trained {result['name']} on {len(result['clips'])} clip(s): {result['file']} "
-                  f"(sha256 {result['sha256'][:12]}...)")
-    if json_out:
-        print(json.dumps(result, default=str))
+    _train_and_report(
+        console, lambda: train_motion_model(items, work, name, PreprocessParams(size=size, write_crop=False),
+                                            FitParams(device=device), config, subject or None),
+        lambda r: f"trained {r['name']} on {len(r['clips'])} clip(s): {r['file']} (sha256 {r['sha256'][:12]}...)",
+        json_out)
     raise typer.Exit(1 if failures else 0)
 
 
@@ -149,15 +157,10 @@ def neural(
             console.print(f"step {step}/{total}  loss {row.get('total', float('nan')):.4f}  "
                           f"l1 {row.get('l1', float('nan')):.4f}  {row.get('it_s', 0):.2f} it/s")
 
-    try:
-        result = train_neural_model(items, work, name, PreprocessParams(size=size, write_crop=False),
-                                    FitParams(device=device), config, options, run_dir=run_dir,
-                                    personalise=personalise is not None, k_shot=k_shot,
-                                    train_fraction=train_fraction, init=init, out=out, report=report)
-    except TheadError as exc:
-        console.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(1)
-    console.print(f"trained {result['name']}: {result['steps']} steps, {result['path']} "
-                  f"(sha256 {result['sha256'][:12]}...)")
-    if json_out:
-        print(json.dumps(result, default=str))
+    _train_and_report(
+        console, lambda: train_neural_model(items, work, name, PreprocessParams(size=size, write_crop=False),
+                                            FitParams(device=device), config, options, run_dir=run_dir,
+                                            personalise=personalise is not None, k_shot=k_shot,
+                                            train_fraction=train_fraction, init=init, out=out, report=report),
+        lambda r: f"trained {r['name']}: {r['steps']} steps, {r['path']} (sha256 {r['sha256'][:12]}...)",
+        json_out)

@@ -88,8 +88,6 @@ def load_weights(options: RenderOptions) -> tuple:
     thead.errors.MissingWeightsError
         No ``--weights`` given, or ``load_neural``'s one-line refusal (missing file, sha256 mismatch, bad config).
     """
-    from pathlib import Path
-
     from thead.device import default_device
     from thead.errors import MissingWeightsError
 
@@ -103,8 +101,8 @@ def load_weights(options: RenderOptions) -> tuple:
     # a new registered sha256) is loaded again, never served from the cache.
     path, registered, _ = resolve_neural(options.weights)
     try:
-        st = Path(path).stat()
-        state = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, registered)
+        st = path.stat()
+        state = (str(path.resolve()), st.st_size, st.st_mtime_ns, registered)
     except OSError:
         state = None
     cache_key = (options.weights, str(device), state)

@@ -667,7 +667,7 @@ class MeshEngine:
 
     @staticmethod
     def _check_mouth(targets: TargetParams, mouth_frames: np.ndarray | None,
-                     mouth_landmarks: np.ndarray | None, size: int) -> None:
+                     mouth_landmarks: np.ndarray | None) -> None:
         if mouth_frames is None:
             return
         if mouth_landmarks is None:
@@ -691,7 +691,7 @@ class MeshEngine:
             B targets.
         mouth_frames : np.ndarray or None
             uint8 [B, h, w, 3]: pictures of the driver's mouth (its crops, or any part of them holding the lips and
-            the skin around them, e.g. ``thead.jobs.reenact.mouth_box``), whose inner mouth (teeth, tongue) is
+            the skin around them, as ``thead reenact`` cuts them), whose inner mouth (teeth, tongue) is
             carried into the target mouth (``thead.render.mouth.mouth_map``); default: the source's interior riding
             with the lips plus a synthesised cavity and teeth.
         mouth_landmarks : np.ndarray or None
@@ -718,7 +718,7 @@ class MeshEngine:
         EngineOutput
             frames uint8 [B, S, S, 3], changed float32 [B, S, S] in [0, 1], vertices float32 [B, 478, 3].
         """
-        self._check_mouth(targets, mouth_frames, mouth_landmarks, prepared.size)
+        self._check_mouth(targets, mouth_frames, mouth_landmarks)
         frames, changed, verts = [], [], []
         slices = list(self._batches(len(targets)))
         jobs = ((targets[sl], None if mouth_frames is None else mouth_frames[sl],
@@ -783,7 +783,7 @@ class MeshEngine:
                     pairs = [next(mouth_iter) for _ in range(len(batch))]
                     m_frames = np.stack([p[0] for p in pairs])
                     m_lm = np.stack([np.asarray(p[1], np.float32) for p in pairs])
-                    self._check_mouth(batch, m_frames, m_lm, prepared.size)
+                    self._check_mouth(batch, m_frames, m_lm)
                 yield batch, m_frames, m_lm
 
         for img, ch, dst in self._map_batches(prepared, jobs(), len(slices), with_changed):
