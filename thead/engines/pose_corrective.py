@@ -10,7 +10,9 @@ pitch::
     C(yaw, pitch) = sum_k f_k(yaw, pitch) * coef[k]      f = (yaw, pitch, yaw^2, pitch^2, yaw * pitch)  (radians)
 
 fitted by ridge least squares to the residuals of real clips (each clip's mean removed, so its identity detail
-does not enter), then mirror-symmetrised (a face turned left is the mirror image of one turned right). Motion
+does not enter; the clips' expression units are regressors beside the angles, so what a speaker's face does while
+the head moves, such as opening the mouth when looking up, is not taken for an effect of the pose), then
+mirror-symmetrised (a face turned left is the mirror image of one turned right). Motion
 targets add ``C(target) - C(source)`` to the source residual (see ``thead.engines.motion``).
 
 ``data/pose_corrective.npz`` is made by the maintenance script ``tools/fit_pose_corrective.py`` (needs the shared
