@@ -66,9 +66,15 @@ class MeshConfig:
     head_ellipse_fade_from : (float, float)
         The gate (v from, v to) below which neck and shoulders are told apart from the head (``below_head``).
     neck_fade : float
-        Below the gate, the head weight falls from 1 on the head ellipse to 0 this many ellipse radii outside it.
+        Below the gate, the head weight falls from 1 on the head ellipse to 0 this many ellipse radii outside it:
+        the head layer's soft lower edge over the neck (short: where the two layers cross-fade, a head that moved
+        shows two necks a few pixels apart, a brooch twice).
+    neck_bend_fade : float
+        ... and the weight by which the body layer's neck bends after a head that rose or moved far sideways falls
+        to 0 over this many radii (the neck bends over its length).
     neck_slack : float
-        Sideways head motion (fraction of the crop side) the neck absorbs by bending before it goes along.
+        Sideways head motion (fraction of the crop side) about which the neck starts to go along: none of a
+        motion below half of it, all of one beyond 1.5 times it.
     matte_range : (float, float)
         The segmentation's soft person mask is mapped through a smoothstep over this range (crisper edges).
     plate_margin : float
@@ -103,7 +109,8 @@ class MeshConfig:
     head_proxy_max_y: float = 2.0
     head_ellipse: tuple[float, float, float] = (0.16, 0.8, 0.88)
     head_ellipse_fade_from: tuple[float, float] = (0.32, 0.64)
-    neck_fade: float = 0.56
+    neck_fade: float = 0.25
+    neck_bend_fade: float = 0.56
     neck_slack: float = 0.05
     matte_range: tuple[float, float] = (0.25, 0.75)
     plate_margin: float = 0.005

@@ -93,6 +93,8 @@ class PreparedSource:
     head_weight [1, 1, H, W]: how much of each source pixel belongs to the head (``neck_weight``: 1 on the head,
     fading to 0 down the neck; None: all of it). With a person mask the head part of the person
     moves with the head and the rest (the body layer) stays; without one, the dense flow is weighted by it.
+    bend_weight [1, 1, H, W]: the same with the longer fade ``neck_bend_fade``: how far down the body layer's neck
+    bends after a head that rose or moved far sideways.
     visibility [1, 478]: how squarely the source saw each vertex, and mirrored: the source's mirror image prepared
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
     bars [1, 1, S, S]: 1 on black bars framing the crop (``letterbox_bars``), framed [1, 3, S, S]: the source crop
@@ -117,6 +119,7 @@ class PreparedSource:
     person: torch.Tensor | None = None
     background: torch.Tensor | None = None
     head_weight: torch.Tensor | None = None
+    bend_weight: torch.Tensor | None = None
     visibility: torch.Tensor | None = None
     mirrored: PreparedSource | None = None
     bars: torch.Tensor | None = None
@@ -298,13 +301,14 @@ class MeshEngine:
         if cfg.background == "still":
             mask, background = self._still_background(img, image, lm_t + shift, pad, person, surroundings, picture,
                                                       matte)
-        weight = None
+        weight = bend = None
         if cfg.neck_follow is not None:
             weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], cfg)
+            bend = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], replace(cfg, neck_fade=cfg.neck_bend_fade))
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,
-                                  head_weight=weight, bars=bar_alpha, framed=framed,
+                                  head_weight=weight, bend_weight=bend, bars=bar_alpha, framed=framed,
                                   mouth_colour=mouth_colour_stats(image, lm_t + shift))
         if cfg.symmetry:
             self._prepare_mirror(prepared, image, lm_t + shift)
@@ -587,12 +591,13 @@ class MeshEngine:
                 # flow fading down the neck, its upward part only): a rising head never leaves its collar and the
                 # top of the neck showing through its own soft lower edge, and a dropping one still slides over.
                 follow = cfg.neck_follow or 0.0
-                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.head_weight, origin=origin)
-                # Sideways it bends: the neck takes the head's sideways motion beyond ``neck_slack`` of the crop side
-                # (no still neck left showing beside a jaw that moved far), none of a small sway.
+                # (Over the neck's length, ``bend_weight``: longer than the head layer's own soft lower edge.)
+                pull = weighted_flow(out.flow, follow + (1.0 - follow) * still.bend_weight, origin=origin)
+                # Sideways it bends: none of a small sway (up to half ``neck_slack`` of the crop side), all of a
+                # move past 1.5 times it (no still neck left showing beside a jaw that moved far), eased between.
                 slack = cfg.neck_slack * still.size
                 px = pull[:, :1]
-                px = follow * px + (1.0 - follow) * torch.sign(px) * (px.abs() - slack).clamp(min=0.0)
+                px = follow * px + (1.0 - follow) * px * smoothstep((px.abs() - 0.5 * slack) / slack)
                 pull = torch.cat([px, pull[:, 1:].clamp(min=0.0)], 1)
                 body = warp_image(body, flow_to_grid(pull, size, origin))
             # Background: still, except where the head uncovers ground the source never showed (the source's head,
