@@ -172,6 +172,19 @@ def test_bilabials_close_the_mouth(speech, aligned):
 
 
 @needs_espeak
+def test_mouth_scale_zero_is_a_still_mouth(speech):
+    """--mouth-scale 0 keeps the mouth at rest on bilabials too (they pulled the lips shut to close_lips
+    whatever the scale: a "still mouth" baseline that moved); 0.5 still closes them at least half way."""
+    _, path = speech
+    opts = dict(transcript=SENTENCE, seed=3, still=True)
+    still, _ = audio_motion(path, source_fit(), 0, 25.0, AudioDriveOptions(mouth_scale=0.0, **opts))
+    for unit in ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise"):
+        assert np.ptp(still.expression_of(unit)) == 0.0, unit
+    half, _ = audio_motion(path, source_fit(), 0, 25.0, AudioDriveOptions(mouth_scale=0.5, **opts))
+    assert half.expression_of("lips_part").min() <= 0.5 * VisemeConfig().close_lips + 1e-6
+
+
+@needs_espeak
 def test_silence_holds_the_mouth_still(speech, aligned):
     sp, _ = speech
     targets, report = aligned

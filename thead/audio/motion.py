@@ -264,7 +264,8 @@ def _mouth(feats: AudioFeatures, phones: PhoneTrack, options: AudioDriveOptions,
         delta = model.predict_mouth(feats) * vis.mouth_scale
         env = silence_envelope(base.speech | base.closed, feats.fps, vis.silence_ramp_s)
         delta = np.asarray(delta, np.float64) * env[:, None]
-        return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips), \
+        return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips,
+                          scale=vis.mouth_scale), \
             "learned mel network"
     if phones.path in ("alignment", "phone_loop"):
         return phones_to_mouth(phones.phones, feats, vis), f"visemes ({phones.path})"
