@@ -17,7 +17,8 @@ A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own refere
 head easing from the animated frame's pose to the video's mean pose), its fitted blink rate the blink rate
 (``blink_rate`` None), and its own closed mouth the rest of the mouth units (``video_rest_mouth``) and of the
 mouth region's residual, which then follows the mouth units as it did in the video
-(``video_mouth_residual_model``): a person keeps their calm or lively head, their blinking and their lips. A photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
+(``video_mouth_residual_model``): a person keeps their calm or lively head, their blinking and their lips. A
+photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
 
 The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
 the blink rate does not change the head motion). A silent track gives a still, blinking face.
