@@ -172,6 +172,19 @@ def test_bilabials_close_the_mouth(speech, aligned):
 
 
 @needs_espeak
+def test_mouth_scale_zero_is_a_still_mouth(speech):
+    """--mouth-scale 0 keeps the mouth at rest on bilabials too (they pulled the lips shut to close_lips
+    whatever the scale: a "still mouth" baseline that moved); 0.5 still closes them at least half way."""
+    _, path = speech
+    opts = dict(transcript=SENTENCE, seed=3, still=True)
+    still, _ = audio_motion(path, source_fit(), 0, 25.0, AudioDriveOptions(mouth_scale=0.0, **opts))
+    for unit in ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise"):
+        assert np.ptp(still.expression_of(unit)) == 0.0, unit
+    half, _ = audio_motion(path, source_fit(), 0, 25.0, AudioDriveOptions(mouth_scale=0.5, **opts))
+    assert half.expression_of("lips_part").min() <= 0.5 * VisemeConfig().close_lips + 1e-6
+
+
+@needs_espeak
 def test_silence_holds_the_mouth_still(speech, aligned):
     sp, _ = speech
     targets, report = aligned
@@ -455,6 +468,52 @@ def test_video_source_is_its_own_style(speech):
     assert rep["head_style"].startswith("builtin") and not any("blink rate" in n for n in rep["notes"])
     own_off, _ = audio_motion(track, video, 0, 25.0, AudioDriveOptions(seed=2, own_style=False))
     assert np.degrees(own_off.pose[:, 0].astype(np.float64)).std() > 2.0 * shown[0]
+
+
+def test_mouth_residual_model_recovers_a_linear_lip_shape():
+    """The mouth region's residual regressed on the units: slope recovered, rest at the closed frames, units
+    clipped to what the video showed (no extrapolation)."""
+    from thead.audio.motion import video_mouth_residual_model
+
+    fit = _talking_video_fit()
+    names = list(fit.expression_names)
+    rng = np.random.default_rng(1)
+    fit.expression[:, names.index("lips_part")] += rng.normal(0, 0.1, fit.num_frames)  # not collinear with jaw
+    jaw = fit.expression[:, names.index("jaw_open")].astype(np.float64)
+    fit.residual[:] = 0.0
+    fit.residual[:, 14, 1] = 0.3 * jaw  # lower lip further down the more the jaw opens (cm per unit)
+    model = video_mouth_residual_model(fit)
+    k = model.units.index("jaw_open")
+    values = np.repeat(model.rest_units[None], 2, 0)
+    values[1, k] += 0.1
+    change = model.residual(values)[1] - model.residual(values)[0]
+    assert change[14, 1] == pytest.approx(0.03, rel=0.15)
+    assert np.abs(np.delete(change, 14, axis=0)).max() < 1e-3
+    assert model.rest[14, 1] == pytest.approx(0.3 * -0.02, abs=1e-3)  # the closed frames' residual
+    far = np.repeat(model.rest_units[None], 1, 0)
+    far[0, k] = 5.0  # beyond anything the video showed: held at its 99th percentile
+    assert model.residual(far)[0, 14, 1] == pytest.approx(0.3 * 0.2, abs=0.01)
+
+
+@needs_espeak
+def test_video_source_lips_follow_the_mouth_units(speech):
+    """With a source video, the mouth region's residual follows the generated mouth units as it followed the
+    fitted units in the video (before: the closed-mouth residual on every frame); off: constant."""
+    sp, path = speech
+    video = _talking_video_fit()
+    names = list(video.expression_names)
+    video.residual[0, 14, 1] = 0.0  # (no mid-word outlier on frame 0 here)
+    video.residual[:, 14, 1] += 0.3 * video.expression[:, names.index("jaw_open")]
+    targets, report = audio_motion(path, video, 0, 25.0, AudioDriveOptions(seed=2, still=True))
+    jaw = targets.expression_of("jaw_open").astype(np.float64)
+    lip = targets.residual[:, 14, 1].astype(np.float64)
+    seen = np.clip(jaw, -0.02, 0.2)  # the video's jaw ranged over [-0.02, 0.2]: the model does not extrapolate
+    assert seen.std() > 0.03 and np.corrcoef(seen, lip)[0, 1] > 0.9
+    assert np.ptp(lip) == pytest.approx(0.3 * 0.22, rel=0.25)
+    assert np.ptp(targets.residual[:, 10, 1]) < 1e-6  # the forehead is not the mouth
+    assert any("lip shapes" in n for n in report["notes"])
+    off, _ = audio_motion(path, video, 0, 25.0, AudioDriveOptions(seed=2, still=True, mouth_residual=False))
+    assert np.ptp(off.residual[:, 14, 1]) < 1e-6
 
 
 @needs_espeak

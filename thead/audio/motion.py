@@ -16,8 +16,9 @@ A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own refere
 (``AudioDriveOptions.own_style``): with no ``reference`` its fitted head motion is the ``style`` reference (the
 head easing from the animated frame's pose to the video's mean pose), its fitted blink rate the blink rate
 (``blink_rate`` None), and its own closed mouth the rest of the mouth units (``video_rest_mouth``) and of the
-mouth region's residual (``video_rest_residual``): a person keeps their calm or lively head, their blinking and
-their lips. A photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
+mouth region's residual, which then follows the mouth units as it did in the video
+(``video_mouth_residual_model``): a person keeps their calm or lively head, their blinking and their lips. A
+photo gets the built-in style, ``DEFAULT_BLINK_RATE`` and its own mouth (``mouth_rest_max``).
 
 The same ``seed`` gives the same output: blinks, head and saccades draw from separate streams of it (changing
 the blink rate does not change the head motion). A silent track gives a still, blinking face.
@@ -73,7 +74,9 @@ class AudioDriveOptions:
     mel network). saccades: small random gaze shifts (off by default: gaze is the source's).
     mouth_rest_max: {unit: ceiling} of the source's rest mouth: a photo caught mid-word (jaw_open 0.6) would
     otherwise speak through a mouth that never closes and whose openings saturate at the units' bounds;
-    None keeps the source's mouth exactly.
+    None keeps the source's mouth exactly. mouth_residual: with a source video as its own reference, the
+    mouth region's residual follows the mouth units through the video's ``MouthResidualModel`` (the person's
+    lip shapes and the part of each opening the fit put in the residual); False: the closed-mouth residual.
     visemes / blinks / phonemes / features / head: the modules' own configs (their mouth_scale, rate_per_min,
     language, mode, head_scale, keyframe fields are overridden by the fields above).
     """
@@ -96,6 +99,7 @@ class AudioDriveOptions:
     mouth: str = "visemes"
     saccades: bool = False
     mouth_rest_max: dict[str, float] | None = field(default_factory=lambda: {"jaw_open": 0.1, "lips_part": 0.2})
+    mouth_residual: bool = True
     visemes: VisemeConfig = field(default_factory=VisemeConfig)
     blinks: BlinkConfig = field(default_factory=BlinkConfig)
     phonemes: PhonemeConfig = field(default_factory=PhonemeConfig)
@@ -154,6 +158,59 @@ def video_rest_residual(fit: FitResult, quantile: float = 0.15) -> np.ndarray:
     return np.asarray(fit.residual, np.float64)[_closed_frames(fit, quantile)].mean(0)
 
 
+@dataclass(frozen=True)
+class MouthResidualModel:
+    """A person's mouth-region fit residual as a linear function of the mouth units, from a video fit.
+
+    The fit explains a real mouth by its units AND by the residual: on WDA, re-rendering the clip's own fitted
+    mouth units over the closed-mouth residual showed an inner-lip gap of 0.044 eye distances on average against
+    the real 0.078 (mouth LMD 0.042), and with the fitted per-frame residual 0.080 (LMD 0.034). Units alone
+    leave part of every opening (and the person's lip shapes) in the residual; this model gives it back:
+    ``residual(u) = rest + sum_k (clip(u_k) - rest_units_k) * slope_k`` in the mouth region.
+
+    rest: [478, 3] cm, the mean residual of the closed-mouth frames (``video_rest_residual``);
+    rest_units: [U] the mean of ``units`` on those frames; slope: [U, 478, 3] cm per unit (ridge regression of
+    the residual on the units over the valid frames); low / high: [U] the units' 1st / 99th percentiles in the
+    video (units are clipped to them first: no extrapolation beyond what the person was seen doing);
+    units: the unit names (``MOUTH_UNITS``).
+    """
+
+    rest: np.ndarray
+    rest_units: np.ndarray
+    slope: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    units: tuple[str, ...] = MOUTH_UNITS
+
+    def residual(self, values: np.ndarray) -> np.ndarray:
+        """[T, 478, 3] cm residuals for unit values [T, U] (``units`` order)."""
+        u = np.clip(np.asarray(values, np.float64), self.low, self.high) - self.rest_units
+        return self.rest[None] + np.einsum("tu,upc->tpc", u, self.slope)
+
+
+def video_mouth_residual_model(fit: FitResult, quantile: float = 0.15, ridge: float = 0.01) -> MouthResidualModel:
+    """The ``MouthResidualModel`` of a video fit: its valid frames' residuals regressed on their mouth units.
+
+    ridge: regularisation as a fraction of the units' mean variance (collinear units such as jaw_open and
+    lips_part share their slope instead of cancelling); a unit that never moves gets no slope.
+    """
+    names = list(fit.expression_names)
+    units = tuple(u for u in MOUTH_UNITS if u in names)
+    frames = np.arange(fit.num_frames)
+    if fit.valid is not None and np.asarray(fit.valid, bool).any():
+        frames = frames[np.asarray(fit.valid, bool)]
+    x = np.asarray(fit.expression, np.float64)[frames][:, [names.index(u) for u in units]]
+    res = np.asarray(fit.residual, np.float64)
+    y = res[frames].reshape(len(frames), -1)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    lam = ridge * max(float(xc.var(0).mean()), 1e-12) * len(frames)
+    slope = np.linalg.solve(xc.T @ xc + lam * np.eye(len(units)), xc.T @ yc).reshape(len(units), *res.shape[1:])
+    closed = _closed_frames(fit, quantile)
+    rest_units = np.asarray(fit.expression, np.float64)[closed][:, [names.index(u) for u in units]].mean(0)
+    low, high = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
+    return MouthResidualModel(res[closed].mean(0), rest_units, slope, low, high, units)
+
+
 def mouth_region_weight(vertices: np.ndarray, inner: float = 0.75, outer: float = 1.5) -> np.ndarray:
     """[N] weights in [0, 1] of the mouth region of face-mesh ``vertices`` [N, 3] (any length unit): 1 within
     ``inner`` mouth widths (corner to corner) of the lips' centre, a raised-cosine fall to 0 at ``outer``."""
@@ -208,7 +265,8 @@ def _mouth(feats: AudioFeatures, phones: PhoneTrack, options: AudioDriveOptions,
         delta = model.predict_mouth(feats) * vis.mouth_scale
         env = silence_envelope(base.speech | base.closed, feats.fps, vis.silence_ramp_s)
         delta = np.asarray(delta, np.float64) * env[:, None]
-        return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips), \
+        return MouthTrack(delta.astype(np.float32), base.closed, base.speech, vis.close_jaw, vis.close_lips,
+                          scale=vis.mouth_scale), \
             "learned mel network"
     if phones.path in ("alignment", "phone_loop"):
         return phones_to_mouth(phones.phones, feats, vis), f"visemes ({phones.path})"
@@ -302,13 +360,15 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
     head_style = "the source video's own" if own_style else head.style_source
 
     rest_mouth = video_rest_mouth(own) if own is not None else None
-    rest_residual = video_rest_residual(own) if own is not None else None
+    residual_model = video_mouth_residual_model(own) if own is not None and options.mouth_residual else None
+    rest_residual = video_rest_residual(own) if own is not None and residual_model is None else None
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
                               saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
-                              options.mouth_rest_max, rest_mouth, rest_residual)
+                              options.mouth_rest_max, rest_mouth, rest_residual, residual_model)
     src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
     if rest_mouth is not None:
-        notes.append("mouth rest: the source video's own closed mouth")
+        notes.append("mouth rest: the source video's own closed mouth"
+                     + (" and lip shapes (residual from its units)" if residual_model is not None else ""))
     for unit, ceiling in (options.mouth_rest_max or {}).items() if rest_mouth is None else ():
         value = float(src_expr[list(source_fit.expression_names).index(unit)])
         if value > ceiling:
@@ -331,7 +391,8 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
                     head_offsets_deg: np.ndarray, gaze_offsets_deg: np.ndarray | None = None,
                     mouth_rest_max: dict[str, float] | None = None,
                     mouth_rest: dict[str, float] | None = None,
-                    mouth_residual: np.ndarray | None = None) -> TargetParams:
+                    mouth_residual: np.ndarray | None = None,
+                    residual_model: MouthResidualModel | None = None) -> TargetParams:
     """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
 
     mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
@@ -339,7 +400,9 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     to the source's rest values of those units before the mouth track is added (None: none); mouth_rest:
     {unit: value} replacing the source frame's values of those units first (``video_rest_mouth``);
     mouth_residual: [478, 3] cm residual that replaces the source frame's in the mouth region
-    (``mouth_region_weight`` of the fit's identity mesh; ``video_rest_residual``), None: the source frame's.
+    (``mouth_region_weight`` of the fit's identity mesh; ``video_rest_residual``), None: the source frame's;
+    residual_model: a ``MouthResidualModel`` whose per-frame residual, at each frame's final mouth units,
+    replaces the source frame's in the mouth region (overrides ``mouth_residual``).
     """
     if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
         raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
@@ -368,10 +431,14 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     lim = np.radians(np.asarray(MAX_ANGLES_DEG))
     angles = np.clip(angles, -lim, lim)
     src_residual = src.residual.astype(np.float64)
-    if mouth_residual is not None:
-        w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
-        src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
-    residual = np.repeat(src_residual.astype(np.float32), n, 0)
+    w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
+    if residual_model is not None:
+        values = expr[:, [names.index(u) for u in residual_model.units]]
+        residual = (src_residual + w * (residual_model.residual(values) - src_residual)).astype(np.float32)
+    else:
+        if mouth_residual is not None:
+            src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
+        residual = np.repeat(src_residual.astype(np.float32), n, 0)
     if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
         pose, depth = turn_about_pivot(src_pose, src_depth, angles)
         residual = residual + pose_residual_change(pose[:, :3], src.pose[:, :3])
@@ -388,6 +455,6 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
                         held=np.zeros(n, bool), expression_names=src.expression_names)
 
 
-__all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOUTH_SOURCES", "OWN_STYLE_MIN_S", "audio_motion",
-           "compose_targets", "mouth_region_weight", "own_reference", "saccade_offsets", "video_rest_mouth",
-           "video_rest_residual"]
+__all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOUTH_SOURCES", "MouthResidualModel", "OWN_STYLE_MIN_S",
+           "audio_motion", "compose_targets", "mouth_region_weight", "own_reference", "saccade_offsets",
+           "video_mouth_residual_model", "video_rest_mouth", "video_rest_residual"]

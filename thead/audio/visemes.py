@@ -104,7 +104,9 @@ class MouthTrack:
 
     delta [T, U] float32 changes from rest of ``units`` (U = len(MOUTH_UNITS)). closed [T] bool: frames of a
     bilabial closure, on which absolute jaw_open <= close_jaw and lips_part <= close_lips must hold.
-    speech [T] bool: frames within speech (the mouth is at rest elsewhere).
+    speech [T] bool: frames within speech (the mouth is at rest elsewhere). scale: the ``mouth_scale`` the
+    changes were made with; a closure moves a rest above its ceiling that share of the way (0: no closure: a
+    still mouth is still).
     """
 
     delta: np.ndarray
@@ -113,6 +115,7 @@ class MouthTrack:
     close_jaw: float
     close_lips: float
     units: tuple[str, ...] = MOUTH_UNITS
+    scale: float = 1.0
 
     def unit(self, name: str) -> np.ndarray:
         return self.delta[:, self.units.index(name)]
@@ -257,7 +260,7 @@ def phones_to_mouth(phones: list[Phone], features: AudioFeatures,
     env = silence_envelope(speech | closed, fps, config.silence_ramp_s)
     delta = delta * env[:, None]
     return MouthTrack(delta=delta.astype(np.float32), closed=closed, speech=speech, close_jaw=config.close_jaw,
-                      close_lips=config.close_lips)
+                      close_lips=config.close_lips, scale=config.mouth_scale)
 
 
 def acoustic_mouth(features: AudioFeatures, config: VisemeConfig = VisemeConfig()) -> MouthTrack:
@@ -308,12 +311,15 @@ def acoustic_mouth(features: AudioFeatures, config: VisemeConfig = VisemeConfig(
     env = silence_envelope(speech, fps, config.silence_ramp_s)
     delta = delta * env[:, None]
     return MouthTrack(delta=delta.astype(np.float32), closed=np.zeros(n, bool), speech=speech,
-                      close_jaw=config.close_jaw, close_lips=config.close_lips)
+                      close_jaw=config.close_jaw, close_lips=config.close_lips, scale=config.mouth_scale)
 
 
 def apply_mouth(rest: np.ndarray, track: MouthTrack, names: tuple[str, ...] | list[str],
                 bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Absolute expression [T, E] = rest [E] + the track's changes, closures enforced, clipped to ``bounds``.
+
+    On closure frames jaw_open and lips_part are held at most at ``close_jaw`` / ``close_lips``, or, with a
+    ``track.scale`` below 1, at the rest moved that share of the way to them (``--mouth-scale 0``: no closure).
 
     names: the E expression unit names (``EXPRESSION_NAMES``); bounds: (lower [E], upper [E]) or None.
     """
@@ -324,9 +330,11 @@ def apply_mouth(rest: np.ndarray, track: MouthTrack, names: tuple[str, ...] | li
         if unit in names:
             expr[:, names.index(unit)] += track.delta[:, k]
     if track.closed.any():
-        j, lp = names.index("jaw_open"), names.index("lips_part")
-        expr[track.closed, j] = np.minimum(expr[track.closed, j], track.close_jaw)
-        expr[track.closed, lp] = np.minimum(expr[track.closed, lp], track.close_lips)
+        share = min(max(float(track.scale), 0.0), 1.0)
+        for unit, close in (("jaw_open", track.close_jaw), ("lips_part", track.close_lips)):
+            k = names.index(unit)
+            ceiling = close + (1.0 - share) * max(float(rest[k]) - close, 0.0)
+            expr[track.closed, k] = np.minimum(expr[track.closed, k], ceiling)
     if bounds is not None:
         expr = np.clip(expr, bounds[0], bounds[1])
     return expr.astype(np.float32)
