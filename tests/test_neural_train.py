@@ -247,3 +247,31 @@ def test_mirrored_condition_maps_are_the_maps_of_the_mirrored_mesh():
         # the naive flip (no channel mirrored) is far off: the test can tell
         assert (condition_maps(v, size, size).flip(-1)[0, 0] - direct[0, 0])[cover].abs().mean() > 0.1
 
+
+def test_mirror_pairs_flips_the_chosen_items_only_and_twice_is_identity(clip):
+    from thead.engines.neural.data import flip_mask, mirror_pairs
+
+    batch = next(iter(torch.utils.data.DataLoader(PairDataset([clip]), batch_size=4)))
+    mask = torch.tensor([True, False, True, False])
+    out = mirror_pairs(batch, mask)
+    for key in ("source", "base", "target", "face_mask", "mouth_mask"):
+        assert torch.equal(out[key][0], batch[key][0].flip(-1)) and torch.equal(out[key][1], batch[key][1]), key
+    assert torch.equal(out["target_cond"][1], batch["target_cond"][1])
+    assert torch.equal(out["target_cond"][2, 3], -batch["target_cond"][2, 3].flip(-1))
+    again = mirror_pairs(out, mask)
+    for key in batch:
+        assert torch.allclose(again[key], batch[key], atol=1e-6), key
+    # the draw: a function of (seed, rank, step) only, about the asked share
+    a = flip_mask(4000, 0.5, seed=3, step=17)
+    assert torch.equal(a, flip_mask(4000, 0.5, seed=3, step=17)) and not torch.equal(a, flip_mask(4000, 0.5, 3, 18))
+    assert 0.45 < a.float().mean() < 0.55 and not flip_mask(8, 0.0, 3, 1).any()
+
+
+def test_flip_augmentation_is_reproducible_and_changes_training(clip, tmp_path):
+    runs = {name: train_neural(tiny("mesh"), [clip], tmp_path / name, quick(steps=3, flip=p))
+            for name, p in (("a", 0.5), ("b", 0.5), ("none", 0.0))}
+    la, lb, ln = (_log(tmp_path / n) for n in ("a", "b", "none"))
+    assert [r["l1"] for r in la] == [r["l1"] for r in lb]
+    assert [r["l1"] for r in la] != [r["l1"] for r in ln]
+    assert runs["a"]["steps"] == 3
+

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from thead.engines.neural.config import NeuralConfig
-from thead.engines.neural.data import ClipData, PairDataset
+from thead.engines.neural.data import ClipData, PairDataset, flip_mask, mirror_pairs
 from thead.engines.neural.losses import (feature_matching, hinge_d_loss, hinge_g_loss, load_vgg19, ms_ssim_loss,
                                          perceptual_loss, weighted_l1)
 from thead.engines.neural.model import NeuralGenerator, PatchDiscriminator
@@ -50,7 +50,9 @@ class TrainOptions:
     lr: Adam learning rate of the generator (the discriminator's is the same). adversarial: train with the
     patch discriminator (hinge loss + feature matching). l1, ssim, perceptual, gan, feature_matching: loss weights
     (perceptual only when the vgg19 weights are on disk). face_weight, mouth_weight: extra L1 weight in the face and
-    mouth regions. checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
+    mouth regions. flip: probability that a training pair is replaced by its mirror image (source, target, base,
+    masks flipped left-right, condition maps mirrored; drawn per item from (seed, process, step), so reproducible
+    and the same after a resume). checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
     num_workers: DataLoader workers. seed: RNG seed. device: None = thead.device.default_device. amp: float16
     autocast + GradScaler (CUDA only; ignored on CPU). plots: write losses.png at the end.
     """
@@ -66,6 +68,7 @@ class TrainOptions:
     feature_matching: float = 0.5
     face_weight: float = 2.0
     mouth_weight: float = 4.0
+    flip: float = 0.5
     checkpoint_every: int = 200
     sample_every: int = 500
     num_workers: int = 0
@@ -270,6 +273,8 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             for batch in loader:
                 tic = time.perf_counter()
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = mirror_pairs(batch, flip_mask(len(batch["target"]), options.flip, options.seed, step + 1,
+                                                      rank))
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     out = g_model(batch["source"], batch["source_cond"], batch["target_cond"],
                                   batch["base"] if config.base == "mesh" else None)
