@@ -275,3 +275,17 @@ def test_flip_augmentation_is_reproducible_and_changes_training(clip, tmp_path):
     assert [r["l1"] for r in la] != [r["l1"] for r in ln]
     assert runs["a"]["steps"] == 3
 
+
+def test_gradient_loss_charges_blur_not_a_brightness_shift(clip, tmp_path):
+    from thead.engines.neural.losses import gradient_l1
+
+    sharp = torch.from_numpy(clip.targets[:2]).permute(0, 3, 1, 2).float() / 255
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1, count_include_pad=False)
+    brighter = (sharp + 0.05).clamp(0, 1)
+    assert gradient_l1(sharp, sharp) == 0
+    # a plain L1 ranks the blur as the smaller error; the gradient term ranks it as the larger one
+    assert (blurred - sharp).abs().mean() < (brighter - sharp).abs().mean()
+    assert gradient_l1(blurred, sharp) > 3 * gradient_l1(brighter, sharp)
+    # and the trainer adds it (logged) when it has a weight
+    train_neural(tiny("mesh"), [clip], tmp_path / "run", quick(steps=2, gradient=0.5))
+    assert all(r["gradient"] > 0 for r in _log(tmp_path / "run"))

@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from thead.engines.neural.config import NeuralConfig
 from thead.engines.neural.data import ClipData, PairDataset, flip_mask, mirror_pairs
-from thead.engines.neural.losses import (feature_matching, hinge_d_loss, hinge_g_loss, load_vgg19, ms_ssim_loss,
-                                         perceptual_loss, weighted_l1)
+from thead.engines.neural.losses import (feature_matching, gradient_l1, hinge_d_loss, hinge_g_loss, load_vgg19,
+                                         ms_ssim_loss, perceptual_loss, weighted_l1)
 from thead.engines.neural.model import NeuralGenerator, PatchDiscriminator
 from thead.errors import TheadError
 
@@ -48,7 +48,8 @@ class TrainOptions:
 
     steps: optimiser steps in all (a resumed run goes on to this many). batch_size: pairs per step and process.
     lr: Adam learning rate of the generator (the discriminator's is the same). adversarial: train with the
-    patch discriminator (hinge loss + feature matching). l1, ssim, perceptual, gan, feature_matching: loss weights
+    patch discriminator (hinge loss + feature matching). l1, ssim, gradient (L1 of the image gradients: against
+    a soft, smeared output), perceptual, gan, feature_matching: loss weights
     (perceptual only when the vgg19 weights are on disk). face_weight, mouth_weight: extra L1 weight in the face and
     mouth regions. flip: probability that a training pair is replaced by its mirror image (source, target, base,
     masks flipped left-right, condition maps mirrored; drawn per item from (seed, process, step), so reproducible
@@ -63,6 +64,7 @@ class TrainOptions:
     adversarial: bool = True
     l1: float = 1.0
     ssim: float = 0.5
+    gradient: float = 0.0
     perceptual: float = 0.2
     gan: float = 0.02
     feature_matching: float = 0.5
@@ -283,6 +285,9 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
                                             options.face_weight, options.mouth_weight),
                           "ssim": ms_ssim_loss(out32, batch["target"])}
                 total = options.l1 * losses["l1"] + options.ssim * losses["ssim"]
+                if options.gradient > 0:
+                    losses["gradient"] = gradient_l1(out32, batch["target"])
+                    total = total + options.gradient * losses["gradient"]
                 if vgg is not None:
                     losses["perceptual"] = perceptual_loss(vgg, out32, batch["target"])
                     total = total + options.perceptual * losses["perceptual"]
