@@ -289,3 +289,32 @@ def test_gradient_loss_charges_blur_not_a_brightness_shift(clip, tmp_path):
     # and the trainer adds it (logged) when it has a weight
     train_neural(tiny("mesh"), [clip], tmp_path / "run", quick(steps=2, gradient=0.5))
     assert all(r["gradient"] > 0 for r in _log(tmp_path / "run"))
+
+
+def test_train_neural_command_defaults_are_the_trainers():
+    # `thead train neural` (what the GPU protocol runs) must train with TrainOptions' defaults
+    import inspect
+
+    from thead.commands.train import neural
+
+    params = inspect.signature(neural).parameters
+    defaults = TrainOptions()
+    for flag, field in (("flip", "flip"), ("ema", "ema"), ("gradient_weight", "gradient"), ("mouth_weight", "mouth_weight"),
+                        ("batch_size", "batch_size"), ("lr", "lr"), ("adversarial", "adversarial")):
+        assert params[flag].default.default == getattr(defaults, field), flag
+
+
+def test_ema_model_is_the_moving_average_and_survives_a_resume(clip, tmp_path):
+    run = tmp_path / "run"
+    res = train_neural(tiny("mesh"), [clip], run, quick(steps=3, ema=0.9))
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    assert set(ckpt["ema"]) == set(ckpt["generator"])
+    returned = res["model"].state_dict()
+    assert all(torch.equal(returned[k].cpu(), ckpt["ema"][k]) for k in returned)
+    # the average lags the trained weights: the zero-initialised last layer moved less
+    assert 0 < ckpt["ema"]["to_rgb.weight"].abs().sum() < ckpt["generator"]["to_rgb.weight"].abs().sum()
+    again = train_neural(tiny("mesh"), [clip], run, quick(steps=5, ema=0.9))
+    assert again["resumed_from"] == 3
+    straight = train_neural(tiny("mesh"), [clip], tmp_path / "straight", quick(steps=5, ema=0.9))
+    a, b = again["model"].state_dict(), straight["model"].state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -53,7 +53,9 @@ class TrainOptions:
     (perceptual only when the vgg19 weights are on disk). face_weight, mouth_weight: extra L1 weight in the face and
     mouth regions. flip: probability that a training pair is replaced by its mirror image (source, target, base,
     masks flipped left-right, condition maps mirrored; drawn per item from (seed, process, step), so reproducible
-    and the same after a resume). checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
+    and the same after a resume). ema: decay of an exponential moving average of the generator's weights, the
+    model returned and saved (0: the last step's weights); the decay used at step n is min(ema, (1 + n) / (10 + n)),
+    so a short run is not dominated by its random start. checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
     num_workers: DataLoader workers. seed: RNG seed. device: None = thead.device.default_device. amp: float16
     autocast + GradScaler (CUDA only; ignored on CPU). plots: write losses.png at the end.
     """
@@ -71,6 +73,7 @@ class TrainOptions:
     face_weight: float = 2.0
     mouth_weight: float = 4.0
     flip: float = 0.5
+    ema: float = 0.0
     checkpoint_every: int = 200
     sample_every: int = 500
     num_workers: int = 0
@@ -203,6 +206,10 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
     gen = NeuralGenerator(config).to(device)
     if init is not None:
         gen.load_state_dict(_unwrap(init).state_dict())
+    ema = NeuralGenerator(config).to(device).eval() if options.ema > 0 else None
+    if ema is not None:
+        ema.load_state_dict(gen.state_dict())
+        ema.requires_grad_(False)
     disc = PatchDiscriminator(config).to(device) if options.adversarial else None
     opt_g = torch.optim.Adam(gen.parameters(), lr=options.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=(0.5, 0.999)) if disc is not None else None
@@ -216,6 +223,8 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             raise TheadError(f"{ckpt_path}: the checkpoint is of another model config ({ckpt.get('config')}); use "
                              "another work folder or the same settings")
         gen.load_state_dict(ckpt["generator"])
+        if ema is not None:
+            ema.load_state_dict(ckpt.get("ema", ckpt["generator"]))
         opt_g.load_state_dict(ckpt["opt_g"])
         if disc is not None:
             if "discriminator" not in ckpt:
@@ -252,6 +261,7 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
         if device.type == "cuda":
             rng["cuda0"] = torch.cuda.get_rng_state(device)
         state = {"config": config.to_dict(), "step": step, "generator": gen.state_dict(), "opt_g": opt_g.state_dict(),
+                 **({"ema": ema.state_dict()} if ema is not None else {}),
                  "scaler": scaler.state_dict(), "rng": rng, "options": json.dumps(asdict(options))}
         if disc is not None:
             state["discriminator"] = disc.state_dict()
@@ -321,6 +331,14 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
                 scaler.update()
                 losses["total"] = total
                 step += 1
+                if ema is not None:
+                    decay = min(options.ema, (1.0 + step) / (10.0 + step))
+                    with torch.no_grad():
+                        for e, p in zip(ema.state_dict().values(), gen.state_dict().values()):
+                            if e.is_floating_point():
+                                e.lerp_(p, 1.0 - decay)
+                            else:
+                                e.copy_(p)
                 elapsed = time.perf_counter() - t0
                 last = {k: float(v.detach()) for k, v in losses.items()}
                 if rank == 0:
@@ -345,7 +363,7 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             dist.barrier()
     seconds = time.perf_counter() - t0
     gen.eval()
-    return {"model": gen, "steps": step, "losses": last, "seconds": seconds,
+    return {"model": ema if ema is not None else gen, "steps": step, "losses": last, "seconds": seconds,
             "it_s": (step - start) / seconds if seconds > 0 and step > start else 0.0, "resumed_from": resumed_from,
             "perceptual": vgg is not None}
 
