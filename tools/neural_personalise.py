@@ -18,7 +18,8 @@ Per clip:
 3. the metrics ``thead evaluate`` computes for a self-reenactment, at 256 (``thead.metrics``: L1, PSNR, SSIM
    of the frames against the clip's own crops; mouth LMD, iBUG points 48-67 of MediaPipe landmarks detected on
    both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames;
-4. a contact sheet per clip (rows: real | mesh | neural, a few held-out frames) in ``--sheets``.
+4. a contact sheet per clip (rows: real | mesh | neural, a few held-out frames) in ``--sheets`` (and, for a curve,
+   one per point: ``<clip>-<steps>.png``).
 
 A table (clip, frames train/test, steps, train s, mesh vs neural L1/PSNR/SSIM/LMD) goes to stdout; ``--json`` writes
 it too.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -92,7 +94,7 @@ def metrics(generated: np.ndarray, real: np.ndarray, gen_lm: np.ndarray, real_lm
     d = lmd(gen_lm, real_lm, image_size=SIZE, eval_size=SIZE)
     return {"L1": float(l1(generated, real).mean()), "PSNR": float(psnr(generated, real).mean()),
             "SSIM": float(ssim(generated, real).mean()), "LMD": float(np.nanmean(d)),
-            "LMD_missing": int(np.isnan(d).sum())}
+            "LMD_missing": int(np.isnan(d).sum()), "LMD_frames": [round(float(x), 3) for x in d]}
 
 
 def evaluate_clip(clip, weights: str, landmarker, device: str, fraction: float, sheets: Path) -> dict:
@@ -168,6 +170,8 @@ def main() -> None:
                     train_s += seconds
                 clip = load_clip(path, args.work)
                 row = evaluate_clip(clip, weights, landmarker, args.device, args.train_fraction, args.sheets)
+                if steps is not None and len(stages) > 1:  # each point of a curve keeps its sheet
+                    shutil.copyfile(args.sheets / f"{clip.name}.png", args.sheets / f"{clip.name}-{steps}.png")
                 row.update(steps=steps, train_s=train_s if not args.weights else seconds, weights=weights,
                            it_s=report.get("it_s"), train_report=report)
                 curve.append({"clip": clip.name, **row})
