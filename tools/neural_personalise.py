@@ -17,7 +17,8 @@ Per clip:
    trainer's split), the source's surroundings cut from the original frame as the command does;
 3. the metrics ``thead evaluate`` computes for a self-reenactment, at 256 (``thead.metrics``: L1, PSNR, SSIM
    of the frames against the clip's own crops; mouth LMD, iBUG points 48-67 of MediaPipe landmarks detected on
-   both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames;
+   both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames
+   (LMD over those with landmarks; ``LMD_paired``: over those where both engines' renders have them);
 4. a contact sheet per clip (rows: real | mesh | neural, a few held-out frames) in ``--sheets`` (and, for a curve,
    one per point: ``<clip>-<steps>.png``).
 
@@ -122,6 +123,12 @@ def evaluate_clip(clip, weights: str, landmarker, device: str, fraction: float, 
         out[name] = engine.render(prepared, targets)
         scores[name] = metrics(out[name], real, detect_all(landmarker, out[name]), real_lm)
         scores[name]["render_s"] = time.perf_counter() - start
+    # LMD's mean skips the frames where no face was found on a render, a different set per engine (an engine whose
+    # hard frames are detected is charged for them); the paired mean is over the frames both have.
+    both = ~np.isnan(scores["mesh"]["LMD_frames"]) & ~np.isnan(scores["neural"]["LMD_frames"])
+    for name in scores:
+        scores[name]["LMD_paired"] = float(np.asarray(scores[name]["LMD_frames"])[both].mean()) if both.any() \
+            else float("nan")
     pick = np.unique(np.linspace(0, len(idx) - 1, 5).round().astype(int))
     rows = [[label(real[j], f"real {idx[j]}"), label(out["mesh"][j], "mesh"), label(out["neural"][j], "neural")]
             for j in pick]
@@ -188,6 +195,8 @@ def main() -> None:
     wins = {m: all((r["neural"][m] < r["mesh"][m]) if m in ("L1", "LMD") else (r["neural"][m] > r["mesh"][m])
                    for r in results.values()) for m in METRICS}
     print("neural beats mesh on every clip: " + ", ".join(f"{m} {'yes' if v else 'NO'}" for m, v in wins.items()))
+    print("mouth LMD over the frames where both renders have landmarks (mesh -> neural): "
+          + ", ".join(f"{n} {r['mesh']['LMD_paired']:.2f} -> {r['neural']['LMD_paired']:.2f}" for n, r in results.items()))
     print(f"contact sheets (real | mesh | neural): {args.sheets}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "curve": curve, "neural_beats_mesh": wins}, indent=2,
