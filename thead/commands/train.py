@@ -102,7 +102,7 @@ def neural(
                                 "by its mirror image (pictures flipped, condition maps mirrored).", lo=0.0, hi=1.0),
     gradient_weight: float = number_option(0.0, "--gradient-weight", help="Weight of the L1 "
                                            "between image gradients (against a soft output).", lo=0.0, hi=100.0),
-    ema: float = number_option(0.0, "--ema", help="Decay of the moving average of the generator's weights that is "
+    ema: float = number_option(0.99, "--ema", help="Decay of the moving average of the generator's weights that is "
                                "saved (0: the last step's weights).", lo=0.0, hi=0.99999),
     mouth_weight: float = number_option(4.0, "--mouth-weight", help="Extra L1 weight in the "
                                         "mouth region.", lo=0.0, hi=1000.0),
