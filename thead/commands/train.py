@@ -104,7 +104,7 @@ def neural(
                                            "between image gradients (against a soft output).", lo=0.0, hi=100.0),
     ema: float = number_option(0.99, "--ema", help="Decay of the moving average of the generator's weights that is "
                                "saved (0: the last step's weights).", lo=0.0, hi=0.99999),
-    mouth_weight: float = number_option(4.0, "--mouth-weight", help="Extra L1 weight in the "
+    mouth_weight: float = number_option(1.0, "--mouth-weight", help="Extra L1 weight in the "
                                         "mouth region.", lo=0.0, hi=1000.0),
     personalise: Optional[Path] = typer.Option(None, "--personalise", help="Personalise on this one clip (source "
                                                "frame 0, K = 1) instead of a dataset run."),
