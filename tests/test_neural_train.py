@@ -209,3 +209,112 @@ def test_condition_maps_rasterised_up_front_are_the_ones_each_item_makes(clip):
             assert torch.equal(a[key], b[key]), key
     assert up_front[3]["target_cond"].abs().sum() > 0 and not torch.equal(up_front[3]["target_cond"],
                                                                           up_front[4]["target_cond"])
+
+
+def _posed_mean_face(size: int, yaw: float, roll: float) -> torch.Tensor:
+    """[1, 478, 3] the mean face turned by ``yaw`` and tilted by ``roll`` (radians), off-centre in a crop."""
+    from thead.facemodel.model import load_face_model
+
+    cy, sy, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    rot = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    v = (load_face_model().mean_shape @ rot.T) * np.float32([3, -3, 3]) + np.float32([size / 2 + 7, size / 2 + 3, 50])
+    return torch.tensor(v, dtype=torch.float32)[None]
+
+
+def test_mirrored_condition_maps_are_the_maps_of_the_mirrored_mesh():
+    # Flipping a mesh's maps left-right (x code and normal x mirrored) must give the maps of the mesh mirrored about
+    # the crop's centre with its vertices relabelled by the face model's mirror table: what the flip augmentation
+    # feeds the network has to be what the mirrored person's mesh would give. The normals only match once the
+    # triangles are consistently wound (MediaPipe's rebuilt triangles and the right-eye fill were wound either way:
+    # their 99th-percentile normal error was 1.36).
+    from thead.engines.neural.condition import mirror_condition
+    from thead.facemodel.model import load_face_model
+
+    size = 96
+    mirror = torch.as_tensor(load_face_model().mirror)
+    for yaw, roll in ((0.45, 0.2), (-0.3, -0.1)):
+        v = _posed_mean_face(size, yaw, roll)
+        m = v.clone()
+        m[..., 0] = size - m[..., 0]
+        flipped, direct = mirror_condition(condition_maps(v, size, size)), condition_maps(m[:, mirror], size, size)
+        assert torch.equal(flipped[:, 6], direct[:, 6])
+        cover = direct[0, 6] > 0
+        assert cover.sum() > 1000
+        code = (flipped[0, :3] - direct[0, :3])[:, cover].abs()
+        assert code.max() < 0.02 and code.mean() < 1e-4, (code.mean(), code.max())
+        normal = (flipped[0, 3:6] - direct[0, 3:6])[:, cover].norm(dim=0)
+        assert torch.quantile(normal, 0.99) < 0.05 and normal.mean() < 0.005, (normal.mean(), normal.max())
+        # the naive flip (no channel mirrored) is far off: the test can tell
+        assert (condition_maps(v, size, size).flip(-1)[0, 0] - direct[0, 0])[cover].abs().mean() > 0.1
+
+
+def test_mirror_pairs_flips_the_chosen_items_only_and_twice_is_identity(clip):
+    from thead.engines.neural.data import flip_mask, mirror_pairs
+
+    batch = next(iter(torch.utils.data.DataLoader(PairDataset([clip]), batch_size=4)))
+    mask = torch.tensor([True, False, True, False])
+    out = mirror_pairs(batch, mask)
+    for key in ("source", "base", "target", "face_mask", "mouth_mask"):
+        assert torch.equal(out[key][0], batch[key][0].flip(-1)) and torch.equal(out[key][1], batch[key][1]), key
+    assert torch.equal(out["target_cond"][1], batch["target_cond"][1])
+    assert torch.equal(out["target_cond"][2, 3], -batch["target_cond"][2, 3].flip(-1))
+    again = mirror_pairs(out, mask)
+    for key in batch:
+        assert torch.allclose(again[key], batch[key], atol=1e-6), key
+    # the draw: a function of (seed, rank, step) only, about the asked share
+    a = flip_mask(4000, 0.5, seed=3, step=17)
+    assert torch.equal(a, flip_mask(4000, 0.5, seed=3, step=17)) and not torch.equal(a, flip_mask(4000, 0.5, 3, 18))
+    assert 0.45 < a.float().mean() < 0.55 and not flip_mask(8, 0.0, 3, 1).any()
+
+
+def test_flip_augmentation_is_reproducible_and_changes_training(clip, tmp_path):
+    runs = {name: train_neural(tiny("mesh"), [clip], tmp_path / name, quick(steps=3, flip=p))
+            for name, p in (("a", 0.5), ("b", 0.5), ("none", 0.0))}
+    la, lb, ln = (_log(tmp_path / n) for n in ("a", "b", "none"))
+    assert [r["l1"] for r in la] == [r["l1"] for r in lb]
+    assert [r["l1"] for r in la] != [r["l1"] for r in ln]
+    assert runs["a"]["steps"] == 3
+
+
+def test_gradient_loss_charges_blur_not_a_brightness_shift(clip, tmp_path):
+    from thead.engines.neural.losses import gradient_l1
+
+    sharp = torch.from_numpy(clip.targets[:2]).permute(0, 3, 1, 2).float() / 255
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1, count_include_pad=False)
+    brighter = (sharp + 0.05).clamp(0, 1)
+    assert gradient_l1(sharp, sharp) == 0
+    # a plain L1 ranks the blur as the smaller error; the gradient term ranks it as the larger one
+    assert (blurred - sharp).abs().mean() < (brighter - sharp).abs().mean()
+    assert gradient_l1(blurred, sharp) > 3 * gradient_l1(brighter, sharp)
+    # and the trainer adds it (logged) when it has a weight
+    train_neural(tiny("mesh"), [clip], tmp_path / "run", quick(steps=2, gradient=0.5))
+    assert all(r["gradient"] > 0 for r in _log(tmp_path / "run"))
+
+
+def test_train_neural_command_defaults_are_the_trainers():
+    # `thead train neural` (what the GPU protocol runs) must train with TrainOptions' defaults
+    import inspect
+
+    from thead.commands.train import neural
+
+    params = inspect.signature(neural).parameters
+    defaults = TrainOptions()
+    for flag, field in (("flip", "flip"), ("ema", "ema"), ("gradient_weight", "gradient"), ("mouth_weight", "mouth_weight"),
+                        ("batch_size", "batch_size"), ("lr", "lr"), ("adversarial", "adversarial")):
+        assert params[flag].default.default == getattr(defaults, field), flag
+
+
+def test_ema_model_is_the_moving_average_and_survives_a_resume(clip, tmp_path):
+    run = tmp_path / "run"
+    res = train_neural(tiny("mesh"), [clip], run, quick(steps=3, ema=0.9))
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    assert set(ckpt["ema"]) == set(ckpt["generator"])
+    returned = res["model"].state_dict()
+    assert all(torch.equal(returned[k].cpu(), ckpt["ema"][k]) for k in returned)
+    # the average lags the trained weights: the zero-initialised last layer moved less
+    assert 0 < ckpt["ema"]["to_rgb.weight"].abs().sum() < ckpt["generator"]["to_rgb.weight"].abs().sum()
+    again = train_neural(tiny("mesh"), [clip], run, quick(steps=5, ema=0.9))
+    assert again["resumed_from"] == 3
+    straight = train_neural(tiny("mesh"), [clip], tmp_path / "straight", quick(steps=5, ema=0.9))
+    a, b = again["model"].state_dict(), straight["model"].state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -516,3 +516,22 @@ def test_moved_iris_disc_is_the_iris_only(astro_face):
     dist = torch.stack([(pixel_centres(S, S) - centres[0, e].view(2, 1, 1)).norm(dim=0) for e in range(2)]).amin(0)
     reach = (dist - radii[0].max())[alpha[0, 0] > 0.01]
     assert reach.numel() > 20 and reach.max() <= 1.0  # no layer pixel beyond the iris edge's half-pixel rim
+
+
+def test_consistently_oriented_rewinds_triangles_that_run_a_shared_edge_the_same_way():
+    from collections import Counter
+
+    from thead.render.mesh_topology import closed_mesh_triangles, consistently_oriented
+
+    strip = np.array([[0, 1, 2], [0, 3, 2], [3, 2, 4]])  # the second runs edges (2, 0) and (3, 2) as its neighbours do
+    assert consistently_oriented(strip).tolist() == [[0, 1, 2], [0, 2, 3], [3, 2, 4]]  # the odd one out re-wound
+
+    def repeated(tris):
+        c = Counter((int(t[k]), int(t[(k + 1) % 3])) for t in tris for k in range(3))
+        return {e for e, n in c.items() if n > 1}
+
+    closed = closed_mesh_triangles()
+    assert len(repeated(closed)) > 30  # MediaPipe's rebuilt triangles and the eye fills come wound either way
+    oriented = consistently_oriented(closed)
+    assert np.array_equal(np.sort(oriented, 1), np.sort(closed, 1))
+    assert len(repeated(oriented)) == 6  # only the edges of the two triangles on non-manifold edges (3 users)

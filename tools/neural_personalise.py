@@ -17,8 +17,10 @@ Per clip:
    trainer's split), the source's surroundings cut from the original frame as the command does;
 3. the metrics ``thead evaluate`` computes for a self-reenactment, at 256 (``thead.metrics``: L1, PSNR, SSIM
    of the frames against the clip's own crops; mouth LMD, iBUG points 48-67 of MediaPipe landmarks detected on
-   both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames;
-4. a contact sheet per clip (rows: real | mesh | neural, a few held-out frames) in ``--sheets``.
+   both, pixels at 256) and as ``bench/bench_reenact.py`` does, frame by frame, means over the held-out frames
+   (LMD over those with landmarks; ``LMD_paired``: over those where both engines' renders have them);
+4. a contact sheet per clip (rows: real | mesh | neural, a few held-out frames) in ``--sheets`` (and, for a curve,
+   one per point: ``<clip>-<steps>.png``).
 
 A table (clip, frames train/test, steps, train s, mesh vs neural L1/PSNR/SSIM/LMD) goes to stdout; ``--json`` writes
 it too.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -92,7 +95,7 @@ def metrics(generated: np.ndarray, real: np.ndarray, gen_lm: np.ndarray, real_lm
     d = lmd(gen_lm, real_lm, image_size=SIZE, eval_size=SIZE)
     return {"L1": float(l1(generated, real).mean()), "PSNR": float(psnr(generated, real).mean()),
             "SSIM": float(ssim(generated, real).mean()), "LMD": float(np.nanmean(d)),
-            "LMD_missing": int(np.isnan(d).sum())}
+            "LMD_missing": int(np.isnan(d).sum()), "LMD_frames": [round(float(x), 3) for x in d]}
 
 
 def evaluate_clip(clip, weights: str, landmarker, device: str, fraction: float, sheets: Path) -> dict:
@@ -120,6 +123,12 @@ def evaluate_clip(clip, weights: str, landmarker, device: str, fraction: float, 
         out[name] = engine.render(prepared, targets)
         scores[name] = metrics(out[name], real, detect_all(landmarker, out[name]), real_lm)
         scores[name]["render_s"] = time.perf_counter() - start
+    # LMD's mean skips the frames where no face was found on a render, a different set per engine (an engine whose
+    # hard frames are detected is charged for them); the paired mean is over the frames both have.
+    both = ~np.isnan(scores["mesh"]["LMD_frames"]) & ~np.isnan(scores["neural"]["LMD_frames"])
+    for name in scores:
+        scores[name]["LMD_paired"] = float(np.asarray(scores[name]["LMD_frames"])[both].mean()) if both.any() \
+            else float("nan")
     pick = np.unique(np.linspace(0, len(idx) - 1, 5).round().astype(int))
     rows = [[label(real[j], f"real {idx[j]}"), label(out["mesh"][j], "mesh"), label(out["neural"][j], "neural")]
             for j in pick]
@@ -168,6 +177,8 @@ def main() -> None:
                     train_s += seconds
                 clip = load_clip(path, args.work)
                 row = evaluate_clip(clip, weights, landmarker, args.device, args.train_fraction, args.sheets)
+                if steps is not None and len(stages) > 1:  # each point of a curve keeps its sheet
+                    shutil.copyfile(args.sheets / f"{clip.name}.png", args.sheets / f"{clip.name}-{steps}.png")
                 row.update(steps=steps, train_s=train_s if not args.weights else seconds, weights=weights,
                            it_s=report.get("it_s"), train_report=report)
                 curve.append({"clip": clip.name, **row})
@@ -184,6 +195,8 @@ def main() -> None:
     wins = {m: all((r["neural"][m] < r["mesh"][m]) if m in ("L1", "LMD") else (r["neural"][m] > r["mesh"][m])
                    for r in results.values()) for m in METRICS}
     print("neural beats mesh on every clip: " + ", ".join(f"{m} {'yes' if v else 'NO'}" for m, v in wins.items()))
+    print("mouth LMD over the frames where both renders have landmarks (mesh -> neural): "
+          + ", ".join(f"{n} {r['mesh']['LMD_paired']:.2f} -> {r['neural']['LMD_paired']:.2f}" for n, r in results.items()))
     print(f"contact sheets (real | mesh | neural): {args.sheets}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "curve": curve, "neural_beats_mesh": wins}, indent=2,

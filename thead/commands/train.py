@@ -98,6 +98,14 @@ def neural(
     lr: float = number_option(2e-4, "--lr", help="Adam learning rate.", lo=1e-7, hi=1.0),
     adversarial: bool = typer.Option(True, "--adversarial/--no-adversarial", help="Train with the multi-scale "
                                      "patch discriminator and feature matching."),
+    flip: float = number_option(0.5, "--flip", help="Probability that a training pair is replaced "
+                                "by its mirror image (pictures flipped, condition maps mirrored).", lo=0.0, hi=1.0),
+    gradient_weight: float = number_option(0.0, "--gradient-weight", help="Weight of the L1 "
+                                           "between image gradients (against a soft output).", lo=0.0, hi=100.0),
+    ema: float = number_option(0.99, "--ema", help="Decay of the moving average of the generator's weights that is "
+                               "saved (0: the last step's weights).", lo=0.0, hi=0.99999),
+    mouth_weight: float = number_option(1.0, "--mouth-weight", help="Extra L1 weight in the "
+                                        "mouth region.", lo=0.0, hi=1000.0),
     personalise: Optional[Path] = typer.Option(None, "--personalise", help="Personalise on this one clip (source "
                                                "frame 0, K = 1) instead of a dataset run."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from this trained model (name or file)."),
@@ -143,7 +151,8 @@ def neural(
         raise typer.Exit(2)
     if personalise is not None:
         items = items[:1]
-    options = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial,
+    options = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, flip=flip,
+                           gradient=gradient_weight, mouth_weight=mouth_weight, ema=ema,
                            checkpoint_every=checkpoint_every, sample_every=sample_every, num_workers=workers,
                            seed=seed, device=device, amp=amp, plots=plots)
     last = {"t": 0.0}

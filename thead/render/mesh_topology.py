@@ -79,6 +79,60 @@ def closed_mesh_triangles() -> np.ndarray:
                            inner_mouth_triangles()], axis=0)
 
 
+@functools.lru_cache(maxsize=None)
+def oriented_closed_mesh_triangles() -> np.ndarray:
+    """:func:`closed_mesh_triangles` consistently wound (:func:`consistently_oriented`): for vertex normals."""
+    return consistently_oriented(closed_mesh_triangles())
+
+
+def consistently_oriented(triangles: np.ndarray) -> np.ndarray:
+    """The triangles re-wound so that every pair sharing an edge traverses it in opposite directions (one
+    orientation over each connected part, the one most of its triangles had).
+
+    MediaPipe's tessellation comes as edges, and the triangles rebuilt from them (and the strip fills of the eye
+    and mouth holes) are wound either way: area-weighted vertex normals summed over such triangles partly cancel
+    and flip. triangles: [F, 3] vertex ids of an orientable surface (an edge shared by more than two triangles is
+    ignored for propagation). Returns [F, 3] int64, rows in the same order, each the same triangle (maybe with two
+    corners swapped).
+    """
+    tris = np.asarray(triangles, dtype=np.int64).copy()
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for i, t in enumerate(tris):
+        for k in range(3):
+            a, b = int(t[k]), int(t[(k + 1) % 3])
+            by_edge.setdefault((min(a, b), max(a, b)), []).append(i)
+    flip = np.zeros(len(tris), dtype=bool)
+    seen = np.zeros(len(tris), dtype=bool)
+
+    def directed(i: int) -> set[tuple[int, int]]:
+        t = tris[i][[0, 2, 1]] if flip[i] else tris[i]
+        return {(int(t[k]), int(t[(k + 1) % 3])) for k in range(3)}
+
+    for seed in range(len(tris)):
+        if seen[seed]:
+            continue
+        seen[seed] = True
+        part, queue = [seed], [seed]
+        while queue:
+            i = queue.pop()
+            edges = directed(i)
+            for a, b in edges:
+                users = by_edge[(min(a, b), max(a, b))]
+                if len(users) != 2:
+                    continue
+                j = users[0] if users[1] == i else users[1]
+                if seen[j]:
+                    continue
+                seen[j] = True
+                flip[j] = (a, b) in directed(j)  # a neighbour must run the shared edge as (b, a)
+                part.append(j)
+                queue.append(j)
+        if 2 * int(flip[part].sum()) > len(part):  # keep the winding most of the part had
+            flip[part] = ~flip[part]
+    tris[flip] = tris[flip][:, [0, 2, 1]]
+    return tris
+
+
 def boundary_vertices(triangles: np.ndarray) -> np.ndarray:
     """Ids of vertices on edges used by exactly one triangle (the open boundary of the triangle set)."""
     tris = np.asarray(triangles, dtype=np.int64)

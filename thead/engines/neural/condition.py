@@ -5,6 +5,10 @@ Channels (``COND_CHANNELS`` = 7), zero outside the mesh:
      identity, so a pixel's code says which point of the face it shows);
 3-5: the posed mesh's unit normals in crop space (x right, y down, z depth), in [-1, 1];
 6:   coverage mask (1 on the mesh, eye and mouth openings filled).
+
+The mean face is mirror-symmetric about x = 0 (its x extent is symmetric), so the map of a mesh mirrored left-right
+(with its vertices relabelled by the face model's mirror table) is the map flipped left-right with channel 0
+replaced by coverage - channel 0 and channel 3 negated: :func:`mirror_condition`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import functools
 import numpy as np
 import torch
 
-from thead.render.mesh_topology import closed_mesh_triangles
+from thead.render.mesh_topology import oriented_closed_mesh_triangles
 from thead.render.rasterize import interpolate, rasterize
 
 COND_CHANNELS = 7
@@ -32,7 +36,7 @@ def _codes_np() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _triangles_np() -> np.ndarray:
-    return closed_mesh_triangles().astype(np.int64)
+    return oriented_closed_mesh_triangles()
 
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
@@ -87,4 +91,27 @@ def condition_maps(vertices: torch.Tensor, size: int, out_size: int) -> torch.Te
     return maps.contiguous()
 
 
-__all__ = ["COND_CHANNELS", "condition_maps", "vertex_normals"]
+def mirror_condition(maps: torch.Tensor) -> torch.Tensor:
+    """The condition maps of the mirror images of the meshes that made ``maps``.
+
+    Parameters
+    ----------
+    maps : torch.Tensor
+        float [..., COND_CHANNELS, H, W] (:func:`condition_maps` of meshes in a crop of width W).
+
+    Returns
+    -------
+    torch.Tensor
+        float [..., COND_CHANNELS, H, W]: ``maps`` flipped left-right (pixel column j reads column W - 1 - j, the
+        image mirrored about x = W / 2), the mean-face x code mirrored (c -> 1 - c on the mesh, 0 off it: the mean
+        face spans [-X, X]) and the normals' x negated; equal, up to rasterisation ties at triangle edges, to the
+        maps of the meshes mirrored about x = W / 2 with each vertex relabelled as its mirror partner.
+    """
+    out = maps.flip(-1).clone()
+    cover = out[..., 6, :, :]
+    out[..., 0, :, :] = cover - out[..., 0, :, :]
+    out[..., 3, :, :] = -out[..., 3, :, :]
+    return out
+
+
+__all__ = ["COND_CHANNELS", "condition_maps", "mirror_condition", "vertex_normals"]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 BASES = ("mesh", "none")
 # Bump when a code change makes equal settings build a different network (state keys or shapes, or behaviour).
-CODE_REVISION = 1
+CODE_REVISION = 2  # 2: condition-map normals from consistently wound triangles
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from thead.engines.neural.condition import COND_CHANNELS, condition_maps
+from thead.engines.neural.condition import COND_CHANNELS, condition_maps, mirror_condition
 from thead.face.topology import FACE_OVAL, LIPS_OUTER
 
 # Condition maps of every pair are rasterised up front, batched (on the training device), and kept in memory as
@@ -162,4 +162,34 @@ class PairDataset(Dataset):
                 "face_mask": torch.from_numpy(face)[None], "mouth_mask": torch.from_numpy(mouth)[None]}
 
 
-__all__ = ["ClipData", "PairDataset", "region_masks", "to_tensor"]
+IMAGE_KEYS = ("source", "base", "target", "face_mask", "mouth_mask")
+CONDITION_KEYS = ("source_cond", "target_cond")
+
+
+def flip_mask(n: int, probability: float, seed: int, step: int, rank: int = 0) -> torch.Tensor:
+    """bool [n]: which items of training step ``step`` (1-based) on process ``rank`` are mirrored, each with
+    ``probability``; a function of (seed, rank, step) only, so a resumed run draws what an uninterrupted one did."""
+    if probability <= 0:
+        return torch.zeros(n, dtype=torch.bool)
+    rng = np.random.default_rng([int(seed), int(rank), int(step)])
+    return torch.from_numpy(rng.random(n) < probability)
+
+
+def mirror_pairs(batch: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch with the pairs where ``mask`` [N] is True replaced by their mirror images: every picture and
+    region mask flipped left-right, both condition maps by :func:`~thead.engines.neural.condition.mirror_condition`
+    (the maps of the mirrored meshes). A mirrored pair is a valid self-reenactment pair of the same person with
+    the head turned, tilted and lit the other way: it doubles the poses a short clip shows."""
+    if not bool(mask.any()):
+        return batch
+    out = dict(batch)
+    for key in IMAGE_KEYS + CONDITION_KEYS:
+        if key not in batch:
+            continue
+        x = batch[key]
+        m = mask.to(x.device).view(-1, *([1] * (x.dim() - 1)))
+        out[key] = torch.where(m, mirror_condition(x) if key in CONDITION_KEYS else x.flip(-1), x)
+    return out
+
+
+__all__ = ["ClipData", "PairDataset", "flip_mask", "mirror_pairs", "region_masks", "to_tensor"]

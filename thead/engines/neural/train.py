@@ -30,9 +30,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from thead.engines.neural.config import NeuralConfig
-from thead.engines.neural.data import ClipData, PairDataset
-from thead.engines.neural.losses import (feature_matching, hinge_d_loss, hinge_g_loss, load_vgg19, ms_ssim_loss,
-                                         perceptual_loss, weighted_l1)
+from thead.engines.neural.data import ClipData, PairDataset, flip_mask, mirror_pairs
+from thead.engines.neural.losses import (feature_matching, gradient_l1, hinge_d_loss, hinge_g_loss, load_vgg19,
+                                         ms_ssim_loss, perceptual_loss, weighted_l1)
 from thead.engines.neural.model import NeuralGenerator, PatchDiscriminator
 from thead.errors import TheadError
 
@@ -48,9 +48,18 @@ class TrainOptions:
 
     steps: optimiser steps in all (a resumed run goes on to this many). batch_size: pairs per step and process.
     lr: Adam learning rate of the generator (the discriminator's is the same). adversarial: train with the
-    patch discriminator (hinge loss + feature matching). l1, ssim, perceptual, gan, feature_matching: loss weights
+    patch discriminator (hinge loss + feature matching). l1, ssim, gradient (L1 of the image gradients: against
+    a soft, smeared output), perceptual, gan, feature_matching: loss weights
     (perceptual only when the vgg19 weights are on disk). face_weight, mouth_weight: extra L1 weight in the face and
-    mouth regions. checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
+    mouth regions. flip: probability that a training pair is replaced by its mirror image (source, target, base,
+    masks flipped left-right, condition maps mirrored; drawn per item from (seed, process, step), so reproducible
+    and the same after a resume). ema: decay of an exponential moving average of the generator's weights, the
+    model returned and saved (0: the last step's weights); the decay used at step n is min(ema, (1 + n) / (10 + n)),
+    so a short run is not dominated by its random start. Defaults (personalising d12 at 128 px, 600 steps of 4
+    pairs, on the CPU): flip 0.5 keeps the face intact on held-out frames turned and tilted beyond the training
+    part (without it the network smeared and stretched them) for -0.25 dB PSNR, which the average (ema 0.99,
+    +0.25 dB) wins back; mouth_weight 1 (was 4; 8 was worse still) held the held-out mouth LMD at 1.07 where 4 let
+    it drift to 1.17 (mesh 1.12) over the longer run; the gradient term did not help. checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
     num_workers: DataLoader workers. seed: RNG seed. device: None = thead.device.default_device. amp: float16
     autocast + GradScaler (CUDA only; ignored on CPU). plots: write losses.png at the end.
     """
@@ -61,11 +70,14 @@ class TrainOptions:
     adversarial: bool = True
     l1: float = 1.0
     ssim: float = 0.5
+    gradient: float = 0.0
     perceptual: float = 0.2
     gan: float = 0.02
     feature_matching: float = 0.5
     face_weight: float = 2.0
-    mouth_weight: float = 4.0
+    mouth_weight: float = 1.0
+    flip: float = 0.5
+    ema: float = 0.99
     checkpoint_every: int = 200
     sample_every: int = 500
     num_workers: int = 0
@@ -198,6 +210,10 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
     gen = NeuralGenerator(config).to(device)
     if init is not None:
         gen.load_state_dict(_unwrap(init).state_dict())
+    ema = NeuralGenerator(config).to(device).eval() if options.ema > 0 else None
+    if ema is not None:
+        ema.load_state_dict(gen.state_dict())
+        ema.requires_grad_(False)
     disc = PatchDiscriminator(config).to(device) if options.adversarial else None
     opt_g = torch.optim.Adam(gen.parameters(), lr=options.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=(0.5, 0.999)) if disc is not None else None
@@ -211,6 +227,8 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             raise TheadError(f"{ckpt_path}: the checkpoint is of another model config ({ckpt.get('config')}); use "
                              "another work folder or the same settings")
         gen.load_state_dict(ckpt["generator"])
+        if ema is not None:
+            ema.load_state_dict(ckpt.get("ema", ckpt["generator"]))
         opt_g.load_state_dict(ckpt["opt_g"])
         if disc is not None:
             if "discriminator" not in ckpt:
@@ -247,6 +265,7 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
         if device.type == "cuda":
             rng["cuda0"] = torch.cuda.get_rng_state(device)
         state = {"config": config.to_dict(), "step": step, "generator": gen.state_dict(), "opt_g": opt_g.state_dict(),
+                 **({"ema": ema.state_dict()} if ema is not None else {}),
                  "scaler": scaler.state_dict(), "rng": rng, "options": json.dumps(asdict(options))}
         if disc is not None:
             state["discriminator"] = disc.state_dict()
@@ -270,6 +289,8 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             for batch in loader:
                 tic = time.perf_counter()
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = mirror_pairs(batch, flip_mask(len(batch["target"]), options.flip, options.seed, step + 1,
+                                                      rank))
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     out = g_model(batch["source"], batch["source_cond"], batch["target_cond"],
                                   batch["base"] if config.base == "mesh" else None)
@@ -278,6 +299,9 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
                                             options.face_weight, options.mouth_weight),
                           "ssim": ms_ssim_loss(out32, batch["target"])}
                 total = options.l1 * losses["l1"] + options.ssim * losses["ssim"]
+                if options.gradient > 0:
+                    losses["gradient"] = gradient_l1(out32, batch["target"])
+                    total = total + options.gradient * losses["gradient"]
                 if vgg is not None:
                     losses["perceptual"] = perceptual_loss(vgg, out32, batch["target"])
                     total = total + options.perceptual * losses["perceptual"]
@@ -311,6 +335,14 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
                 scaler.update()
                 losses["total"] = total
                 step += 1
+                if ema is not None:
+                    decay = min(options.ema, (1.0 + step) / (10.0 + step))
+                    with torch.no_grad():
+                        for e, p in zip(ema.state_dict().values(), gen.state_dict().values()):
+                            if e.is_floating_point():
+                                e.lerp_(p, 1.0 - decay)
+                            else:
+                                e.copy_(p)
                 elapsed = time.perf_counter() - t0
                 last = {k: float(v.detach()) for k, v in losses.items()}
                 if rank == 0:
@@ -335,7 +367,7 @@ def train_neural(config: NeuralConfig, clips: list[ClipData], out_dir: Path, opt
             dist.barrier()
     seconds = time.perf_counter() - t0
     gen.eval()
-    return {"model": gen, "steps": step, "losses": last, "seconds": seconds,
+    return {"model": ema if ema is not None else gen, "steps": step, "losses": last, "seconds": seconds,
             "it_s": (step - start) / seconds if seconds > 0 and step > start else 0.0, "resumed_from": resumed_from,
             "perceptual": vgg is not None}
 
