@@ -403,7 +403,7 @@ CHANGED_SETTINGS = {
     "symmetry": False, "head_proxy": False, "pad_fraction": 0.1, "falloff": 0.7, "background": "warp",
     "neck_follow": None, "head_proxy_centre": (0.0, -1.5), "head_proxy_rings": ((1.2, 3.0),),
     "head_proxy_max_y": 2.5, "head_ellipse": (0.16, 0.8, 0.9), "head_ellipse_fade_from": (0.3, 0.64),
-    "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_slack": 0.06, "matte_range": (0.2, 0.75), "plate_margin": 0.01,
+    "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_fade_motion": (0.1, 0.2), "neck_slack": 0.06, "matte_range": (0.2, 0.75), "plate_margin": 0.01,
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2,
 }
@@ -415,7 +415,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-13-db0ab42c94bf"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-13-f6d177cecf40"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
@@ -465,7 +465,8 @@ def check_head_moves_over_a_still_body(engine: MeshEngine, crop: np.ndarray, lm:
     out = engine.render(prepared, target)[0].astype(float)
     pad = prepared.pad
     person = prepared.person[0, 0, pad:pad + S, pad:pad + S].numpy()
-    head = prepared.head_weight[0, 0, pad:pad + S, pad:pad + S].numpy()
+    # (The head weight in effect: a head moved this far has the longer soft lower edge, ``_neck_edge``.)
+    head = prepared.head_weights(engine._neck_edge(prepared, target))[0][0, 0, pad:pad + S, pad:pad + S].numpy()
     # Where the head layer can lie: the head part of the person moved down by anything up to the shift (the dense
     # flow moves the head's surroundings by less than the face).
     head_person = head * person
@@ -599,6 +600,19 @@ def test_neck_bends_after_a_head_moved_far_sideways(engine, astro):
     assert neck_centre(out) - neck_centre(crop) > far - slack * S  # (a still neck: 21 pixels)
     # The shoulders stay: the bend fades down the neck.
     assert np.abs(out[round(0.92 * S):].astype(float) - crop[round(0.92 * S):]).mean() < 3.0
+
+
+def test_the_head_layer_s_lower_edge_lengthens_only_for_a_head_that_moved_far(engine, astro):
+    """Short for the source's own pose and a 20-degree turn (no doubled neck), long for a head dropped by 12 % of
+    the crop (whose short edge left a blur of chin over the collar on d12's far frames)."""
+    crop, lm, fit = astro
+    prepared = engine.prepare(crop, lm, fit)
+    turned = edit_params(fit, yaw=float(fit.pose[0, 0]) + np.radians(20.0))
+    dropped = TargetParams.from_fit(fit)
+    dropped.pose[:, 4] += round(0.12 * S)
+    assert float(engine._neck_edge(prepared, TargetParams.from_fit(fit))[0]) == 0.0
+    assert float(engine._neck_edge(prepared, turned)[0]) == 0.0
+    assert float(engine._neck_edge(prepared, dropped)[0]) == 1.0
 
 
 def test_a_turned_head_leaves_the_neck_below_the_jaw_as_it_was(engine, astro):

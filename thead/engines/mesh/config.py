@@ -72,6 +72,10 @@ class MeshConfig:
     neck_bend_fade : float
         ... and the weight by which the body layer's neck bends after a head that rose or moved far sideways falls
         to 0 over this many radii (the neck bends over its length).
+    neck_fade_motion : (float, float)
+        Head motion (how far the head's rigid motion carries the jaw, as a fraction of the crop side) over which the
+        head layer's lower edge lengthens from ``neck_fade`` to ``neck_bend_fade``: a sway or a 20-degree turn
+        (~0.045) keeps the short edge, a head that moves far off its collar gets the long one.
     neck_slack : float
         Sideways head motion (fraction of the crop side) about which the neck starts to go along: none of a
         motion below half of it, all of one beyond 1.5 times it.
@@ -111,6 +115,7 @@ class MeshConfig:
     head_ellipse_fade_from: tuple[float, float] = (0.32, 0.64)
     neck_fade: float = 0.25
     neck_bend_fade: float = 0.56
+    neck_fade_motion: tuple[float, float] = (0.05, 0.1)
     neck_slack: float = 0.05
     matte_range: tuple[float, float] = (0.25, 0.75)
     plate_margin: float = 0.005

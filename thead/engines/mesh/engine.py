@@ -72,6 +72,7 @@ from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, 
 # render's neighbourhood filters (mesh feather 4, then the uncovered ground's dilate and blur 5), so the pixels
 # kept are those of a whole-canvas render.
 _WINDOW_MARGIN = 12
+_JAW_POINTS = (152, 148, 377, 176, 400, 150, 379, 172, 397)  # chin, jaw line and jaw corners (face mesh)
 
 
 @dataclass
@@ -140,6 +141,23 @@ class PreparedSource:
         if self.person is None or self.head_weight is None:
             return None
         return body_layer(self.face.image, self.person, self.head_weight, self.background_share)
+
+    @cached_property
+    def long_body_layer(self) -> torch.Tensor | None:
+        """[1, 4, H, W]: :attr:`body_layer` under the long-edged head weight (``bend_weight``), for a head that
+        moved far. None without a person mask or bend weight."""
+        if self.person is None or self.bend_weight is None:
+            return None
+        return body_layer(self.face.image, self.person, self.bend_weight, self.background_share)
+
+    def head_weights(self, edge: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(head weight [B or 1, 1, H, W], body layer [B or 1, 4, H, W]) for frames whose head layer's lower edge
+        is ``edge`` [B] of the way from ``head_weight``'s short fade to ``bend_weight``'s long one (None: short)."""
+        if edge is None or self.bend_weight is None or not bool((edge > 0).any()):
+            return self.head_weight, self.body_layer
+        t = edge.view(-1, 1, 1, 1).to(self.head_weight.dtype)
+        body = None if self.body_layer is None else torch.lerp(self.body_layer, self.long_body_layer, t)
+        return torch.lerp(self.head_weight, self.bend_weight, t), body
 
 
 @dataclass
@@ -390,7 +408,8 @@ class MeshEngine:
             head_src = flip_points(prepared.head_source, k)[:, mirror_index(prepared.head_points)]
         prepared.mirrored = replace(prepared, face=prepare_source(image, flipped), head_source=head_src,
                                     person=flip(prepared.person), background=flip(prepared.background),
-                                    head_weight=flip(prepared.head_weight), visibility=None, mirrored=None)
+                                    head_weight=flip(prepared.head_weight), bend_weight=flip(prepared.bend_weight),
+                                    visibility=None, mirrored=None)
 
     def _still_background(self, crop: np.ndarray, canvas: torch.Tensor, vertices: torch.Tensor, pad: int,
                           person: np.ndarray | None, surroundings: np.ndarray | None = None,
@@ -484,6 +503,7 @@ class MeshEngine:
             pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
             depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
             dst_head = (geo.apply_pose(prepared.head_points.expand(B, -1, -1), pose, depth) + shift)[..., :2]
+        edge = self._neck_edge(prepared, targets)
         # Only the crop is output: render the window of the canvas that holds it plus a margin wider than the
         # reach of the render's neighbourhood filters (feather, dilate, blurs), the same pixels as a whole-canvas
         # render there.
@@ -492,7 +512,7 @@ class MeshEngine:
         window = (lo, lo, hi - lo, hi - lo)
         if mouth_image is not None:
             mouth_image = mouth_image[..., lo:hi, lo:hi]
-        image = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window)
+        image = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window, edge)
         if prepared.mirrored is not None:
             weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
             side, profile = fill_profile(dst_canvas, weights)
@@ -515,7 +535,8 @@ class MeshEngine:
                     box = (slice(None), slice(None), slice(r0, r1), slice(c0, c1))
                     image_m = self._render_source(
                         prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
-                        None if mouth_image is None else mouth_image[need][box], (lo + r0, lo + c0, r1 - r0, c1 - c0))
+                        None if mouth_image is None else mouth_image[need][box], (lo + r0, lo + c0, r1 - r0, c1 - c0),
+                        None if edge is None else edge[need])
                     image_n = image[need]
                     image_n[box] = over(image_n[box], image_m, share[box])
                     image = image.index_copy(0, need, image_n)
@@ -550,9 +571,28 @@ class MeshEngine:
         # around them); the rest stays the original frame's own, at the original's resolution.
         return image, (changed_region(image, source) if with_changed else None), dst
 
+    def _neck_edge(self, prepared: PreparedSource, targets: TargetParams) -> torch.Tensor | None:
+        """[B] in [0, 1]: how far each target's head layer lengthens its lower edge, from ``neck_fade`` (0) to
+        ``neck_bend_fade`` (1), by how far the head's rigid motion carries the jaw (the source's chin and jaw
+        corners, without the expression: an open mouth is no head motion) as a share of the crop side, over
+        ``neck_fade_motion``. None without a bend weight."""
+        if prepared.bend_weight is None:
+            return None
+        dev = prepared.device
+        jaw = prepared.identity[torch.as_tensor(_JAW_POINTS, device=dev)].float()  # [J, 3] model frame, cm
+        pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
+        depth = torch.as_tensor(targets.depth_offset, dtype=torch.float32, device=dev)
+        src_pose = torch.as_tensor(prepared.params.pose[:1], dtype=torch.float32, device=dev)
+        src_depth = torch.as_tensor(prepared.params.depth_offset[:1], dtype=torch.float32, device=dev)
+        there = geo.apply_pose(jaw.expand(pose.shape[0], -1, -1), pose, depth)[..., :2]
+        here = geo.apply_pose(jaw[None], src_pose, src_depth)[..., :2]
+        moved = (there - here).norm(dim=-1).amax(1) / prepared.size
+        lo, hi = self.config.neck_fade_motion
+        return smoothstep((moved - lo) / max(hi - lo, 1e-6))
+
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None,
-                       window: tuple[int, int, int, int]) -> torch.Tensor:
+                       window: tuple[int, int, int, int], edge: torch.Tensor | None = None) -> torch.Tensor:
         """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
         pixels) over ``still``'s body and background: image [B, 3, h, w] over the window
         (top, left, h, w) of the canvas (mouth_image [B, 3, h, w] too). dst_head [B, K, 2]: where the head points
@@ -578,14 +618,21 @@ class MeshEngine:
             # but for its neck stretching and bending after the head); the head (the person times the head weight,
             # moved by the head's flow; the rendered face inside the mesh). Premultiplied: the warped person is the
             # warped source minus its warped (1 - P) * background. Identity targets give the source back exactly.
-            head = torch.ones_like(source.person) if source.head_weight is None else source.head_weight
-            layers = torch.cat([source.person, source.background_share, head], 1)
+            # The head layer's lower edge is short for a sway or a turn (one neck, not two copies cross-faded a
+            # few pixels apart) and lengthens as the head moves far (``edge``, ``_neck_edge``), where a short edge
+            # would leave a blur of chin over the collar.
+            head_w, _ = source.head_weights(edge)
+            still_head_w, body = still.head_weights(edge)
+            head = torch.ones_like(source.person) if head_w is None else head_w
+            if head.shape[0] != B:
+                head = head.expand(B, -1, -1, -1)
+            layers = torch.cat([source.person.expand(B, -1, -1, -1), source.background_share.expand(B, -1, -1, -1),
+                                head], 1)
             both = warp_image(layers, out.grid)
             head_t = both[:, 4:5] * (1.0 - mesh_mask)
             alpha = mesh_mask + head_t * both[:, :1]
             colour = mesh_mask * image + head_t * premultiplied(image, both[:, :1], both[:, 1:4])
             size = tuple(source.face.image.shape[-2:])  # the canvas
-            body = still.body_layer
             if body is not None:
                 # The body stays, but where the head rises away from it the neck stretches up after it (the head's
                 # flow fading down the neck, its upward part only): a rising head never leaves its collar and the
@@ -607,7 +654,7 @@ class MeshEngine:
             cover = alpha if body is None else alpha + (1.0 - alpha) * body[:, 3:]
             band = max(1, int(round(cfg.background_band * size[0])))
             person = here(still.person)
-            head_s = person if still.head_weight is None else person * here(still.head_weight)
+            head_s = person if still_head_w is None else person * here(still_head_w)
             uncovered = (head_s - cover) > 0.05
             background = here(still.background).expand(B, -1, -1, -1)
             # Only over the box holding the uncovered ground and its reach (dilate, blur, one more pixel): the
