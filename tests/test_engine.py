@@ -466,7 +466,7 @@ def check_head_moves_over_a_still_body(engine: MeshEngine, crop: np.ndarray, lm:
     pad = prepared.pad
     person = prepared.person[0, 0, pad:pad + S, pad:pad + S].numpy()
     # (The head weight in effect: a head moved this far has the longer soft lower edge, ``_neck_edge``.)
-    head = prepared.head_weights(engine._neck_edge(prepared, target))[0][0, 0, pad:pad + S, pad:pad + S].numpy()
+    head = prepared.head_weight_at(engine._neck_edge(prepared, target))[0, 0, pad:pad + S, pad:pad + S].numpy()
     # Where the head layer can lie: the head part of the person moved down by anything up to the shift (the dense
     # flow moves the head's surroundings by less than the face).
     head_person = head * person

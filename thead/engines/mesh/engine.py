@@ -150,14 +150,24 @@ class PreparedSource:
             return None
         return body_layer(self.face.image, self.person, self.bend_weight, self.background_share)
 
-    def head_weights(self, edge: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(head weight [B or 1, 1, H, W], body layer [B or 1, 4, H, W]) for frames whose head layer's lower edge
-        is ``edge`` [B] of the way from ``head_weight``'s short fade to ``bend_weight``'s long one (None: short)."""
+    def _edge_share(self, edge: torch.Tensor | None) -> torch.Tensor | None:
+        """``edge`` [B] as a [B, 1, 1, 1] blend share, or None when every frame keeps the short edge."""
         if edge is None or self.bend_weight is None or not bool((edge > 0).any()):
-            return self.head_weight, self.body_layer
-        t = edge.view(-1, 1, 1, 1).to(self.head_weight.dtype)
-        body = None if self.body_layer is None else torch.lerp(self.body_layer, self.long_body_layer, t)
-        return torch.lerp(self.head_weight, self.bend_weight, t), body
+            return None
+        return edge.view(-1, 1, 1, 1).to(self.bend_weight.dtype)
+
+    def head_weight_at(self, edge: torch.Tensor | None) -> torch.Tensor | None:
+        """The head weight [1 or B, 1, H, W] of frames whose head layer's lower edge is ``edge`` [B] of the way
+        from ``head_weight``'s short fade to ``bend_weight``'s long one (None: short; batch 1 when all are)."""
+        t = self._edge_share(edge)
+        return self.head_weight if t is None else torch.lerp(self.head_weight, self.bend_weight, t)
+
+    def body_layer_at(self, edge: torch.Tensor | None) -> torch.Tensor | None:
+        """:attr:`body_layer` [1 or B, 4, H, W] under :meth:`head_weight_at`'s weights."""
+        t = self._edge_share(edge)
+        if t is None or self.body_layer is None:
+            return self.body_layer
+        return torch.lerp(self.body_layer, self.long_body_layer, t)
 
 
 @dataclass
@@ -621,12 +631,12 @@ class MeshEngine:
             # The head layer's lower edge is short for a sway or a turn (one neck, not two copies cross-faded a
             # few pixels apart) and lengthens as the head moves far (``edge``, ``_neck_edge``), where a short edge
             # would leave a blur of chin over the collar.
-            head_w, _ = source.head_weights(edge)
-            still_head_w, body = still.head_weights(edge)
+            head_w = source.head_weight_at(edge)
+            still_head_w = head_w if still is source else still.head_weight_at(edge)
+            body = still.body_layer_at(edge)
             head = torch.ones_like(source.person) if head_w is None else head_w
-            if head.shape[0] != B:
-                head = head.expand(B, -1, -1, -1)
-            layers = torch.cat([source.person.expand(B, -1, -1, -1), source.background_share.expand(B, -1, -1, -1),
+            n = head.shape[0]  # 1 (warp_image broadcasts it over the frames) unless a frame lengthens its edge
+            layers = torch.cat([source.person.expand(n, -1, -1, -1), source.background_share.expand(n, -1, -1, -1),
                                 head], 1)
             both = warp_image(layers, out.grid)
             head_t = both[:, 4:5] * (1.0 - mesh_mask)
