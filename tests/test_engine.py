@@ -403,7 +403,8 @@ CHANGED_SETTINGS = {
     "symmetry": False, "head_proxy": False, "pad_fraction": 0.1, "falloff": 0.7, "background": "warp",
     "neck_follow": None, "head_proxy_centre": (0.0, -1.5), "head_proxy_rings": ((1.2, 3.0),),
     "head_proxy_max_y": 2.5, "head_ellipse": (0.16, 0.8, 0.9), "head_ellipse_fade_from": (0.3, 0.64),
-    "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_fade_motion": (0.1, 0.2), "neck_slack": 0.06, "matte_range": (0.2, 0.75), "plate_margin": 0.01,
+    "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_fade_motion": (0.1, 0.2), "neck_slack": 0.06,
+    "matte_range": (0.2, 0.75), "plate_margin": 0.01,
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2,
 }

@@ -8,8 +8,8 @@ Run from the repository root (needs the shared media; about a minute on a CPU)::
 The corrective is fitted by ridge least squares to the fit residuals of real clips (each clip's mean removed, so its
 identity detail does not enter), with the clips' expression units as nuisance regressors (talking people look up
 as they open their mouths: pitch and jaw_open correlate .27-.57 in the shared clips, and a corrective fitted on
-pose alone parted the lips by 1.5 mm at pitch +10 degrees), then mirror-symmetrised (a face turned left is the mirror image of one turned
-right). ``--check`` prints the leave-one-clip-out variance reduction (15-27 % on the clips with head turns).
+pose alone parted the lips by 1.5 mm at pitch +10 degrees), then mirror-symmetrised (a face turned left is the
+mirror image of one turned right). ``--check`` prints the leave-one-clip-out variance reduction (15-27 % on the clips with head turns).
 """
 
 from __future__ import annotations

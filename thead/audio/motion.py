@@ -199,16 +199,16 @@ def video_mouth_residual_model(fit: FitResult, quantile: float = 0.15, ridge: fl
     frames = np.arange(fit.num_frames)
     if fit.valid is not None and np.asarray(fit.valid, bool).any():
         frames = frames[np.asarray(fit.valid, bool)]
-    x = np.asarray(fit.expression, np.float64)[frames][:, [names.index(u) for u in units]]
+    cols = [names.index(u) for u in units]
+    x = np.asarray(fit.expression, np.float64)[frames][:, cols]
     res = np.asarray(fit.residual, np.float64)
     y = res[frames].reshape(len(frames), -1)
     xc, yc = x - x.mean(0), y - y.mean(0)
     lam = ridge * max(float(xc.var(0).mean()), 1e-12) * len(frames)
     slope = np.linalg.solve(xc.T @ xc + lam * np.eye(len(units)), xc.T @ yc).reshape(len(units), *res.shape[1:])
-    closed = _closed_frames(fit, quantile)
-    rest_units = np.asarray(fit.expression, np.float64)[closed][:, [names.index(u) for u in units]].mean(0)
+    rest_units = np.asarray(fit.expression, np.float64)[_closed_frames(fit, quantile)][:, cols].mean(0)
     low, high = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
-    return MouthResidualModel(res[closed].mean(0), rest_units, slope, low, high, units)
+    return MouthResidualModel(video_rest_residual(fit, quantile), rest_units, slope, low, high, units)
 
 
 def mouth_region_weight(vertices: np.ndarray, inner: float = 0.75, outer: float = 1.5) -> np.ndarray:

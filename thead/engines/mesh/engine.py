@@ -331,8 +331,9 @@ class MeshEngine:
                                                       matte)
         weight = bend = None
         if cfg.neck_follow is not None:
-            weight = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], cfg)
-            bend = neck_weight(lm_t + shift, image.shape[-2], image.shape[-1], replace(cfg, neck_fade=cfg.neck_bend_fade))
+            H, W = image.shape[-2:]
+            weight = neck_weight(lm_t + shift, H, W, cfg)
+            bend = neck_weight(lm_t + shift, H, W, replace(cfg, neck_fade=cfg.neck_bend_fade))
         prepared = PreparedSource(face=face, landmarks=lm, identity=identity, residual=exact[0], residual_fix=fix,
                                   params=params, size=size, device=dev, pad=pad, head_points=head,
                                   head_source=head_src, person=mask, background=background,

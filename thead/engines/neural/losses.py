@@ -162,5 +162,5 @@ def perceptual_loss(vgg: VGG19Features, a: torch.Tensor, b: torch.Tensor) -> tor
     return sum((x - y.detach()).abs().mean() for x, y in zip(fa, fb)) / len(fa)
 
 
-__all__ = ["VGG19Features", "feature_matching", "gradient_l1", "hinge_d_loss", "hinge_g_loss", "load_vgg19", "ms_ssim_loss",
-           "perceptual_loss", "ssim", "weighted_l1"]
+__all__ = ["VGG19Features", "feature_matching", "gradient_l1", "hinge_d_loss", "hinge_g_loss", "load_vgg19",
+           "ms_ssim_loss", "perceptual_loss", "ssim", "weighted_l1"]

@@ -59,7 +59,8 @@ class TrainOptions:
     pairs, on the CPU): flip 0.5 keeps the face intact on held-out frames turned and tilted beyond the training
     part (without it the network smeared and stretched them) for -0.25 dB PSNR, which the average (ema 0.99,
     +0.25 dB) wins back; mouth_weight 1 (was 4; 8 was worse still) held the held-out mouth LMD at 1.07 where 4 let
-    it drift to 1.17 (mesh 1.12) over the longer run; the gradient term did not help. checkpoint_every, sample_every: steps between checkpoints / sample grids (0: only at the end).
+    it drift to 1.17 (mesh 1.12) over the longer run; the gradient term did not help. checkpoint_every,
+    sample_every: steps between checkpoints / sample grids (0: only at the end).
     num_workers: DataLoader workers. seed: RNG seed. device: None = thead.device.default_device. amp: float16
     autocast + GradScaler (CUDA only; ignored on CPU). plots: write losses.png at the end.
     """
