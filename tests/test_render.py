@@ -535,3 +535,61 @@ def test_consistently_oriented_rewinds_triangles_that_run_a_shared_edge_the_same
     oriented = consistently_oriented(closed)
     assert np.array_equal(np.sort(oriented, 1), np.sort(closed, 1))
     assert len(repeated(oriented)) == 6  # only the edges of the two triangles on non-manifold edges (3 users)
+
+
+def test_iris_offsets_round_trip_and_a_gain_moves_the_drawn_iris_further_along_the_eye(astro_face):
+    """``eye_layer``'s gaze gain: the iris is drawn with its move from the source's place in the eye times the
+    gain along the corner line (MediaPipe reads a rendered look sideways short), the look up or down as it is, and a
+    target that keeps the source's irises draws them where they were."""
+    from thead.render.eyes import eye_layer, from_iris_offsets, iris_offsets
+
+    img, v = astro_face
+    centres, _ = iris_geometry(v)
+    torch.testing.assert_close(from_iris_offsets(v, iris_offsets(v)), centres, atol=1e-4, rtol=0)
+    source = prepare_source(img, v)
+    _, still_1 = eye_layer(source.eyes, v, S, S)
+    _, still_g = eye_layer(source.eyes, v, S, S, gaze_gain=(1.5, 1.0))
+    assert torch.equal(still_1, still_g)
+    dst = v.clone()
+    dst[0, 468:478, 0] += 2.0  # a look sideways (image x runs along both eyes' corner lines here)
+    dst[0, 468:478, 1] -= 1.5  # and up
+
+    def drawn(alpha):
+        ys, xs = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
+        out = []
+        for e in range(2):
+            near = ((xs - centres[0, e, 0]).abs() < 12) & ((ys - centres[0, e, 1]).abs() < 8)
+            a = alpha[0, 0] * near
+            out.append(torch.stack([(a * xs).sum() / a.sum(), (a * ys).sum() / a.sum()]))
+        return torch.stack(out)
+
+    at_rest = drawn(still_1)
+    plain = drawn(eye_layer(source.eyes, dst, S, S)[1]) - at_rest
+    gained = drawn(eye_layer(source.eyes, dst, S, S, gaze_gain=(1.5, 1.0))[1]) - at_rest
+    ratio = gained[:, 0] / plain[:, 0]
+    assert ((ratio > 1.35) & (ratio < 1.65)).all(), (plain, gained)
+    torch.testing.assert_close(gained[:, 1], plain[:, 1], atol=0.3, rtol=0)  # up and down: no gain (1.5: 0.75 px)
+
+
+def test_the_white_painted_under_a_moved_iris_is_lit_like_the_skin_below_the_eye(astro_face):
+    """The whites beside a centred iris are the eye's shadowed corners; the white a look uncovers is lit like the
+    skin (on real clips 0.8-1.2 of the under-eye skin's luma): the painted white is at least ``WHITE_FLOOR`` of
+    it. A source whose visible whites are dark (here darkened to 70 %) used to get a grey slab under the iris."""
+    from thead.render.eyes import CHEEK_POINTS, LID_CENTRES, WHITE_FLOOR, eye_opening_masks
+
+    img, v = astro_face
+    centres, radii = iris_geometry(v)
+    pix = pixel_centres(S, S)
+    openings = eye_opening_masks(v, S, S)[0]
+    dark = img.clone()
+    for e in range(2):
+        white = (openings[e] > 0) & ((pix - centres[0, e].view(2, 1, 1)).norm(dim=0) > 1.2 * radii[0, e])
+        dark[0, :, white] *= 0.7
+    luma = lambda x: (x * torch.tensor([0.299, 0.587, 0.114]).view(-1, 3, 1, 1)).sum(1)[0]  # noqa: E731
+    source = prepare_source(dark, v)
+    for e in range(2):
+        spot = 0.5 * (v[0, LID_CENTRES[e][1], :2] + v[0, CHEEK_POINTS[e], :2])
+        skin = luma(dark)[(pix - spot.view(2, 1, 1)).norm(dim=0) < 0.6 * radii[0, e]].median()
+        core = (pix - centres[0, e].view(2, 1, 1)).norm(dim=0) < 0.5 * radii[0, e]
+        painted = luma(source.eyes.iris_free)[core].mean()
+        assert painted > 0.8 * WHITE_FLOOR * skin, (e, float(painted), float(skin))  # shading kept: not all of it

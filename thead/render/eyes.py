@@ -32,6 +32,14 @@ DEFAULT_SCLERA = (0.86, 0.82, 0.79)
 DEFAULT_IRIS = (0.30, 0.20, 0.14)
 UPPER_LIDS = (RIGHT_EYE[9:16], LEFT_EYE[9:16])
 LID_CENTRES = (RIGHT_EYE_LIDS, LEFT_EYE_LIDS)  # (upper, lower) lid-centre points per eye
+CHEEK_POINTS = (118, 347)  # below each eye (subject's right first): with the lower-lid centre, the under-eye skin
+#: The eye white a look uncovers is at least this share of the under-eye skin's luma. The whites a source shows
+#: beside a centred iris are its corners, in the lids' and the nose's shadow; the white under the iris is lit like
+#: the skin: on the shared clips the white a sideways look uncovers reads 1.05 (d0), 1.18 (d12) and 0.80 (d3) of
+#: the under-eye skin's luma, where the whites beside the first frame's centred irises read 0.77-0.87 (d0, d12).
+WHITE_FLOOR = 1.0
+WHITE_MAX_GAIN = 1.5  # the most the uncovered white is brightened over the source's own
+_LUMA = (0.299, 0.587, 0.114)
 
 
 def iris_cover_radius(radius: torch.Tensor) -> torch.Tensor:
@@ -56,6 +64,54 @@ def iris_geometry(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(centres, dim=1), torch.stack(radii, dim=1).clamp(min=0.5)
 
 
+def eye_frames(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each eye's own frame, subject's right eye first.
+
+    Parameters
+    ----------
+    vertices : torch.Tensor
+        [B, 478, >=2] face meshes (pixels).
+
+    Returns
+    -------
+    mid : torch.Tensor
+        [B, 2, 2] (eye, xy) the midpoint of the eye's two corners (pixels).
+    axis : torch.Tensor
+        [B, 2, 2] the unit vector from the outer to the inner corner.
+    width : torch.Tensor
+        [B, 2] the corner distance (pixels).
+    """
+    mids, axes, widths = [], [], []
+    for loop in EYE_LOOPS:
+        outer, inner = vertices[:, loop[0], :2], vertices[:, loop[8], :2]
+        d = inner - outer
+        w = d.norm(dim=1).clamp(min=1e-3)
+        mids.append(0.5 * (outer + inner))
+        axes.append(d / w.unsqueeze(1))
+        widths.append(w)
+    return torch.stack(mids, 1), torch.stack(axes, 1), torch.stack(widths, 1)
+
+
+def iris_offsets(vertices: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 2]: each iris centre in its eye's frame (:func:`eye_frames`), (along the corner line towards the
+    inner corner, across it), in eye widths. A look sideways moves the first, a look up or down the second."""
+    centres, _ = iris_geometry(vertices)
+    mid, axis, width = eye_frames(vertices)
+    d = centres - mid
+    along = (d * axis).sum(-1)
+    across = d[..., 1] * axis[..., 0] - d[..., 0] * axis[..., 1]
+    return torch.stack([along, across], -1) / width.unsqueeze(-1)
+
+
+def from_iris_offsets(vertices: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 2] iris centres (pixels) at ``offsets`` [B, 2, 2] (:func:`iris_offsets`) in the eyes of
+    ``vertices`` [B, 478, >=2]."""
+    mid, axis, width = eye_frames(vertices)
+    normal = torch.stack([-axis[..., 1], axis[..., 0]], -1)
+    off = offsets * width.unsqueeze(-1)
+    return mid + off[..., :1] * axis + off[..., 1:] * normal
+
+
 def eye_opening_masks(vertices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Binary masks [B, 2, H, W] of the two eye openings (inside the lid contours), subject's right first."""
     return triangle_set_masks(vertices, [right_eye_triangles(), left_eye_triangles()], height, width)
@@ -71,7 +127,7 @@ class EyeSource:
     sclera: [Bs, 2, 3] eye-white colour per eye; iris_colour: [Bs, 2, 3] mean visible iris colour per eye.
     lash_colour: [Bs, 2, 3] colour along the upper-lid margin; lid_gap: [Bs, 2] upper-to-lower lid distance
     (pixels) at the lid centres, the reference for how open the eye is; eye_span: [Bs] outer-corner distance
-    (pixels), the face scale.
+    (pixels), the face scale; offsets: [Bs, 2, 2] the irises in their eyes' frames (:func:`iris_offsets`).
     """
 
     iris_texture: torch.Tensor
@@ -83,6 +139,7 @@ class EyeSource:
     lash_colour: torch.Tensor
     lid_gap: torch.Tensor
     eye_span: torch.Tensor
+    offsets: torch.Tensor
 
 
 def _masked_mean(img: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -137,6 +194,7 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         sclera = _bright_mean(src_image, white_region, 0.5, torch.tensor(DEFAULT_SCLERA))
         iris_col = _masked_mean(src_image, eroded[:, e:e + 1] * (dist < 0.85 * r).to(opening.dtype),
                                 torch.tensor(DEFAULT_IRIS))
+        white_gain = _white_gain(src_image, src_vertices, e, pix, r, sclera)
         scleras.append(sclera)
         iris_cols.append(iris_col)
         near = (dist < 2.5 * r).to(opening.dtype)  # limit each eye's edits to its own neighbourhood
@@ -168,6 +226,7 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         prior = sclera.view(B, 3, 1, 1) * lid_shade
         white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
         white = blur3(white, 2)  # rows differ in their samples: smooth across rows
+        white = (white * white_gain.view(B, 1, 1, 1)).clamp(0.0, 1.0)
         disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
         iris_free = torch.lerp(iris_free, white, disc)
     lashes = []
@@ -178,7 +237,24 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
     return EyeSource(iris_texture=texture, iris_free=iris_free, centres=centres, radii=radii,
                      sclera=torch.stack(scleras, 1), iris_colour=torch.stack(iris_cols, 1),
                      lash_colour=torch.stack(lashes, 1), lid_gap=lid_gaps(src_vertices),
-                     eye_span=eye_span(src_vertices))
+                     eye_span=eye_span(src_vertices), offsets=iris_offsets(src_vertices))
+
+
+def _white_gain(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, pix: torch.Tensor,
+                radius: torch.Tensor, sclera: torch.Tensor) -> torch.Tensor:
+    """[B] >= 1: how much to brighten the white painted under eye ``eye``'s iris so its luma is at least
+    ``WHITE_FLOOR`` times the under-eye skin's (the median luma of a disc of 0.6 iris radii halfway between the
+    lower-lid centre and the cheek point below it), at most ``WHITE_MAX_GAIN``. ``sclera`` [B, 3] is the source's
+    own white estimate, ``radius`` [B, 1, 1, 1] the iris radius, ``pix`` [1, 2, H, W] the pixel centres."""
+    B = src_image.shape[0]
+    luma_w = torch.tensor(_LUMA, device=src_image.device, dtype=src_image.dtype)
+    spot = 0.5 * (src_vertices[:, LID_CENTRES[eye][1], :2] + src_vertices[:, CHEEK_POINTS[eye], :2])
+    inside = pixel_distance(pix, spot.to(src_image.dtype).view(B, 2, 1, 1)) < 0.6 * radius  # [B, 1, H, W]
+    luma = (src_image * luma_w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    skin = torch.stack([luma[b][inside[b]].median() if bool(inside[b].any()) else luma.new_tensor(0.0)
+                        for b in range(B)])
+    own = (sclera * luma_w).sum(1).clamp(min=1e-3)
+    return (WHITE_FLOOR * skin / own).clamp(1.0, WHITE_MAX_GAIN)
 
 
 def eye_span(vertices: torch.Tensor) -> torch.Tensor:
@@ -208,11 +284,14 @@ def lid_gaps(vertices: torch.Tensor) -> torch.Tensor:
 
 
 def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: int,
-              openings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              openings: torch.Tensor | None = None, gaze_gain: tuple[float, float] = (1.0, 1.0)
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two eyes' layer at the target: irises, and a lash shadow over a nearly closed opening.
 
     dst_vertices: [B, 478, >=2] target pixels. openings: optional precomputed binary masks [B, 2, H, W] of the
-    target eye openings (:func:`eye_opening_masks`). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+    target eye openings (:func:`eye_opening_masks`). gaze_gain: (along, across) the eye's corner line: the iris
+    is drawn with its move away from the source's own place in the eye (:func:`iris_offsets`) times these (1:
+    at the target's iris points). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
     Iris: a disc of :func:`iris_cover_radius` at the target centre, sampled from the source iris texture by
     ``p_src = c_src + (p - c_dst) * r_src / r_dst``, clipped by the softened target lid polygon. Closing: as the
     lid gap falls below ~half the source's (face-scale corrected), the opening fades to the lash colour, so a
@@ -228,6 +307,10 @@ def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: i
         return x.to(dt).expand(B, *x.shape[1:]) if x.shape[0] == 1 else x.to(dt)
 
     c_dst, r_dst = iris_geometry(dst_vertices.to(dt))
+    if tuple(gaze_gain) != (1.0, 1.0):
+        gain = torch.tensor(gaze_gain, device=dev, dtype=dt)
+        own = per_batch(eyes.offsets)
+        c_dst = from_iris_offsets(dst_vertices.to(dt), own + gain * (iris_offsets(dst_vertices.to(dt)) - own))
     c_src, r_src = per_batch(eyes.centres), per_batch(eyes.radii)
     pix = pixel_centres(height, width, dev, dt).unsqueeze(0)  # [1, 2, H, W]
     # Each pixel belongs to the nearer target iris; one similarity transform per eye, one grid_sample in all.

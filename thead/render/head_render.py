@@ -65,6 +65,7 @@ def render_head(
     extra_points: tuple[torch.Tensor, torch.Tensor] | None = None,
     source_weight: torch.Tensor | None = None,
     window: tuple[int, int, int, int] | None = None,
+    gaze_gain: tuple[float, float] = (1.0, 1.0),
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -76,7 +77,8 @@ def render_head(
     pixel follows the dense flow (0 on the shoulders), read where the flow points.
     window: (top, left, h, w): render only that window of the H x W target frame (the same pixels as the whole
     frame's render there, up to float rounding; ``dst_vertices`` stay in the frame's pixels, mouth_image and
-    every output cover the window).
+    every output cover the window). gaze_gain: the iris layer's (along, across) gain on the iris's move
+    (``thead.render.eyes.eye_layer``).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -122,5 +124,5 @@ def render_head(
         dst_win = dst_vertices
         if window is not None and (top or left):
             dst_win = dst_vertices - torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
-        image = composite_layers(image, source, dst_win, mouth_image=mouth_image)
+        image = composite_layers(image, source, dst_win, mouth_image=mouth_image, gaze_gain=gaze_gain)
     return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)
