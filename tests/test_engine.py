@@ -416,7 +416,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-14-2ca762eea704"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-15-822d38cd8462"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
@@ -758,3 +758,29 @@ def test_a_blink_past_shut_does_not_push_the_upper_lid_through_the_lower(astro):
     targets = transfer_motion(source, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
     assert targets.expression[1, b] == 1.0
     np.testing.assert_allclose(targets.residual[1], targets.residual[0], atol=1e-6)
+
+
+def test_a_shut_eye_shows_lid_skin_not_the_open_eye_smeared_down(engine, prepared, astro):
+    """Closing lids stretch the band above the lashes; it used to read the open eye's crease, lashes and iris and
+    smear them down into a dark slab (the issue's "dark smear" for a wink; a real shut lid is skin, as light as the
+    skin below the brow). It now reads the lid-skin image as the eye shuts, one weight per eye."""
+    from thead.render.eyes import BROW_CENTRES, LID_CENTRES, LID_SKIN_SPOT
+
+    img, _, fit = astro
+    names = fit.expression_names
+    expr = np.repeat(fit.expression[:1], 2, 0)
+    expr[1, names.index("blink_right")] = expr[1, names.index("blink_left")] = 1.0
+    out = engine.render_full(prepared, transfer_motion(fit, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr)))
+    luma = out.frames.astype(np.float64) @ [0.299, 0.587, 0.114]
+    ys, xs = np.mgrid[0:S, 0:S] + 0.5
+    for e in range(2):
+        v0, v1 = out.vertices[0], out.vertices[1]
+        lid0, brow0 = v0[LID_CENTRES[e][0], :2], v0[BROW_CENTRES[e], :2]
+        reach0 = np.linalg.norm(brow0 - lid0)
+        spot = lid0 + LID_SKIN_SPOT[0] * (brow0 - lid0)
+        skin = np.median(luma[0][np.hypot(xs - spot[0], ys - spot[1]) < LID_SKIN_SPOT[1] * reach0])
+        lid1, brow1 = v1[LID_CENTRES[e][0], :2], v1[BROW_CENTRES[e], :2]
+        reach1 = np.linalg.norm(brow1 - lid1)
+        on_lid = lid1 + 0.2 * (brow1 - lid1)  # the shut lid, just above its lash line
+        shut = luma[1][np.hypot(xs - on_lid[0], ys - on_lid[1]) < 0.12 * reach1].mean()
+        assert shut > 0.85 * skin, (e, shut, skin)  # was 0.7 of it

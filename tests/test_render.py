@@ -593,3 +593,25 @@ def test_the_white_painted_under_a_moved_iris_is_lit_like_the_skin_below_the_eye
         core = (pix - centres[0, e].view(2, 1, 1)).norm(dim=0) < 0.5 * radii[0, e]
         painted = luma(source.eyes.iris_free)[core].mean()
         assert painted > 0.8 * WHITE_FLOOR * skin, (e, float(painted), float(skin))  # shading kept: not all of it
+
+
+def test_lid_skin_fill_paints_each_eye_with_its_own_lid_skin_and_leaves_the_rest(astro_face):
+    from thead.face.topology import LEFT_EYE, RIGHT_EYE
+    from thead.render.eyes import BROW_CENTRES, LID_CENTRES, LID_SKIN_SPOT, eye_opening_masks, lid_skin_fill
+
+    img, v = astro_face
+    out = lid_skin_fill(img, v)
+    openings = eye_opening_masks(v, S, S)[0]
+    pix = pixel_centres(S, S)
+    far = torch.ones(S, S, dtype=torch.bool)
+    for e in range(2):
+        lid, brow = v[0, LID_CENTRES[e][0], :2], v[0, BROW_CENTRES[e], :2]
+        reach = (brow - lid).norm()
+        spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
+        skin = img[0][:, (pix - spot.view(2, 1, 1)).norm(dim=0) < LID_SKIN_SPOT[1] * reach].median(dim=1).values
+        inside = openings[e] > 0
+        torch.testing.assert_close(out[0][:, inside].median(dim=1).values, skin, atol=0.02, rtol=0)
+        loop = (RIGHT_EYE, LEFT_EYE)[e]
+        width = (v[0, loop[0], :2] - v[0, loop[8], :2]).norm()
+        far &= (pix - v[0, loop, :2].mean(0).view(2, 1, 1)).norm(dim=0) > width
+    assert torch.equal(out[0][:, far], img[0][:, far])

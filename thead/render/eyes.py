@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from thead.face.topology import LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_EYE, RIGHT_EYE_LIDS, RIGHT_IRIS
+from thead.face.topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_LIDS,
+                                 RIGHT_IRIS)
 from thead.render.dense_flow import smoothstep
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
@@ -255,6 +256,50 @@ def _white_gain(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, p
                         for b in range(B)])
     own = (sclera * luma_w).sum(1).clamp(min=1e-3)
     return (WHITE_FLOOR * skin / own).clamp(1.0, WHITE_MAX_GAIN)
+
+
+BROW_CENTRES = (RIGHT_BROW[7], LEFT_BROW[7])  # the middle of each brow's lower edge (52, 282)
+#: The lid skin a closing lid unfolds: its colour is the median of a disc ``LID_SKIN_SPOT[0]`` of the way from the
+#: upper-lid centre to the brow's lower edge, ``LID_SKIN_SPOT[1]`` of that distance across; the region it paints
+#: reaches ``LID_SKIN_REACH`` of that distance above the upper lid.
+LID_SKIN_SPOT = (0.6, 0.2)
+LID_SKIN_REACH = 0.35
+
+
+def lid_skin_fill(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """``image`` with each eye (its opening, the lashes below it and the skin band above it, softened) painted with
+    the colour of the eye's own lid skin: what a closing lid's stretched band reads, so a shut eye shows lid skin
+    and a lash line rather than the open eye's crease, lashes and iris smeared down over it.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B, 3, H, W] in [0, 1] (the iris-free source).
+    vertices : torch.Tensor
+        [B, 478, >=2] its face meshes (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    """
+    B, _, H, W = image.shape
+    pix = pixel_centres(H, W, image.device, image.dtype).unsqueeze(0)
+    out = image
+    for e in range(2):
+        lid = vertices[:, LID_CENTRES[e][0], :2].to(image.dtype)
+        brow = vertices[:, BROW_CENTRES[e], :2].to(image.dtype)
+        reach = (brow - lid).norm(dim=1)  # [B]
+        spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
+        inside = pixel_distance(pix, spot.view(B, 2, 1, 1)) < (LID_SKIN_SPOT[1] * reach).view(B, 1, 1, 1)
+        colour = torch.stack([image[b][:, inside[b, 0]].median(dim=1).values if bool(inside[b].any())
+                              else image[b].mean(dim=(1, 2)) for b in range(B)])  # [B, 3]
+        down = (0.02 * eye_span(vertices)).clamp(min=0.8)  # the lower lashes
+        region = torch.cat([eye_opening_masks(inflate_eye_loops(vertices[b:b + 1], float(LID_SKIN_REACH * reach[b]),
+                                                                  down[b:b + 1]), H, W)[:, e:e + 1] for b in range(B)])
+        region = soften(region.to(image.dtype))
+        out = torch.lerp(out, colour.view(B, 3, 1, 1).expand_as(out), region)
+    return out
 
 
 def eye_span(vertices: torch.Tensor) -> torch.Tensor:

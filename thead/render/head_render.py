@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
-from thead.render.eyes import eye_span, lid_split_vertices
+from thead.render.eyes import eye_span, lid_gaps, lid_split_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
-from thead.face.topology import NUM_POINTS
+from thead.face.topology import LEFT_EYE, NUM_POINTS, RIGHT_EYE
 from thead.render.mesh_topology import dense_flow_points, lid_split_mesh
-from thead.render.mesh_warp import MeshWarp, flow_to_grid, mesh_warp_maps, vertex_stretch, warp_image
+from thead.render.mesh_warp import MeshWarp, flow_to_grid, mesh_warp_maps, warp_image
 
 
 @dataclass
@@ -51,6 +51,32 @@ def weighted_flow(flow: torch.Tensor, source_weight: torch.Tensor, iterations: i
     for _ in range(iterations):
         w = warp_image(sw, flow_to_grid(flow * w, tuple(sw.shape[-2:]), (ox, oy)))
     return flow * w
+
+
+#: A closing lid's band reads the lid-skin image as the eye shuts: fully once its lid gap is below
+#: ``LID_SKIN_OPENNESS[0]`` of the source's (face-scale corrected), not at all above ``LID_SKIN_OPENNESS[1]``.
+LID_SKIN_OPENNESS = (0.25, 0.8)
+
+
+def lid_band_weight(src_x: torch.Tensor, dst_x: torch.Tensor, lid_band: np.ndarray) -> torch.Tensor:
+    """[B, V, 1] in [0, 1]: how much each vertex of a closing lid's band (``lid_band`` [F, 3] triangles) reads the
+    lid-skin image (``SourceFace.blurred``) instead of the source: one value per eye, rising as the eye shuts
+    (its lid gap against the source's, ``LID_SKIN_OPENNESS``), 0 off the bands. One value per eye, interpolated
+    over the mesh, has no steps between neighbouring band triangles (a per-triangle stretch left hard-edged
+    wedges of lid skin over a shut eye). src_x, dst_x: [B, V, >=2] pixels (the 478 points first)."""
+    B, V = dst_x.shape[:2]
+    scale = eye_span(dst_x) / eye_span(src_x).clamp(min=1e-3)
+    openness = lid_gaps(dst_x) / (lid_gaps(src_x) * scale.unsqueeze(1)).clamp(min=1e-3)  # [B, 2]
+    lo, hi = LID_SKIN_OPENNESS
+    shut = smoothstep((hi - openness) / (hi - lo))
+    out = torch.zeros(B, V, 1, device=dst_x.device, dtype=dst_x.dtype)
+    band = torch.as_tensor(np.unique(lid_band), device=dst_x.device)
+    centres = torch.stack([src_x[:1, loop, :2].mean(1) for loop in (RIGHT_EYE, LEFT_EYE)], 1)  # [1, 2, 2]
+    near = (src_x[:1, band, None, :2] - centres[:, None]).norm(dim=-1).argmin(-1)[0]  # [K] each vertex's eye
+    for e in range(2):
+        idx = band[near == e]
+        out[:, idx, 0] = shut[:, e:e + 1].to(out.dtype)
+    return out
 
 
 @torch.no_grad()
@@ -89,11 +115,10 @@ def render_head(
     triangles, split_edges = lid_split_mesh()
     src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
     # A closing lid stretches the skin band above the lashes (the triangles holding a split vertex): there the
-    # warp reads from the blurred source, mixed by a per-vertex stretch weight interpolated over the mesh.
-    scale = eye_span(dst_vertices) / eye_span(src_v).clamp(min=1e-3)
+    # warp reads the lid-skin image (``SourceFace.blurred``) as the eye shuts, one weight per eye interpolated over
+    # the mesh, instead of smearing the open eye's crease and lashes down over it.
     lid_band = triangles[(triangles >= NUM_POINTS).any(axis=1)]
-    stretch = vertex_stretch(src_x, dst_x, lid_band, scale)
-    blur_weight = smoothstep((stretch - 1.3) / 1.0).unsqueeze(2)
+    blur_weight = lid_band_weight(src_x, dst_x, lid_band)
     src_size = tuple(source.image.shape[-2:])
     top, left, oh, ow = (0, 0, H, W) if window is None else (int(v) for v in window)
     origin = (left, top)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from thead.face.topology import LEFT_EYE, LIPS_INNER, RIGHT_EYE
-from thead.render.eyes import EyeSource, eye_layer, eye_span, prepare_eyes
+from thead.render.eyes import EyeSource, eye_layer, eye_span, lid_skin_fill, prepare_eyes
 from thead.render.masks import blur3
 from thead.render.mouth import mouth_layer
 from thead.render.windows import region_window
@@ -21,8 +21,9 @@ class SourceFace:
 
     image: [Bs, 3, H, W] the source in [0, 1]; vertices: [Bs, 478, 3] its face mesh (pixels, depth).
     eyes: iris measurements and textures (:class:`EyeSource`).
-    blurred: [Bs, 3, H, W] ``warp_image`` blurred by ~1.5% of the image size: what strongly stretched triangles
-        (a closing lid) sample, so a few source pixels stretched over many never show as streaks.
+    blurred: [Bs, 3, H, W] ``warp_image`` with each eye painted with its lid skin (``lid_skin_fill``), blurred by
+        ~1.5% of the image size: what a closing lid's stretched band reads as the eye shuts (lid skin, never the
+        open eye's crease, lashes and iris smeared down over it).
     warp_image: [Bs, 3, H, W] what the base warp should move: the source with the irises painted out, so a
         gaze change never leaves a second iris behind.
     """
@@ -43,7 +44,8 @@ def prepare_source(src_image: torch.Tensor, src_vertices: torch.Tensor) -> Sourc
     if src_vertices.shape[1] < 478:
         raise ValueError("the layers need the 478-point mesh (refine_landmarks=True): iris points are missing")
     eyes = prepare_eyes(src_image, src_vertices)
-    return SourceFace(image=src_image, vertices=src_vertices, eyes=eyes, blurred=smooth_image(eyes.iris_free))
+    return SourceFace(image=src_image, vertices=src_vertices, eyes=eyes,
+                      blurred=smooth_image(lid_skin_fill(eyes.iris_free, src_vertices)))
 
 
 def smooth_image(image: torch.Tensor, fraction: float = 1.0 / 64.0) -> torch.Tensor:
