@@ -416,7 +416,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-15-822d38cd8462"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-16-809e4d1bd078"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
@@ -784,3 +784,26 @@ def test_a_shut_eye_shows_lid_skin_not_the_open_eye_smeared_down(engine, prepare
         on_lid = lid1 + 0.2 * (brow1 - lid1)  # the shut lid, just above its lash line
         shut = luma[1][np.hypot(xs - on_lid[0], ys - on_lid[1]) < 0.12 * reach1].mean()
         assert shut > 0.85 * skin, (e, shut, skin)  # was 0.7 of it
+
+
+def test_the_gaze_gain_scales_what_the_gaze_moves_not_what_a_head_turn_moves(prepared, astro):
+    """``MeshConfig.gaze_gain`` draws the iris's move by the target's gaze 1.2x (MediaPipe reads a rendered look
+    short); measured from the target mesh at the source's own gaze, so a head turn that keeps the source's gaze
+    (the iris shifts in its eye as the eyeball turns) renders as with no gain: the edits' yaw read back on s6
+    went -24.5 -> -20.7 when the whole shift was scaled."""
+    _, _, fit = astro
+    gained, plain = MeshEngine("cpu"), MeshEngine("cpu", gaze_gain=(1.0, 1.0))
+    assert gained.config.gaze_gain == (1.2, 1.0)
+    pose = np.repeat(fit.pose[:1], 2, 0)
+    pose[1, 0] += np.radians(20.0)
+    turn = transfer_motion(fit, driver_from(fit, pose))
+    a = gained.render(prepared, turn).astype(np.int16)
+    b = plain.render(prepared, turn).astype(np.int16)
+    assert np.abs(a - b).max() <= 1
+    driver = driver_from(fit, np.repeat(fit.pose[:1], 2, 0))
+    gaze = np.repeat(fit.gaze[:1], 2, 0)
+    gaze[1, [0, 2]] += np.radians(25.0)
+    look = transfer_motion(fit, replace(driver, gaze=gaze.astype(np.float32)))
+    a = gained.render(prepared, look).astype(np.int16)
+    b = plain.render(prepared, look).astype(np.int16)
+    assert np.abs(a - b).max() > 40  # the iris drawn further along

@@ -28,6 +28,7 @@ from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
 from thead.render.mesh_warp import pixel_centres, warp_image
 
 IRIS_SETS = (RIGHT_IRIS, LEFT_IRIS)  # centre first, then 4 ring points
+IRIS_POINTS = np.concatenate(IRIS_SETS)
 EYE_LOOPS = (RIGHT_EYE, LEFT_EYE)
 DEFAULT_SCLERA = (0.86, 0.82, 0.79)
 DEFAULT_IRIS = (0.30, 0.20, 0.14)
@@ -329,14 +330,16 @@ def lid_gaps(vertices: torch.Tensor) -> torch.Tensor:
 
 
 def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: int,
-              openings: torch.Tensor | None = None, gaze_gain: tuple[float, float] = (1.0, 1.0)
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              openings: torch.Tensor | None = None, gaze_gain: tuple[float, float] = (1.0, 1.0),
+              gaze_rest: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two eyes' layer at the target: irises, and a lash shadow over a nearly closed opening.
 
     dst_vertices: [B, 478, >=2] target pixels. openings: optional precomputed binary masks [B, 2, H, W] of the
     target eye openings (:func:`eye_opening_masks`). gaze_gain: (along, across) the eye's corner line: the iris
-    is drawn with its move away from the source's own place in the eye (:func:`iris_offsets`) times these (1:
-    at the target's iris points). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+    is drawn with the move its gaze makes times these (1: at the target's iris points); the move is measured from
+    ``gaze_rest`` [B, 478, >=2] (the target mesh at the source's own gaze: a head turn's own shift of the iris in
+    the eye is no gaze and is not scaled), or without it from the source's own place in the eye
+    (:func:`iris_offsets`). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
     Iris: a disc of :func:`iris_cover_radius` at the target centre, sampled from the source iris texture by
     ``p_src = c_src + (p - c_dst) * r_src / r_dst``, clipped by the softened target lid polygon. Closing: as the
     lid gap falls below ~half the source's (face-scale corrected), the opening fades to the lash colour, so a
@@ -354,8 +357,13 @@ def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: i
     c_dst, r_dst = iris_geometry(dst_vertices.to(dt))
     if tuple(gaze_gain) != (1.0, 1.0):
         gain = torch.tensor(gaze_gain, device=dev, dtype=dt)
-        own = per_batch(eyes.offsets)
-        c_dst = from_iris_offsets(dst_vertices.to(dt), own + gain * (iris_offsets(dst_vertices.to(dt)) - own))
+        if gaze_rest is None:
+            rest = per_batch(eyes.offsets)
+        else:  # the rest irises in the target's own eyes
+            at_rest = dst_vertices.to(dt).clone()
+            at_rest[:, IRIS_POINTS, :2] = gaze_rest[:, IRIS_POINTS, :2].to(dt)
+            rest = iris_offsets(at_rest)
+        c_dst = from_iris_offsets(dst_vertices.to(dt), rest + gain * (iris_offsets(dst_vertices.to(dt)) - rest))
     c_src, r_src = per_batch(eyes.centres), per_batch(eyes.radii)
     pix = pixel_centres(height, width, dev, dt).unsqueeze(0)  # [1, 2, H, W]
     # Each pixel belongs to the nearer target iris; one similarity transform per eye, one grid_sample in all.

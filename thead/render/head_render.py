@@ -92,6 +92,7 @@ def render_head(
     source_weight: torch.Tensor | None = None,
     window: tuple[int, int, int, int] | None = None,
     gaze_gain: tuple[float, float] = (1.0, 1.0),
+    gaze_rest: torch.Tensor | None = None,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -103,8 +104,9 @@ def render_head(
     pixel follows the dense flow (0 on the shoulders), read where the flow points.
     window: (top, left, h, w): render only that window of the H x W target frame (the same pixels as the whole
     frame's render there, up to float rounding; ``dst_vertices`` stay in the frame's pixels, mouth_image and
-    every output cover the window). gaze_gain: the iris layer's (along, across) gain on the iris's move
-    (``thead.render.eyes.eye_layer``).
+    every output cover the window). gaze_gain, gaze_rest: the iris layer's (along, across) gain on the move a
+    gaze makes and the target mesh at the source's own gaze [B, 478, 3] it is measured from, in the pixels of
+    ``dst_vertices`` (``thead.render.eyes.eye_layer``).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -146,8 +148,11 @@ def render_head(
     else:
         image = warp_image(sharp, grid)
     if layers:
-        dst_win = dst_vertices
+        dst_win, rest_win = dst_vertices, gaze_rest
         if window is not None and (top or left):
-            dst_win = dst_vertices - torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
-        image = composite_layers(image, source, dst_win, mouth_image=mouth_image, gaze_gain=gaze_gain)
+            corner = torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
+            dst_win = dst_vertices - corner
+            rest_win = None if gaze_rest is None else gaze_rest - corner.to(gaze_rest.dtype)
+        image = composite_layers(image, source, dst_win, mouth_image=mouth_image, gaze_gain=gaze_gain,
+                                 gaze_rest=rest_win)
     return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)

@@ -70,13 +70,15 @@ def composite_layers(
     eyes: bool = True,
     mouth: bool = True,
     gaze_gain: tuple[float, float] = (1.0, 1.0),
+    gaze_rest: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw the iris and inner-mouth layers over a warped base image.
 
     base: [B, 3, H, W] the source warped to the target (from ``source.warp_image``, irises painted out).
     dst_vertices: [B, 478, 3] target pixels. mouth_image: optional [B, 3, H, W] inner-mouth image in the target
     frame (e.g. the driver's mouth); default: the source's interior riding with the lips, plus a synthesised
-    cavity and teeth. gaze_gain: ``eye_layer``'s (along, across) gain on the iris's move. Returns [B, 3, H, W].
+    cavity and teeth. gaze_gain, gaze_rest [B, 478, 3]: ``eye_layer``'s gain on the iris's move and the mesh it is measured
+    from (same pixels as ``dst_vertices``). Returns [B, 3, H, W].
     """
     B, _, H, W = base.shape
     out = base
@@ -85,7 +87,8 @@ def composite_layers(
         # Work in a box around both eye openings (inflated lids, the iris discs' soft edges): few pixels.
         pts = dst_vertices[:, np.concatenate([RIGHT_EYE, LEFT_EYE]), :2]
         win = region_window(pts, 0.06 * span + 3.0, H, W)
-        rgb, alpha = eye_layer(source.eyes, win.shift(dst_vertices), win.height, win.width, gaze_gain=gaze_gain)
+        rgb, alpha = eye_layer(source.eyes, win.shift(dst_vertices), win.height, win.width, gaze_gain=gaze_gain,
+                               gaze_rest=None if gaze_rest is None else win.shift(gaze_rest))
         out = win.scatter(out, over(win.gather(out), rgb.to(out.dtype), alpha.to(out.dtype)))
     if mouth:
         pts = dst_vertices[:, LIPS_INNER, :2]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 15
+CODE_REVISION = 16
 BACKGROUNDS = ("still", "warp")
 
 
@@ -99,8 +99,9 @@ class MeshConfig:
         With the crop's real surroundings, their person mask blends into the crop's own over this fraction of the
         crop side.
     gaze_gain : (float, float)
-        The iris is drawn with its move from the source's place in the eye times these, along the eye's corner
-        line and across it (``thead.render.eyes.eye_layer``). MediaPipe reads a look sideways short (the real
+        The iris is drawn with the move the target's gaze makes times these, along the eye's corner line and
+        across it (``thead.render.eyes.eye_layer``; measured from the target mesh at the source's own gaze, so the
+        shift a head turn gives an iris in its eye is not scaled). MediaPipe reads a look sideways short (the real
         frames show the iris further out than its landmarks), so an iris drawn at the driver's iris points reads
         back at 0.67-0.88 of the driver's gaze yaw on three of the shared clips (WDA 0.72 and 0.99 per eye); 1.2
         along brings d0, d3 and d12 to 0.82-1.0 and lowers their self-reenactment gaze error (d3 8.84 -> 8.18

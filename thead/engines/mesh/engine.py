@@ -509,6 +509,12 @@ class MeshEngine:
                 mouth_image = F.pad(mouth_image, (pad, pad, pad, pad), mode="replicate")
         shift = torch.tensor([pad, pad, 0.0], device=dev)
         dst_canvas = dst + shift
+        # The target mesh at the source's own gaze: the iris layer scales the move the target's gaze makes from it
+        # (``MeshConfig.gaze_gain``), not the shift a head turn gives an iris in its eye.
+        gaze_rest = None
+        if tuple(self.config.gaze_gain) != (1.0, 1.0):
+            own = np.repeat(np.asarray(prepared.params.gaze[:1], np.float32), B, 0)
+            gaze_rest = self.target_vertices(prepared, replace(targets, gaze=own)) + shift
         dst_head = None
         if prepared.head_points is not None:
             pose = torch.as_tensor(targets.pose, dtype=torch.float32, device=dev)
@@ -523,7 +529,7 @@ class MeshEngine:
         window = (lo, lo, hi - lo, hi - lo)
         if mouth_image is not None:
             mouth_image = mouth_image[..., lo:hi, lo:hi]
-        image = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window, edge)
+        image = self._render_source(prepared, prepared, dst_canvas, dst_head, mouth_image, window, edge, gaze_rest)
         if prepared.mirrored is not None:
             weights = mirror_weights(prepared.visibility, dst_canvas, self.mirror)
             side, profile = fill_profile(dst_canvas, weights)
@@ -547,7 +553,7 @@ class MeshEngine:
                     image_m = self._render_source(
                         prepared.mirrored, prepared, dst_n, None if dst_head is None else dst_head[need],
                         None if mouth_image is None else mouth_image[need][box], (lo + r0, lo + c0, r1 - r0, c1 - c0),
-                        None if edge is None else edge[need])
+                        None if edge is None else edge[need], None if gaze_rest is None else gaze_rest[need])
                     image_n = image[need]
                     image_n[box] = over(image_n[box], image_m, share[box])
                     image = image.index_copy(0, need, image_n)
@@ -603,11 +609,13 @@ class MeshEngine:
 
     def _render_source(self, source: PreparedSource, still: PreparedSource, dst: torch.Tensor,
                        dst_head: torch.Tensor | None, mouth_image: torch.Tensor | None,
-                       window: tuple[int, int, int, int], edge: torch.Tensor | None = None) -> torch.Tensor:
+                       window: tuple[int, int, int, int], edge: torch.Tensor | None = None,
+                       gaze_rest: torch.Tensor | None = None) -> torch.Tensor:
         """Render ``source`` (the prepared source or its mirror image) at target meshes dst [B, 478, 3] (canvas
         pixels) over ``still``'s body and background: image [B, 3, h, w] over the window
         (top, left, h, w) of the canvas (mouth_image [B, 3, h, w] too). dst_head [B, K, 2]: where the head points
-        go (None: no head proxy)."""
+        go (None: no head proxy). gaze_rest [B, 478, 3]: the targets at the source's own gaze (canvas pixels), the
+        iris layer's reference for ``MeshConfig.gaze_gain``."""
         cfg = self.config
         B = dst.shape[0]
         top, left, h, w = window
@@ -621,7 +629,8 @@ class MeshEngine:
         if not layered and source.head_weight is not None and cfg.neck_follow is not None:
             weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
-                          extra_points=extra, source_weight=weight, window=window, gaze_gain=cfg.gaze_gain)
+                          extra_points=extra, source_weight=weight, window=window, gaze_gain=cfg.gaze_gain,
+                          gaze_rest=gaze_rest)
         mesh_mask = out.mesh.mask
         image = out.image
         if layered:
