@@ -11,6 +11,7 @@ import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_split_vertices
+from thead.render.lip_border import lip_border_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
 from thead.face.topology import NUM_POINTS
@@ -65,6 +66,7 @@ def render_head(
     extra_points: tuple[torch.Tensor, torch.Tensor] | None = None,
     source_weight: torch.Tensor | None = None,
     window: tuple[int, int, int, int] | None = None,
+    lip_border: float = 0.0,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -77,11 +79,18 @@ def render_head(
     window: (top, left, h, w): render only that window of the H x W target frame (the same pixels as the whole
     frame's render there, up to float rounding; ``dst_vertices`` stay in the frame's pixels, mouth_image and
     every output cover the window).
+    lip_border: gain of the outer-lip contour's move onto the vermilion border its mouth opening predicts
+    (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
     B = dst_vertices.shape[0]
     src_v = source.vertices.to(dst_vertices.dtype)
+    layer_vertices = dst_vertices  # the eye and mouth layers take the meshes as detected, like the source's
+    if lip_border:
+        # Both meshes alike: an identity target still maps every source pixel onto itself.
+        src_v = lip_border_vertices(src_v, lip_border)
+        dst_vertices = lip_border_vertices(dst_vertices, lip_border)
     if src_v.shape[0] == 1 and B > 1:
         src_v = src_v.expand(B, -1, -1)
     triangles, split_edges = lid_split_mesh()
@@ -119,8 +128,9 @@ def render_head(
     else:
         image = warp_image(sharp, grid)
     if layers:
-        dst_win = dst_vertices
+        dst_win = layer_vertices
         if window is not None and (top or left):
-            dst_win = dst_vertices - torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
+            dst_win = layer_vertices - torch.tensor([left, top, 0], device=dst_vertices.device,
+                                                    dtype=dst_vertices.dtype)
         image = composite_layers(image, source, dst_win, mouth_image=mouth_image)
     return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)

@@ -45,6 +45,9 @@ class MeshConfig:
         dense flow's taper to zero at the canvas border never squeezes the crop's own border rows.
     falloff : float
         The dense flow reaches zero this many face sizes away from the driving points.
+    lip_border : float
+        Gain of the outer-lip contour's correction towards the vermilion border as the mouth opens, applied alike
+        to the source and target meshes of the warp (``thead.render.lip_border``; 0: the detected contour).
     background : str
         "still": the person (head, hair, body; segmented in the source) moves over a still copy of the
         background whose uncovered parts are filled from the surroundings; "warp": the dense flow moves everything
@@ -125,6 +128,7 @@ class MeshConfig:
     background_band: float = 0.01
     edge_fade: float = 0.015
     surround_blend: float = 0.1
+    lip_border: float = 1.0
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:

@@ -621,7 +621,7 @@ class MeshEngine:
         if not layered and source.head_weight is not None and cfg.neck_follow is not None:
             weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
-                          extra_points=extra, source_weight=weight, window=window)
+                          extra_points=extra, source_weight=weight, window=window, lip_border=cfg.lip_border)
         mesh_mask = out.mesh.mask
         image = out.image
         if layered:
