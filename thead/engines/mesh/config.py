@@ -47,7 +47,10 @@ class MeshConfig:
         The dense flow reaches zero this many face sizes away from the driving points.
     lip_border : float
         Gain of the outer-lip contour's correction towards the vermilion border as the mouth opens, applied alike
-        to the source and target meshes of the warp (``thead.render.lip_border``; 0: the detected contour).
+        to the source and target meshes of the warp (``thead.render.lip_border``; 0: the detected contour). 2: the
+        pooled slope (1) is the four clips' average over all openings; their wide-open frames show up to twice it
+        (d3's lower corners, WDA's upper lip), and 2 is what renders the lips to the width MediaPipe reads on the
+        real frames (WDA self-reenactment; 1 gives half of it).
     background : str
         "still": the person (head, hair, body; segmented in the source) moves over a still copy of the
         background whose uncovered parts are filled from the surroundings; "warp": the dense flow moves everything
@@ -128,7 +131,7 @@ class MeshConfig:
     background_band: float = 0.01
     edge_fade: float = 0.015
     surround_blend: float = 0.1
-    lip_border: float = 1.0
+    lip_border: float = 2.0
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:
