@@ -1,12 +1,14 @@
 """Correct the outer-lip contour of a face mesh towards the lips' vermilion border as the mouth opens.
 
 MediaPipe's outer-lip contour (``LIPS_OUTER``) fits a closed mouth's vermilion border tightly, but on an open mouth
-it lies outside the border (skin inside the contour), most near the corners: measured along the contour's normals
-by lip-against-skin colour in every frame of the four shared clips (d0, d3, d12, WDA), the contour moves out from
-the border by 2-10 % of the eye width per unit of mouth opening (inner-lip gap over eye width, 0 to 0.35 there)
-beside the corners and 2-4 % over the middle of the lips. A mesh warp that maps a source's contour onto a
-target's then carries skin into the target's lips when the source's mouth is open and the target's is not: the
-rendered lips come out thinner and shorter at the corners than the target mesh says.
+it lies outside the border (skin inside the contour), most beside the corners. Measured along the contour's normals
+by lip-against-skin colour in every frame of the four shared clips (d0, d3, d12, WDA; opening 0 to 0.35), the
+contour beside the corners moves out from the border by 4-9 % of the eye width per unit of mouth opening (inner-lip
+gap over eye width) in three or four of the clips, up to twice that in d3's wide-open frames; over the middle of the
+lips the clips disagree (WDA's upper lip -6 %, d3's lower lip +10 to +20 %), and the pooled slope there is small.
+A mesh warp that maps a source's contour onto a target's then carries skin into the target's lips when the source's
+mouth is open and the target's is not (the rendered lips thinner and shorter at the corners than the target mesh
+says), and lip into the skin the other way round.
 
 ``lip_border_vertices`` moves the contour's vertices along their inward normals by that measured amount, a function
 of the mesh's own mouth opening only, and the two rings of lip vertices between the outer and the inner contour
@@ -27,9 +29,10 @@ from thead.face.topology import LIPS_INNER, LIPS_OUTER, NUM_SURFACE_POINTS
 # Per ``LIPS_OUTER`` vertex (61, 185, 40, ..., 291, 375, ..., 146): the vermilion border's offset from the contour
 # along the contour's outward normal, in eye widths per unit of opening above ``REST_OPENING`` (negative: the border
 # lies inside the contour). Theil-Sen slopes pooled over the four shared clips (each clip's closed-mouth median
-# offset subtracted, left and right mirrored together), rounded to a quarter of a per cent.
-LIP_BORDER_SLOPE = np.array([-5.0, -2.5, -4.0, -2.25, -2.5, -3.0, -2.5, -2.25, -4.0, -2.5,
-                             -5.0, -8.25, -9.5, -1.75, 1.5, -2.75, 1.5, -1.75, -9.5, -8.25]) / 100.0
+# offset subtracted, left and right mirrored together; ``tools/measure_lip_border.py``), rounded to a quarter of a
+# per cent. Measurement noise: about 1 % (half a pixel's change of the colour sampling masks moves them that much).
+LIP_BORDER_SLOPE = np.array([-3.75, -2.25, -3.75, -2.25, -2.25, -1.5, -2.25, -2.25, -3.75, -2.25,
+                             -3.75, -7.75, -8.5, -1.25, 2.5, -1.5, 2.5, -1.25, -8.5, -7.75]) / 100.0
 REST_OPENING = 0.05  # inner-lip gap over eye width below which the contour fits the border (closed lips)
 _EYE_CORNERS = (33, 263)  # outer eye corners: the face's scale
 _INNER_MID = (13, 14)  # middle of the upper and lower inner lip
