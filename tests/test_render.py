@@ -615,3 +615,102 @@ def test_lid_skin_fill_paints_each_eye_with_its_own_lid_skin_and_leaves_the_rest
         width = (v[0, loop[0], :2] - v[0, loop[8], :2]).norm()
         far &= (pix - v[0, loop, :2].mean(0).view(2, 1, 1)).norm(dim=0) > width
     assert torch.equal(out[0][:, far], img[0][:, far])
+
+
+# ----------------------------------------------------------------------------------------------- lip border
+def _open_mouth(vertices: torch.Tensor, drop: float) -> torch.Tensor:
+    """The mesh with its jaw side of the mouth moved down ``drop`` pixels (smoothly fading out away from the
+    mouth; nothing above the inner-lip line moves): a wider-open mouth of the same face."""
+    v = vertices.clone()
+    xy = v[0, :, :2]
+    centre = xy[[13, 14]].mean(0)
+    half = (xy[291] - xy[61]).norm() / 2
+    r = ((xy - centre) / torch.stack([1.8 * half, 2.4 * half])).norm(dim=-1)
+    below = ((xy[:, 1] - centre[1]) / 2.0 + 0.5).clamp(0.0, 1.0)  # 0 above the line, 1 a pixel below it
+    v[0, :, 1] += drop * below * (1.0 - r).clamp(min=0.0).sqrt()
+    return v
+
+
+def _polygon(points: torch.Tensor, size: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(im).polygon([(float(x) - 0.5, float(y) - 0.5) for x, y in points.tolist()], fill=1)
+    return np.asarray(im) > 0
+
+
+def test_lip_border_moves_only_an_open_mouths_outer_lip_contour_inwards(astro_face):
+    from thead.face.topology import LIPS_OUTER
+    from thead.render.lip_border import REST_OPENING, lip_band, lip_border_vertices, mouth_opening
+
+    _, v = astro_face
+    closed = v.clone()
+    closed[0, 14, :2] = closed[0, 13, :2]  # no gap: below the rest opening
+    assert float(mouth_opening(closed)) < REST_OPENING
+    assert torch.equal(lip_border_vertices(closed), closed)
+    wide = _open_mouth(v, 14.0)
+    assert float(mouth_opening(wide)) > 0.3
+    moved = lip_border_vertices(wide)
+    band, pair, share = lip_band()
+    assert len(band) == 40 and ((share > 0.1) & (share < 0.9)).all()
+    others = np.setdiff1d(np.arange(478), np.r_[LIPS_OUTER, band])
+    assert torch.equal(moved[:, others], wide[:, others])
+    shift = (moved - wide)[0, LIPS_OUTER, :2]
+    assert 0.5 < float(shift.norm(dim=-1).max()) < 4.0
+    # The band between the contours follows by its share: squeezed, not folded.
+    assert torch.allclose((moved - wide)[0, band, :2], torch.as_tensor(share)[:, None] * shift[pair], atol=1e-5)
+    assert torch.equal(moved[..., 2], wide[..., 2])
+    # Inwards on the whole: the lips' polygon shrinks.
+    def area(p: torch.Tensor) -> float:  # shoelace
+        return 0.5 * abs(float((p[:, 0] * torch.roll(p[:, 1], -1) - torch.roll(p[:, 0], -1) * p[:, 1]).sum()))
+
+    assert area(moved[0, LIPS_OUTER, :2]) < area(wide[0, LIPS_OUTER, :2]) - 10.0
+
+
+def test_lip_border_keeps_the_lips_on_the_target_contour_when_the_source_mouth_is_open(astro_face):
+    """An open source mouth whose vermilion border lies inside MediaPipe's contour (as measured on real faces)
+    rendered at the same face's nearly closed mouth: with the border correction the lips fill the target's lip
+    band; the plain contour-to-contour warp carries the skin inside the source's contour into it (thinner lips,
+    shorter at the corners), and an identity target renders as without the correction."""
+    import torch.nn.functional as F
+
+    from thead.face.topology import LIPS_INNER, LIPS_OUTER
+    from thead.render.lip_border import lip_border_vertices
+
+    img, v = astro_face
+    size = 2 * S  # the face twice as large: the border's offset spans a few pixels more than the resampling blur
+    img = F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False)
+    target = v.clone()
+    target[..., :2] *= 2.0
+    source_v = _open_mouth(target, 28.0)
+    border = lip_border_vertices(source_v)  # where the source's lips really end
+    skin = torch.tensor([0.80, 0.60, 0.52]).view(3, 1, 1)
+    lips = torch.tensor([0.68, 0.22, 0.25]).view(3, 1, 1)
+    inside = torch.tensor([0.15, 0.04, 0.05]).view(3, 1, 1)
+    centre = source_v[0, [13, 14], :2].mean(0)
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    face = ((xx - centre[0]) / 90.0) ** 2 + ((yy - centre[1]) / 76.0) ** 2 < 1.0
+    image = img.clone()
+    image[0] = torch.where(face, skin, image[0])
+    image[0] = torch.where(torch.as_tensor(_polygon(border[0, LIPS_OUTER, :2], size)), lips, image[0])
+    image[0] = torch.where(torch.as_tensor(_polygon(source_v[0, LIPS_INNER, :2], size)), inside, image[0])
+    source = prepare_source(image, source_v)
+
+    # The same correction of both meshes: an identity target renders as without it.
+    identity = render_head(source, source_v, lip_border=1.0).image
+    assert (identity - render_head(source, source_v).image).abs().max() < 1e-4  # float rounding
+
+    expected = (_polygon(lip_border_vertices(target)[0, LIPS_OUTER, :2], size)
+                & ~_polygon(target[0, LIPS_INNER, :2], size))
+
+    def lip_reading(gain: float) -> tuple[float, float]:
+        """(lip area over the expected area, IoU with the expected lips) of the render at ``target``."""
+        out = render_head(source, target, lip_border=gain).image[0]
+        red = ((out[0] - out[1]) > 0.33).numpy() & face.numpy()  # lips 0.46, skin 0.20
+        return float(red.sum() / expected.sum()), float((red & expected).sum() / (red | expected).sum())
+
+    (plain_area, plain_iou), (area, iou) = lip_reading(0.0), lip_reading(1.0)
+    # measured: (0.88, 0.83) and (1.00, 0.88)
+    assert plain_area < 0.93
+    assert abs(area - 1.0) < 0.05
+    assert iou > plain_iou + 0.025

@@ -11,6 +11,7 @@ import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_gaps, lid_split_vertices
+from thead.render.lip_border import lip_border_vertices
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3
 from thead.face.topology import LEFT_EYE, NUM_POINTS, RIGHT_EYE
@@ -93,6 +94,7 @@ def render_head(
     window: tuple[int, int, int, int] | None = None,
     gaze_gain: tuple[float, float] = (1.0, 1.0),
     gaze_rest: torch.Tensor | None = None,
+    lip_border: float = 0.0,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -107,6 +109,8 @@ def render_head(
     every output cover the window). gaze_gain, gaze_rest: the iris layer's (along, across) gain on the move a
     gaze makes and the target mesh at the source's own gaze [B, 478, 3] it is measured from, in the pixels of
     ``dst_vertices`` (``thead.render.eyes.eye_layer``).
+    lip_border: gain of the outer-lip contour's move onto the vermilion border its mouth opening predicts
+    (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -114,6 +118,11 @@ def render_head(
     src_v = source.vertices.to(dst_vertices.dtype)
     if src_v.shape[0] == 1 and B > 1:
         src_v = src_v.expand(B, -1, -1)
+    layer_vertices = dst_vertices  # the eye and mouth layers take the meshes as detected, like the source's
+    if lip_border:
+        # Both meshes alike: an identity target still maps every source pixel onto itself.
+        src_v = lip_border_vertices(src_v, lip_border)
+        dst_vertices = lip_border_vertices(dst_vertices, lip_border)
     triangles, split_edges = lid_split_mesh()
     src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
     # A closing lid stretches the skin band above the lashes (the triangles holding a split vertex): there the
@@ -148,10 +157,10 @@ def render_head(
     else:
         image = warp_image(sharp, grid)
     if layers:
-        dst_win, rest_win = dst_vertices, gaze_rest
+        dst_win, rest_win = layer_vertices, gaze_rest
         if window is not None and (top or left):
             corner = torch.tensor([left, top, 0], device=dst_vertices.device, dtype=dst_vertices.dtype)
-            dst_win = dst_vertices - corner
+            dst_win = layer_vertices - corner
             rest_win = None if gaze_rest is None else gaze_rest - corner.to(gaze_rest.dtype)
         image = composite_layers(image, source, dst_win, mouth_image=mouth_image, gaze_gain=gaze_gain,
                                  gaze_rest=rest_win)

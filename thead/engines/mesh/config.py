@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 16
+CODE_REVISION = 17
 BACKGROUNDS = ("still", "warp")
 
 
@@ -107,6 +107,13 @@ class MeshConfig:
         along brings d0, d3 and d12 to 0.82-1.0 and lowers their self-reenactment gaze error (d3 8.84 -> 8.18
         degrees) without raising WDA's. Across (up and down, where the lids follow the eye), a gain raised WDA's
         pitch error (1.24 -> 1.81): none.
+    lip_border : float
+        Gain of the outer-lip contour's correction towards the vermilion border as the mouth opens, applied alike
+        to the source and target meshes of the warp (``thead.render.lip_border``; 0: the detected contour). 2: the
+        pooled slope (1) averages the four clips over all openings; their wide-open frames show up to twice it
+        (d3's lower corners, WDA's upper lip), and at 2 MediaPipe reads WDA's self-reenacted mouth (from its open
+        frame 0) as wide as the real frames (mouth over eye width at frames 40/110/190: 0.579/0.571/0.565 against
+        0.578/0.570/0.586 on the real frames and 0.557/0.535/0.545 without the correction).
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
@@ -135,6 +142,7 @@ class MeshConfig:
     edge_fade: float = 0.015
     surround_blend: float = 0.1
     gaze_gain: tuple[float, float] = (1.2, 1.0)
+    lip_border: float = 2.0
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:

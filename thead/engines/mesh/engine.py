@@ -630,7 +630,7 @@ class MeshEngine:
             weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
                           extra_points=extra, source_weight=weight, window=window, gaze_gain=cfg.gaze_gain,
-                          gaze_rest=gaze_rest)
+                          gaze_rest=gaze_rest, lip_border=cfg.lip_border)
         mesh_mask = out.mesh.mask
         image = out.image
         if layered:
