@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from thead.face.topology import NUM_SURFACE_POINTS
 from thead.render.mesh_topology import dense_flow_points
