@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from thead.face.topology import FACE_OVAL, mesh_edges, mesh_triangles
 from thead.render.dense_flow import smoothstep
 from thead.render.masks import blur3, fill_holes
-from thead.render.mesh_topology import closed_mesh_triangles
+from thead.render.mesh_topology import closed_mesh_triangles, oriented_mesh_triangles
 from thead.render.mesh_warp import pixel_centres
 from thead.render.rasterize import as_triangles, interpolate, rasterize
 
@@ -48,8 +48,9 @@ OCCLUSION_TOLERANCE = 0.03
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """Unit vertex normals [B, V, 3] of meshes [B, V, 3] (x, y pixels, y down; z depth, larger = farther):
     area-weighted means of the face normals, oriented so that a surface facing the camera has normal z > 0
-    (the face-mesh winding). Vertices in no triangle get (0, 0, 1). triangles default: the face-mesh surface."""
-    tris = as_triangles(mesh_triangles() if triangles is None else triangles, vertices.device)
+    (the face-mesh winding). Vertices in no triangle get (0, 0, 1). triangles default: the face-mesh surface
+    wound alike (``oriented_mesh_triangles``; as MediaPipe's edges give them, 15 of 854 ran the other way)."""
+    tris = as_triangles(oriented_mesh_triangles() if triangles is None else triangles, vertices.device)
     v = vertices.float()
     p = v[:, tris]  # [B, F, 3, 3]
     n = torch.cross(p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0], dim=-1)  # length = 2 * area
