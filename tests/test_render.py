@@ -538,9 +538,10 @@ def test_consistently_oriented_rewinds_triangles_that_run_a_shared_edge_the_same
 
 
 def test_iris_offsets_round_trip_and_a_gain_moves_the_drawn_iris_further_along_the_eye(astro_face):
-    """``eye_layer``'s gaze gain: the iris is drawn with its move from the source's place in the eye times the
-    gain along the corner line (MediaPipe reads a rendered look sideways short), the look up or down as it is, and a
-    target that keeps the source's irises draws them where they were."""
+    """``eye_layer``'s gaze gain: the iris is drawn with its move from where the target's mesh at the source's own
+    gaze (``gaze_rest``, here the source mesh: only the irises move) puts it, times the gain along the corner line
+    (MediaPipe reads a rendered look sideways short), the look up or down as it is; a target that keeps the
+    source's irises draws them where they were, and a gain without ``gaze_rest`` is refused."""
     from thead.render.eyes import eye_layer, from_iris_offsets, iris_offsets
 
     img, v = astro_face
@@ -548,7 +549,7 @@ def test_iris_offsets_round_trip_and_a_gain_moves_the_drawn_iris_further_along_t
     torch.testing.assert_close(from_iris_offsets(v, iris_offsets(v)), centres, atol=1e-4, rtol=0)
     source = prepare_source(img, v)
     _, still_1 = eye_layer(source.eyes, v, S, S)
-    _, still_g = eye_layer(source.eyes, v, S, S, gaze_gain=(1.5, 1.0))
+    _, still_g = eye_layer(source.eyes, v, S, S, gaze_gain=(1.5, 1.0), gaze_rest=v)
     assert torch.equal(still_1, still_g)
     dst = v.clone()
     dst[0, 468:478, 0] += 2.0  # a look sideways (image x runs along both eyes' corner lines here)
@@ -565,10 +566,12 @@ def test_iris_offsets_round_trip_and_a_gain_moves_the_drawn_iris_further_along_t
 
     at_rest = drawn(still_1)
     plain = drawn(eye_layer(source.eyes, dst, S, S)[1]) - at_rest
-    gained = drawn(eye_layer(source.eyes, dst, S, S, gaze_gain=(1.5, 1.0))[1]) - at_rest
+    gained = drawn(eye_layer(source.eyes, dst, S, S, gaze_gain=(1.5, 1.0), gaze_rest=v)[1]) - at_rest
     ratio = gained[:, 0] / plain[:, 0]
     assert ((ratio > 1.35) & (ratio < 1.65)).all(), (plain, gained)
     torch.testing.assert_close(gained[:, 1], plain[:, 1], atol=0.3, rtol=0)  # up and down: no gain (1.5: 0.75 px)
+    with pytest.raises(ValueError, match="gaze_rest"):
+        eye_layer(source.eyes, dst, S, S, gaze_gain=(1.5, 1.0))
 
 
 def test_the_white_painted_under_a_moved_iris_is_lit_like_the_skin_below_the_eye(astro_face):

@@ -17,15 +17,14 @@ from thead.render.head_render import HeadRender, render_head
 from thead.render.images import frames_to_tensor, tensor_to_frames
 from thead.render.layers import SourceFace, composite_layers, prepare_source
 from thead.render.mesh_topology import closed_mesh_triangles, lid_split_mesh, strip_triangulation
-from thead.render.mesh_warp import (MeshWarp, flow_to_grid, grid_to_flow, mesh_warp_maps, pixel_centres,
-                                    vertex_stretch, warp_image)
+from thead.render.mesh_warp import MeshWarp, flow_to_grid, grid_to_flow, mesh_warp_maps, pixel_centres, warp_image
 from thead.render.mouth import inner_mouth_mask, mouth_layer, synthesize_mouth
 from thead.render.paste_back import crop_with_affine, paste_back, warp_affine
 from thead.render.rasterize import Fragments, interpolate, rasterize
 
 __all__ = [
     "Fragments", "rasterize", "interpolate",
-    "MeshWarp", "mesh_warp_maps", "warp_image", "flow_to_grid", "grid_to_flow", "pixel_centres", "vertex_stretch",
+    "MeshWarp", "mesh_warp_maps", "warp_image", "flow_to_grid", "grid_to_flow", "pixel_centres",
     "dense_backward_flow", "blend_flows", "border_taper", "face_size",
     "closed_mesh_triangles", "lid_split_mesh", "strip_triangulation",
     "EyeSource", "prepare_eyes", "eye_layer", "eye_opening_masks", "iris_geometry",

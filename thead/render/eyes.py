@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from thead.face.topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_LIDS,
                                  RIGHT_IRIS)
 from thead.render.dense_flow import smoothstep
+from thead.render.images import luma
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
 from thead.render.mesh_warp import pixel_centres, warp_image
@@ -41,7 +42,6 @@ CHEEK_POINTS = (118, 347)  # below each eye (subject's right first): with the lo
 #: the under-eye skin's luma, where the whites beside the first frame's centred irises read 0.77-0.87 (d0, d12).
 WHITE_FLOOR = 1.0
 WHITE_MAX_GAIN = 1.5  # the most the uncovered white is brightened over the source's own
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def iris_cover_radius(radius: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,7 @@ class EyeSource:
     sclera: [Bs, 2, 3] eye-white colour per eye; iris_colour: [Bs, 2, 3] mean visible iris colour per eye.
     lash_colour: [Bs, 2, 3] colour along the upper-lid margin; lid_gap: [Bs, 2] upper-to-lower lid distance
     (pixels) at the lid centres, the reference for how open the eye is; eye_span: [Bs] outer-corner distance
-    (pixels), the face scale; offsets: [Bs, 2, 2] the irises in their eyes' frames (:func:`iris_offsets`).
+    (pixels), the face scale.
     """
 
     iris_texture: torch.Tensor
@@ -141,7 +141,6 @@ class EyeSource:
     lash_colour: torch.Tensor
     lid_gap: torch.Tensor
     eye_span: torch.Tensor
-    offsets: torch.Tensor
 
 
 def _masked_mean(img: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -153,7 +152,7 @@ def _masked_mean(img: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor
 
 def _bright_mean(img: torch.Tensor, region: torch.Tensor, fraction: float, fallback: torch.Tensor) -> torch.Tensor:
     """Mean colour [B, 3] of the brightest ``fraction`` of ``region`` [B, 1, H, W] pixels (eye white: no lashes)."""
-    lum = (img * torch.tensor([0.299, 0.587, 0.114], device=img.device, dtype=img.dtype).view(1, 3, 1, 1)).sum(1)
+    lum = luma(img)[:, 0]
     B = img.shape[0]
     lum = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
     counts = (region[:, 0] > 0.5).view(B, -1).sum(1)
@@ -239,7 +238,17 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
     return EyeSource(iris_texture=texture, iris_free=iris_free, centres=centres, radii=radii,
                      sclera=torch.stack(scleras, 1), iris_colour=torch.stack(iris_cols, 1),
                      lash_colour=torch.stack(lashes, 1), lid_gap=lid_gaps(src_vertices),
-                     eye_span=eye_span(src_vertices), offsets=iris_offsets(src_vertices))
+                     eye_span=eye_span(src_vertices))
+
+
+def _disc_median(image: torch.Tensor, pix: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor,
+                 fallback: torch.Tensor) -> torch.Tensor:
+    """[B, C]: the per-channel median of ``image`` [B, C, H, W] over the pixels whose centres (``pix``
+    [1, 2, H, W]) lie within ``radius`` [B] pixels of ``centre`` [B, 2]; ``fallback`` [B, C] where none does."""
+    B = image.shape[0]
+    inside = pixel_distance(pix, centre.to(image.dtype).view(B, 2, 1, 1)) < radius.view(B, 1, 1, 1)
+    return torch.stack([image[b][:, inside[b, 0]].median(dim=1).values if bool(inside[b].any()) else fallback[b]
+                        for b in range(B)])
 
 
 def _white_gain(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, pix: torch.Tensor,
@@ -249,13 +258,9 @@ def _white_gain(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, p
     lower-lid centre and the cheek point below it), at most ``WHITE_MAX_GAIN``. ``sclera`` [B, 3] is the source's
     own white estimate, ``radius`` [B, 1, 1, 1] the iris radius, ``pix`` [1, 2, H, W] the pixel centres."""
     B = src_image.shape[0]
-    luma_w = torch.tensor(_LUMA, device=src_image.device, dtype=src_image.dtype)
     spot = 0.5 * (src_vertices[:, LID_CENTRES[eye][1], :2] + src_vertices[:, CHEEK_POINTS[eye], :2])
-    inside = pixel_distance(pix, spot.to(src_image.dtype).view(B, 2, 1, 1)) < 0.6 * radius  # [B, 1, H, W]
-    luma = (src_image * luma_w.view(1, 3, 1, 1)).sum(1, keepdim=True)
-    skin = torch.stack([luma[b][inside[b]].median() if bool(inside[b].any()) else luma.new_tensor(0.0)
-                        for b in range(B)])
-    own = (sclera * luma_w).sum(1).clamp(min=1e-3)
+    skin = _disc_median(luma(src_image), pix, spot, 0.6 * radius.view(B), src_image.new_zeros(B, 1))[:, 0]
+    own = luma(sclera.view(B, 3, 1, 1)).view(B).clamp(min=1e-3)
     return (WHITE_FLOOR * skin / own).clamp(1.0, WHITE_MAX_GAIN)
 
 
@@ -286,16 +291,14 @@ def lid_skin_fill(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     """
     B, _, H, W = image.shape
     pix = pixel_centres(H, W, image.device, image.dtype).unsqueeze(0)
+    down = (0.02 * eye_span(vertices)).clamp(min=0.8)  # the lower lashes
     out = image
     for e in range(2):
         lid = vertices[:, LID_CENTRES[e][0], :2].to(image.dtype)
         brow = vertices[:, BROW_CENTRES[e], :2].to(image.dtype)
         reach = (brow - lid).norm(dim=1)  # [B]
         spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
-        inside = pixel_distance(pix, spot.view(B, 2, 1, 1)) < (LID_SKIN_SPOT[1] * reach).view(B, 1, 1, 1)
-        colour = torch.stack([image[b][:, inside[b, 0]].median(dim=1).values if bool(inside[b].any())
-                              else image[b].mean(dim=(1, 2)) for b in range(B)])  # [B, 3]
-        down = (0.02 * eye_span(vertices)).clamp(min=0.8)  # the lower lashes
+        colour = _disc_median(image, pix, spot, LID_SKIN_SPOT[1] * reach, image.mean(dim=(2, 3)))  # [B, 3]
         region = torch.cat([eye_opening_masks(inflate_eye_loops(vertices[b:b + 1], float(LID_SKIN_REACH * reach[b]),
                                                                   down[b:b + 1]), H, W)[:, e:e + 1] for b in range(B)])
         region = soften(region.to(image.dtype))
@@ -338,8 +341,7 @@ def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: i
     target eye openings (:func:`eye_opening_masks`). gaze_gain: (along, across) the eye's corner line: the iris
     is drawn with the move its gaze makes times these (1: at the target's iris points); the move is measured from
     ``gaze_rest`` [B, 478, >=2] (the target mesh at the source's own gaze: a head turn's own shift of the iris in
-    the eye is no gaze and is not scaled), or without it from the source's own place in the eye
-    (:func:`iris_offsets`). Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
+    the eye is no gaze and is not scaled), needed with a gain. Returns (rgb [B, 3, H, W], alpha [B, 1, H, W]).
     Iris: a disc of :func:`iris_cover_radius` at the target centre, sampled from the source iris texture by
     ``p_src = c_src + (p - c_dst) * r_src / r_dst``, clipped by the softened target lid polygon. Closing: as the
     lid gap falls below ~half the source's (face-scale corrected), the opening fades to the lash colour, so a
@@ -356,14 +358,14 @@ def eye_layer(eyes: EyeSource, dst_vertices: torch.Tensor, height: int, width: i
 
     c_dst, r_dst = iris_geometry(dst_vertices.to(dt))
     if tuple(gaze_gain) != (1.0, 1.0):
-        gain = torch.tensor(gaze_gain, device=dev, dtype=dt)
         if gaze_rest is None:
-            rest = per_batch(eyes.offsets)
-        else:  # the rest irises in the target's own eyes
-            at_rest = dst_vertices.to(dt).clone()
-            at_rest[:, IRIS_POINTS, :2] = gaze_rest[:, IRIS_POINTS, :2].to(dt)
-            rest = iris_offsets(at_rest)
-        c_dst = from_iris_offsets(dst_vertices.to(dt), rest + gain * (iris_offsets(dst_vertices.to(dt)) - rest))
+            raise ValueError("eye_layer: a gaze gain needs gaze_rest, the target mesh at the source's own gaze")
+        gain = torch.tensor(gaze_gain, device=dev, dtype=dt)
+        dst = dst_vertices.to(dt)
+        at_rest = dst.clone()  # the rest irises in the target's own eyes
+        at_rest[:, IRIS_POINTS, :2] = gaze_rest[:, IRIS_POINTS, :2].to(dt)
+        rest = iris_offsets(at_rest)
+        c_dst = from_iris_offsets(dst, rest + gain * (iris_offsets(dst) - rest))
     c_src, r_src = per_batch(eyes.centres), per_batch(eyes.radii)
     pix = pixel_centres(height, width, dev, dt).unsqueeze(0)  # [1, 2, H, W]
     # Each pixel belongs to the nearer target iris; one similarity transform per eye, one grid_sample in all.

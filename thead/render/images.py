@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601 luma of R, G, B
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W]: the BT.601 luma (``LUMA_WEIGHTS``) of RGB images [B, 3, H, W], in their units."""
+    weights = torch.tensor(LUMA_WEIGHTS, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:

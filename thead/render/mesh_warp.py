@@ -144,28 +144,3 @@ def mesh_warp_maps(
     # silhouette) the visible edge is an inner edge, so also ramp down at the mask's edge in image space.
     feather = torch.minimum(sampled[:, 2:3], inner_ramp(mask)) * mask
     return MeshWarp(grid=grid, mask=mask, flow=flow, feather=feather, fragments=frags, attributes=extra)
-
-
-def vertex_stretch(src_vertices: torch.Tensor, dst_vertices: torch.Tensor, triangles: torch.Tensor | np.ndarray,
-                   scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-vertex area stretch [B, V]: mean over the vertex's triangles of ``area_dst / (area_src * scale^2)``.
-
-    src_vertices, dst_vertices: [B, V, >=2] pixels; scale: [B] overall size ratio dst/src (default 1), so a
-    uniformly scaled face has stretch 1. Vertices in no triangle get 1. Folded or degenerate triangles count as 0.
-    """
-    tris = as_triangles(triangles, dst_vertices.device)
-    B, V = dst_vertices.shape[:2]
-
-    def areas(v: torch.Tensor) -> torch.Tensor:
-        p = v[..., :2].float()[:, tris]  # [B, F, 3, 2]
-        e1, e2 = p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0]
-        return 0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])
-
-    a_src = areas(src_vertices).expand(B, -1).abs().clamp(min=1e-3)
-    ratio = (areas(dst_vertices) / a_src).clamp(min=0.0)
-    if scale is not None:
-        ratio = ratio / scale.float().view(B, 1).pow(2)
-    flat = tris.reshape(-1)
-    total = torch.zeros(B, V, device=dst_vertices.device).index_add_(1, flat, ratio.repeat_interleave(3, dim=1))
-    count = torch.zeros(V, device=dst_vertices.device).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float))
-    return torch.where(count > 0, total / count.clamp(min=1.0), torch.ones_like(total))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from thead.face.topology import LIPS_INNER, LIPS_OUTER
 from thead.render.dense_flow import smoothstep
 from thead.render.eyes import eye_span
+from thead.render.images import luma
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import inner_mouth_triangles
 from thead.render.mesh_warp import pixel_centres, warp_image
@@ -252,7 +253,7 @@ def source_teeth_colour(src_image: torch.Tensor, src_vertices: torch.Tensor) -> 
     """
     B, _, H, W = src_image.shape
     region = inner_mouth_mask(src_vertices, H, W)
-    lum = (src_image * torch.tensor([0.299, 0.587, 0.114], device=src_image.device).view(1, 3, 1, 1)).sum(1)
+    lum = luma(src_image)[:, 0]
     flat = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
     count = (region > 0.5).view(B, -1).sum(1)
     k = (count.float() * 0.25).ceil().long().clamp(min=1)
