@@ -416,7 +416,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-18-4c2c8f8c8c05"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-19-59b88ef3c945"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

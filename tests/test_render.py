@@ -598,6 +598,50 @@ def test_the_white_painted_under_a_moved_iris_is_lit_like_the_skin_below_the_eye
         assert painted > 0.8 * WHITE_FLOOR * skin, (e, float(painted), float(skin))  # shading kept: not all of it
 
 
+def _below_upper_lid(v: torch.Tensor, eye: int, pix: torch.Tensor) -> torch.Tensor:
+    """[H, W] pixels from each pixel centre down to eye ``eye``'s upper-lid polyline (corner, 7 lid points,
+    corner) along the image's y axis, at the pixel's x (nan beyond the corners)."""
+    from thead.face.topology import LEFT_EYE, RIGHT_EYE
+
+    loop = (RIGHT_EYE, LEFT_EYE)[eye]
+    lid = v[0, np.r_[loop[0], loop[9:16], loop[8]], :2]
+    lid = lid[lid[:, 0].argsort()]
+    x, y = pix[0], pix[1]
+    out = torch.full_like(x, float("nan"))
+    for a, b in zip(lid[:-1], lid[1:]):
+        t = (x - a[0]) / (b[0] - a[0]).clamp(min=1e-6)
+        on = (t >= 0) & (t <= 1)
+        out[on] = (y - (a[1] + t * (b[1] - a[1])))[on]
+    return out
+
+
+def test_the_white_painted_under_an_iris_keeps_the_upper_lid_margin(astro_face):
+    """Where the iris is painted out, the lash line along the upper lid runs on across it: the painted white
+    takes the lid margin's own colours at the same depth below the lid beside the disc. A fill from the white
+    below left the moved iris's old place without its lash line, and MediaPipe read that eye's upper lid lower
+    (a narrower eye on every sideways look of d0)."""
+    from thead.render.eyes import eye_opening_masks
+
+    img, v = astro_face
+    centres, radii = iris_geometry(v)
+    pix = pixel_centres(S, S)
+    openings = eye_opening_masks(v, S, S)[0]
+    lashed = img.clone()
+    lash = torch.tensor([0.08, 0.06, 0.05]).view(3, 1)
+    luma = lambda x: (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1)).sum(0)  # noqa: E731
+    for e in range(2):
+        depth = _below_upper_lid(v, e, pix)
+        band = (openings[e] > 0) & (depth >= 0) & (depth < 1.5)
+        lashed[0][:, band] = lash  # a dark lash line along the whole upper lid, over the iris too
+        over = ((pix[0] - centres[0, e, 0]).abs() < 0.6 * radii[0, e]) & (
+            (pix - centres[0, e].view(2, 1, 1)).norm(dim=0) < radii[0, e])  # where the iris was, its middle
+        free = prepare_source(lashed, v).eyes.iris_free[0]
+        margin = band & over
+        body = (openings[e] > 0) & over & (depth > 0.5 * radii[0, e])
+        assert margin.sum() >= 3 and body.sum() >= 3, (e, int(margin.sum()), int(body.sum()))
+        assert luma(free[:, margin]).mean() < 0.5 * luma(free[:, body]).mean(), e
+
+
 def test_lid_skin_fill_paints_each_eye_with_its_own_lid_skin_and_leaves_the_rest(astro_face):
     from thead.face.topology import LEFT_EYE, RIGHT_EYE
     from thead.render.eyes import BROW_CENTRES, LID_CENTRES, LID_SKIN_SPOT, eye_opening_masks, lid_skin_fill

@@ -109,6 +109,48 @@ def fill_gaps(landmarks: np.ndarray, detected: np.ndarray, max_gap: int) -> tupl
     return out, valid, spans
 
 
+def settle_on_track(landmarker: Landmarker, frame: np.ndarray, found: np.ndarray, settle: int = 2,
+                    average: int = 4) -> np.ndarray:
+    """The landmarks of a face just found in ``frame``, as the tracker reads it there.
+
+    A face is found by a detector and a still-image mesh and then followed by the tracker, and the two read the
+    same face differently: on the shared clips and photos MediaPipe's tracked upper lids and brows sit up to 1.6 px
+    (in 512-pixel frames) away from its still-image reading, measured against the nose. A clip's first frame would
+    differ from all the others by that offset, and every motion measured from it (a reenactment's reference frame)
+    would carry it on every frame: a self-reenactment's eyes narrowed by half a pixel from frame 1 on. The tracker
+    also wanders by a few tenths of a pixel from pass to pass on the same picture. So the same frame is tracked
+    ``settle`` times from the found face, then the mean of ``average`` further passes is the first frame's
+    landmarks: the tracker's reading, with the error that a reference frame would hand to a whole clip averaged
+    down. The found landmarks stand where the tracker loses the face.
+
+    Parameters
+    ----------
+    landmarker : Landmarker
+        Its ``track(frame, previous)`` follows the face.
+    frame : np.ndarray
+        uint8 [H, W, 3] RGB, the frame the face was found in.
+    found : np.ndarray
+        float32 [N, 3] pixels: the face as found there.
+    settle, average : int
+        Passes tracked before averaging, and passes averaged (>= 1).
+
+    Returns
+    -------
+    np.ndarray
+        float32 [N, 3] pixels.
+    """
+    current = found
+    passes = []
+    for k in range(settle + max(1, average)):
+        again = landmarker.track(frame, current)
+        if again is None:
+            return found
+        current = again
+        if k >= settle:
+            passes.append(again)
+    return np.mean(passes, axis=0).astype(np.float32)
+
+
 def track_face(
     frames: Iterable[np.ndarray],
     landmarker: Landmarker,
@@ -144,6 +186,8 @@ def track_face(
                 else:
                     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
                     found = faces[int(np.linalg.norm(centres - (prev[:2] + prev[2:]) / 2, axis=1).argmin())]
+            if found is not None:
+                found = settle_on_track(landmarker, frame, found)
         else:
             found = landmarker.track(frame, last)
         rows.append(found)

@@ -228,6 +228,8 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
         white = blur3(white, 2)  # rows differ in their samples: smooth across rows
         white = (white * white_gain.view(B, 1, 1, 1)).clamp(0.0, 1.0)
+        lid_white, depth = _lid_following_white(src_image, src_vertices, e, soften(opening), c, rad, prior)
+        white = torch.lerp(lid_white, white, smoothstep((depth - LASH_BAND[0] * r) / ((LASH_BAND[1] - LASH_BAND[0]) * r)))
         disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
         iris_free = torch.lerp(iris_free, white, disc)
     lashes = []
@@ -239,6 +241,65 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
                      sclera=torch.stack(scleras, 1), iris_colour=torch.stack(iris_cols, 1),
                      lash_colour=torch.stack(lashes, 1), lid_gap=lid_gaps(src_vertices),
                      eye_span=eye_span(src_vertices))
+
+
+#: Iris radii below the upper lid down to which the painted white is the lid margin's own colours, and where
+#: the row-wise white (brightened to ``WHITE_FLOOR``) has taken over.
+LASH_BAND = (0.25, 0.75)
+
+
+def _lid_following_white(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, opening: torch.Tensor,
+                         centre: torch.Tensor, rad: torch.Tensor, prior: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eye white under eye ``eye``'s iris interpolated along its upper lid: each pixel at depth ``d`` below
+    the upper lid takes the source at the same depth below the lid just left and right of the iris disc, so the
+    lash line and the lid's shadow continue across where the iris was (a row-wise fill paints the top rows with
+    the white from below: the moved iris left a lash-less gap that a landmark detector reads as a lower lid).
+
+    src_image [B, 3, H, W]; src_vertices [B, 478, >=2] pixels; opening [B, 1, H, W] the soft opening mask;
+    centre [B, 2, 1, 1] the iris centre and rad [B, 1, 1, 1] the painted disc's radius (pixels); prior
+    [B, 3, H, W] the white's colour where neither side lies in the opening. Returns (white [B, 3, H, W], depth
+    [B, 1, H, W] pixels below the upper lid, negative above it).
+    """
+    B, _, H, W = src_image.shape
+    loop = EYE_LOOPS[eye]
+    x = src_vertices[:, :, :2].to(src_image.dtype)
+    origin = x[:, loop[0]]
+    axis = x[:, loop[8]] - origin
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-6)  # [B, 2] along the eye
+    down = torch.stack([-axis[:, 1], axis[:, 0]], 1)
+    down = down * torch.where(down[:, 1:2] < 0, -1.0, 1.0)  # [B, 2] across it, towards the lower lid
+    lid = x[:, np.r_[loop[0], UPPER_LIDS[eye], loop[8]]] - origin[:, None]  # [B, 9, 2]
+    u_k, v_k = (lid * axis[:, None]).sum(-1), (lid * down[:, None]).sum(-1)
+    u_k, order = u_k.sort(dim=1)
+    v_k = v_k.gather(1, order)
+
+    def lid_v(u: torch.Tensor) -> torch.Tensor:  # [B, N] -> the upper lid's v at u (linear, held beyond ends)
+        i = torch.searchsorted(u_k.contiguous(), u.contiguous()).clamp(1, u_k.shape[1] - 1)
+        u0, u1 = u_k.gather(1, i - 1), u_k.gather(1, i)
+        t = ((u - u0) / (u1 - u0).clamp(min=1e-6)).clamp(0.0, 1.0)
+        return torch.lerp(v_k.gather(1, i - 1), v_k.gather(1, i), t)
+
+    pix = pixel_centres(H, W, src_image.device, src_image.dtype).view(1, 2, H * W) - origin[:, :, None]
+    u = (pix * axis[:, :, None]).sum(1)  # [B, HW]
+    v = (pix * down[:, :, None]).sum(1)
+    depth = v - lid_v(u)
+    u_c = ((centre.view(B, 2) - origin) * axis).sum(1, keepdim=True)  # [B, 1]
+    reach = rad.view(B, 1) + 1.0
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=src_image.device, dtype=src_image.dtype).view(1, 1, 2)
+    both = torch.cat([src_image, opening], 1)
+    samples, weights = [], []
+    for side in (-1.0, 1.0):
+        u_s = (u_c + side * reach).expand_as(u)
+        v_s = lid_v(u_s) + depth
+        at = origin[:, None] + u_s[..., None] * axis[:, None] + v_s[..., None] * down[:, None]  # [B, HW, 2]
+        s = warp_image(both, (at * scale - 1.0).view(B, H, W, 2))
+        samples.append(s[:, :3])
+        weights.append(s[:, 3:4].clamp(0.0, 1.0))
+    t = ((u - (u_c - reach)) / (2.0 * reach)).clamp(0.0, 1.0).view(B, 1, H, W)
+    w_l, w_r, w_s = weights[0] * (1.0 - t), weights[1] * t, 0.05
+    white = (w_l * samples[0] + w_r * samples[1] + w_s * prior) / (w_l + w_r + w_s)
+    return white, depth.view(B, 1, H, W)
 
 
 def _disc_median(image: torch.Tensor, pix: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor,

@@ -34,7 +34,8 @@ from thead.stages.item import InputItem, ItemResult
 from thead.stages.store import (META_NAME, StageInfo, StageMeta, file_digest, find_stage_dirs, item_lock, stage_key,
                                 stamp, write_stage)
 
-STAGE = StageInfo("preprocess", 3)  # 2: vox boxes kept inside the frame, mirrored padding; 3: one pixel convention
+STAGE = StageInfo("preprocess", 4)  # 2: vox boxes kept inside the frame, mirrored padding; 3: one pixel convention;
+# 4: a clip's first frame read by the tracker (track.settle_on_track)
 INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 LANDMARKS_FILE = "landmarks.npz"
 
