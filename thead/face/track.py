@@ -114,10 +114,11 @@ def settle_on_track(landmarker: Landmarker, frame: np.ndarray, found: np.ndarray
     """The landmarks of a face just found in ``frame``, as the tracker reads it there.
 
     A face is found by a detector and a still-image mesh and then followed by the tracker, and the two read the
-    same face differently: on the shared clips and photos MediaPipe's tracked upper lids and brows sit up to 1.6 px
-    (in 512-pixel frames) away from its still-image reading, measured against the nose. A clip's first frame would
-    differ from all the others by that offset, and every motion measured from it (a reenactment's reference frame)
-    would carry it on every frame: a self-reenactment's eyes narrowed by half a pixel from frame 1 on. The tracker
+    same face differently: on still videos of the shared photos MediaPipe's tracked upper lids and brows sat up to
+    1.6 px (in the photo's pixels) away from its still-image reading, measured against the nose. A clip's first
+    frame would differ from all the others by that offset, and every motion measured from it (a reenactment's
+    reference frame) would carry it on every frame: a self-reenactment's eyes narrowed by half a pixel from frame
+    1 on. The tracker
     also wanders by a few tenths of a pixel from pass to pass on the same picture. So the same frame is tracked
     ``settle`` times from the found face, then the mean of ``average`` further passes is the first frame's
     landmarks: the tracker's reading, with the error that a reference frame would hand to a whole clip averaged

@@ -228,8 +228,10 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         white = (w_l * s_l[:, :3] + w_r * s_r[:, :3] + w_s * prior) / (w_l + w_r + w_s)
         white = blur3(white, 2)  # rows differ in their samples: smooth across rows
         white = (white * white_gain.view(B, 1, 1, 1)).clamp(0.0, 1.0)
+        # Under the upper lid, its margin's own colours (lash line, lid shadow) carried along the lid instead.
         lid_white, depth = _lid_following_white(src_image, src_vertices, e, soften(opening), c, rad, prior)
-        white = torch.lerp(lid_white, white, smoothstep((depth - LASH_BAND[0] * r) / ((LASH_BAND[1] - LASH_BAND[0]) * r)))
+        top, bottom = LASH_BAND
+        white = torch.lerp(lid_white, white, smoothstep((depth - top * r) / ((bottom - top) * r)))
         disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
         iris_free = torch.lerp(iris_free, white, disc)
     lashes = []
