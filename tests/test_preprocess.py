@@ -347,6 +347,10 @@ def test_a_found_face_is_read_by_the_tracker_on_its_first_frame():
     assert np.abs(rest - 151.5).max() <= 0.4 + 1e-4
     lost = settle_on_track(_WanderingTracker(face, offset=1.5, wander=0.4, lose_after=0), frames[0], face)
     assert np.array_equal(lost, face)
+    same = _WanderingTracker(face, offset=1.5, wander=0.4)
+    same.tracks_differently = False  # a backend whose tracking is its search (FAN): no passes spent on frame 0
+    track = track_face(iter(frames[:1]), same)
+    assert same.passes == 0 and np.array_equal(track.landmarks[0], face)
 
 
 def test_a_still_video_has_a_still_first_frame(astronaut):

@@ -31,6 +31,9 @@ class Landmarker(Protocol):
 
     num_points: int
     format: str  # "mediapipe478" or "ibug68"
+    # Whether ``track`` reads a face otherwise than ``find_faces`` (then a clip's first frame is read by the
+    # tracker too: ``thead.face.track.settle_on_track``).
+    tracks_differently: bool
 
     def find_faces(self, frame: np.ndarray) -> list[np.ndarray]:
         """All faces in an RGB uint8 (H, W, 3) frame, each (num_points, 3) float32 pixels."""
@@ -89,6 +92,7 @@ class MediaPipeLandmarker:
 
     num_points = 478
     format = "mediapipe478"
+    tracks_differently = True  # video-mode mesh on a region from the last landmarks vs detector + still mesh
     ROI_SIZE = 256  # pixels of the square region handed to the mesh
     FIND_ENLARGE = 2.0  # region side over the detector box side
     TRACK_ENLARGE = 1.6  # region side over the previous landmark box side
@@ -234,6 +238,7 @@ class FanLandmarker:
 
     num_points = 68
     format = "ibug68"
+    tracks_differently = False  # its track is a search: the same reading
 
     def __init__(self, device: str | None = None) -> None:
         fan_state, sfd_state = load_fan_states()

@@ -187,7 +187,7 @@ def track_face(
                 else:
                     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
                     found = faces[int(np.linalg.norm(centres - (prev[:2] + prev[2:]) / 2, axis=1).argmin())]
-            if found is not None:
+            if found is not None and getattr(landmarker, "tracks_differently", True):
                 found = settle_on_track(landmarker, frame, found)
         else:
             found = landmarker.track(frame, last)
