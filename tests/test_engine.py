@@ -199,6 +199,35 @@ def test_scales_and_switches(astro):
         transfer_motion(fit, driver, mode="sideways")
 
 
+def test_a_driver_widening_its_eyes_arrives_at_the_reading_gain(astro):
+    """MediaPipe reads a small lid lift short (``READ_GAINS``): the driver's eye_wide change arrives times its gain,
+    relative and absolute, within the unit's bounds; the other units as read; ``read_gains={}`` turns it off and an
+    unknown unit is refused."""
+    from thead.engines.motion import READ_GAINS
+    from thead.facemodel.expressions import expression_bounds
+
+    _, _, fit = astro
+    names = fit.expression_names
+    wide, jaw = names.index("eye_wide"), names.index("jaw_open")
+    expr = np.repeat(fit.expression[:1], 3, 0)
+    expr[:, wide] = fit.expression[0, wide] + np.array([0.0, 0.2, 0.4])
+    expr[:, jaw] = fit.expression[0, jaw] + np.array([0.0, 0.2, 0.4])
+    driver = driver_from(fit, np.repeat(fit.pose[:1], 3, 0), expr)
+    gain = READ_GAINS["eye_wide"]
+    assert gain > 1.0
+    hi = expression_bounds()[1][wide]
+    out = transfer_motion(fit, driver)
+    want = np.minimum(fit.expression[0, wide] + gain * np.array([0.0, 0.2, 0.4]), hi)
+    np.testing.assert_allclose(out.expression[:, wide], want, atol=1e-5)
+    np.testing.assert_allclose(out.expression[:, jaw], expr[:, jaw], atol=1e-5)
+    plain = transfer_motion(fit, driver, read_gains={})
+    np.testing.assert_allclose(plain.expression[:, wide], expr[:, wide], atol=1e-5)
+    absolute = transfer_motion(fit, driver, mode="absolute")
+    np.testing.assert_allclose(absolute.expression[:, wide], np.clip(gain * expr[:, wide], 0, hi), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown expression unit"):
+        transfer_motion(fit, driver, read_gains={"eyebrow": 2.0})
+
+
 # ----------------------------------------------------------------------------------------------- edits
 def test_edit_yaw(engine, prepared, astro, landmarker):
     _, _, fit = astro
