@@ -27,6 +27,31 @@ def smoothstep(t: torch.Tensor) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
+def interp1d(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Batched piecewise-linear interpolation.
+
+    Parameters
+    ----------
+    xq : torch.Tensor
+        [B, N] query positions.
+    xp : torch.Tensor
+        [B, K] sorted knots (K >= 2).
+    fp : torch.Tensor
+        [B, K] values at the knots.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, N] values at ``xq``; beyond the end knots, the end values.
+    """
+    K = xp.shape[1]
+    i = torch.searchsorted(xp, xq.contiguous()).clamp(1, K - 1)
+    x0, x1 = xp.gather(1, i - 1), xp.gather(1, i)
+    f0, f1 = fp.gather(1, i - 1), fp.gather(1, i)
+    t = ((xq - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0.0, 1.0)
+    return f0 + t * (f1 - f0)
+
+
 def flow_motion(flow: torch.Tensor) -> torch.Tensor:
     """[B, 1, H, W] ``smoothstep(|flow|)`` of a flow [B, 2, H, W] in pixels: 0 where nothing moved, 1 where a pixel
     moved by a pixel or more (the length from the squared components, cheaper than ``norm`` on CPU)."""

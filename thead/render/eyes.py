@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from thead.face.topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_LIDS,
                                  RIGHT_IRIS)
-from thead.render.dense_flow import smoothstep
+from thead.render.dense_flow import interp1d, smoothstep
 from thead.render.images import luma
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
@@ -200,7 +200,8 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         iris_cols.append(iris_col)
         near = (dist < 2.5 * r).to(opening.dtype)  # limit each eye's edits to its own neighbourhood
         # Iris texture: outside the visible opening, the iris's own mean colour (lids never enter a moved iris).
-        inside = soften(opening) * near
+        soft = soften(opening)
+        inside = soft * near
         fill = iris_col.view(B, 3, 1, 1).expand(B, 3, H, W)
         texture = torch.where(near > 0, inside * src_image + (1 - inside) * fill, texture)
         # Iris-free source: each row of the disc (plus its limbal ring) is filled by interpolating the eye white
@@ -229,10 +230,10 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         white = blur3(white, 2)  # rows differ in their samples: smooth across rows
         white = (white * white_gain.view(B, 1, 1, 1)).clamp(0.0, 1.0)
         # Under the upper lid, its margin's own colours (lash line, lid shadow) carried along the lid instead.
-        lid_white, depth = _lid_following_white(src_image, src_vertices, e, soften(opening), c, rad, prior)
+        lid_white, depth = _lid_following_white(src_image, src_vertices, e, soft, c, rad, prior)
         top, bottom = LASH_BAND
         white = torch.lerp(lid_white, white, smoothstep((depth - top * r) / ((bottom - top) * r)))
-        disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soften(opening)
+        disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soft
         iris_free = torch.lerp(iris_free, white, disc)
     lashes = []
     for upper in UPPER_LIDS:
@@ -266,9 +267,8 @@ def _lid_following_white(src_image: torch.Tensor, src_vertices: torch.Tensor, ey
     B, _, H, W = src_image.shape
     loop = EYE_LOOPS[eye]
     x = src_vertices[:, :, :2].to(src_image.dtype)
-    origin = x[:, loop[0]]
-    axis = x[:, loop[8]] - origin
-    axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-6)  # [B, 2] along the eye
+    mids, axes, _ = eye_frames(x)
+    origin, axis = mids[:, eye], axes[:, eye]  # [B, 2] the eye's middle and its corner line's direction
     down = torch.stack([-axis[:, 1], axis[:, 0]], 1)
     down = down * torch.where(down[:, 1:2] < 0, -1.0, 1.0)  # [B, 2] across it, towards the lower lid
     lid = x[:, np.r_[loop[0], UPPER_LIDS[eye], loop[8]]] - origin[:, None]  # [B, 9, 2]
@@ -276,11 +276,8 @@ def _lid_following_white(src_image: torch.Tensor, src_vertices: torch.Tensor, ey
     u_k, order = u_k.sort(dim=1)
     v_k = v_k.gather(1, order)
 
-    def lid_v(u: torch.Tensor) -> torch.Tensor:  # [B, N] -> the upper lid's v at u (linear, held beyond ends)
-        i = torch.searchsorted(u_k.contiguous(), u.contiguous()).clamp(1, u_k.shape[1] - 1)
-        u0, u1 = u_k.gather(1, i - 1), u_k.gather(1, i)
-        t = ((u - u0) / (u1 - u0).clamp(min=1e-6)).clamp(0.0, 1.0)
-        return torch.lerp(v_k.gather(1, i - 1), v_k.gather(1, i), t)
+    def lid_v(u: torch.Tensor) -> torch.Tensor:  # [B, N] -> the upper lid's v at u (held beyond the corners)
+        return interp1d(u, u_k, v_k)
 
     pix = pixel_centres(H, W, src_image.device, src_image.dtype).view(1, 2, H * W) - origin[:, :, None]
     u = (pix * axis[:, :, None]).sum(1)  # [B, HW]

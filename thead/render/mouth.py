@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER
-from thead.render.dense_flow import smoothstep
+from thead.render.dense_flow import interp1d, smoothstep
 from thead.render.eyes import eye_span
 from thead.render.images import luma
 from thead.render.masks import blur3, soften, triangle_set_masks
@@ -89,31 +89,6 @@ def mouth_frame(vertices: torch.Tensor) -> MouthFrame:
     uu, vu = knots(UPPER_INNER)
     ul, vl = knots(LOWER_INNER)
     return MouthFrame(origin, axis_u, axis_v, half, uu, vu, ul, vl)
-
-
-def interp1d(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Batched piecewise-linear interpolation.
-
-    Parameters
-    ----------
-    xq : torch.Tensor
-        [B, N] query positions.
-    xp : torch.Tensor
-        [B, K] sorted knots (K >= 2).
-    fp : torch.Tensor
-        [B, K] values at the knots.
-
-    Returns
-    -------
-    torch.Tensor
-        [B, N] values at ``xq``; beyond the end knots, the end values.
-    """
-    K = xp.shape[1]
-    i = torch.searchsorted(xp, xq.contiguous()).clamp(1, K - 1)
-    x0, x1 = xp.gather(1, i - 1), xp.gather(1, i)
-    f0, f1 = fp.gather(1, i - 1), fp.gather(1, i)
-    t = ((xq - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0.0, 1.0)
-    return f0 + t * (f1 - f0)
 
 
 def mouth_coordinates(frame: MouthFrame, height: int, width: int
