@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -41,6 +42,7 @@ from thead.engines import transfer_motion  # noqa: E402
 from thead.face import topology as T  # noqa: E402
 from thead.face.landmarks import detect_landmarks  # noqa: E402
 from thead.fitting import fit_sequence  # noqa: E402
+from thead.render.eyes import iris_offsets  # noqa: E402
 
 REGIONS = {
     "forehead": [10, 338, 109, 297, 67], "chin": [152, 377, 148, 400, 176], "jaw (subject's left)": [288, 397, 365],
@@ -49,25 +51,7 @@ REGIONS = {
     "lips": list(T.LIPS_OUTER),
 }
 ANGLES = ("yaw", "pitch", "roll")
-EYES = (("right", T.RIGHT_IRIS, T.RIGHT_EYE_CORNERS), ("left", T.LEFT_IRIS, T.LEFT_EYE_CORNERS))
-
-
-def iris_in_eye(landmarks: np.ndarray, iris: np.ndarray, corners: np.ndarray) -> np.ndarray:
-    """[T, 2] the iris centre's offset (pixels) from its eye's corner midpoint, along the corner line (outer corner
-    positive) and across it, of landmarks [T, 478, >=2]."""
-    mid = landmarks[:, corners, :2].mean(1)
-    axis = landmarks[:, corners[0], :2] - landmarks[:, corners[1], :2]
-    along = axis / np.linalg.norm(axis, axis=1, keepdims=True)
-    across = np.stack([-along[:, 1], along[:, 0]], 1)
-    d = landmarks[:, iris[0], :2] - mid
-    return np.stack([(d * along).sum(1), (d * across).sum(1)], 1)
-
-
-def render_all(engine, prepared, targets, frames: np.ndarray, landmarks: np.ndarray, batch: int = 16) -> np.ndarray:
-    """uint8 [T, S, S, 3]: ``targets`` rendered in batches, the real crops' mouths as the mouth pictures."""
-    n = len(targets)
-    return np.concatenate([engine.render(prepared, targets[i:min(n, i + batch)], frames[i:min(n, i + batch)],
-                                         landmarks[i:min(n, i + batch)]) for i in range(0, n, batch)])
+EYES = ("right", "left")  # iris_offsets' order (subject's right first)
 
 
 def measure_clip(clip, engine, size: int, gaze_step_deg: float) -> None:
@@ -77,9 +61,8 @@ def measure_clip(clip, engine, size: int, gaze_step_deg: float) -> None:
     prepared = bench_reenact.prepare(engine, clip.frames[0], clip.landmarks[0], fit, clip.original, clip.transform)
     n = len(clip.frames)
     targets = transfer_motion(fit, fit)[np.arange(n)]
-    rendered = render_all(engine, prepared, targets, clip.frames, clip.landmarks)
-    asked = np.concatenate([engine.target_vertices(prepared, targets[i:i + 32]).cpu().numpy()
-                            for i in range(0, n, 32)])
+    rendered = engine.render(prepared, targets, clip.frames[:n], clip.landmarks[:n])  # batched by the engine
+    asked = engine.target_vertices(prepared, targets).cpu().numpy()
     out, _ = detect_landmarks(list(rendered), static=False)
     real, _ = detect_landmarks(list(clip.frames[:n]), static=False)
     print(f"{clip.name}: {n} frames")
@@ -118,10 +101,11 @@ def measure_clip(clip, engine, size: int, gaze_step_deg: float) -> None:
     probe_mesh = engine.target_vertices(prepared, probe).cpu().numpy()
     read, _ = detect_landmarks(list(drawn), static=True)
     gain = engine.config.gaze_gain
-    for name, iris, corners in EYES:
-        want, got = iris_in_eye(probe_mesh, iris, corners), iris_in_eye(read, iris, corners)
-        along = np.polyfit(want[:k, 0], got[:k, 0], 1)[0] / gain[0]
-        across = np.polyfit(want[k:, 1], got[k:, 1], 1)[0] / gain[1]
+    want = iris_offsets(torch.as_tensor(probe_mesh)).numpy()  # [2k, eye, (along, across)] in eye widths
+    got = iris_offsets(torch.as_tensor(read)).numpy()
+    for e, name in enumerate(EYES):
+        along = np.polyfit(want[:k, e, 0], got[:k, e, 0], 1)[0] / gain[0]
+        across = np.polyfit(want[k:, e, 1], got[k:, e, 1], 1)[0] / gain[1]
         print(f"  {name} iris drawn alone reads back: along {along:.2f}, across {across:.2f}")
 
 
