@@ -4,6 +4,7 @@ audio_motion and motion files. No shared media needed; espeak-ng tests skip when
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from thead.audio.head_motion import (HeadMotionConfig, builtin_head_style, copy_
 from thead.audio.io import load_audio, num_frames_for
 from thead.audio.motion import AudioDriveOptions, audio_motion
 from thead.audio.motion_file import load_motion, save_motion
-from thead.audio.phonemes import letters_to_phones, normalize_transcript, recognize_phonemes
+from thead.audio.phonemes import PhonemeConfig, letters_to_phones, normalize_transcript, recognize_phonemes
 from thead.audio.visemes import VisemeConfig, phones_to_mouth, silence_envelope
 from thead.errors import InputError
 from thead.io.ffmpeg import ffmpeg_exe
@@ -161,7 +162,9 @@ def test_bilabials_close_the_mouth(speech, aligned):
     assert report["phoneme_path"] == "alignment"
     jaw, lips = targets.expression_of("jaw_open"), targets.expression_of("lips_part")
     lead = VisemeConfig().lead_s
-    onsets = [t for name, t in sp.phones if name in ("m", "p", "b")]
+    # (the first mouth_ease_s ease from the source's own mouth: "Bob" at 0.01 s does not press the lips there)
+    onsets = [t for name, t in sp.phones if name in ("m", "p", "b") and t - lead > AudioDriveOptions().mouth_ease_s]
+    assert len(onsets) >= 3
     for t in onsets:
         frames = np.arange(int((t - lead) * 25) - 2, int((t - lead) * 25) + 4)
         frames = frames[(frames >= 0) & (frames < len(jaw))]
@@ -368,10 +371,21 @@ def test_open_mouth_source_rests_closed(tmp_path):
     fit = source_fit()
     fit.expression[0, list(fit.expression_names).index("jaw_open")] = 0.6
     path = write_wav(tmp_path / "silent.wav", np.zeros(8000), 16000)
-    capped, report = audio_motion(path, fit, 0, 25.0)
-    assert np.allclose(capped.expression_of("jaw_open"), 0.1) and any("rest" in n for n in report["notes"])
-    kept, _ = audio_motion(path, fit, 0, 25.0, AudioDriveOptions(mouth_rest_max=None))
-    assert np.allclose(kept.expression_of("jaw_open"), 0.6)
+    still, _ = audio_motion(path, fit, 0, 25.0)  # silence: the source's own mouth, as it is
+    assert np.allclose(still.expression_of("jaw_open"), 0.6)
+    hum = np.zeros(40000)  # 2.5 s: a 0.5 s hum after 1 s of silence
+    hum[16000:24000] = 0.3 * np.sin(np.arange(8000) * 2 * np.pi * 150 / 16000)
+    track = load_audio(write_wav(tmp_path / "hum.wav", hum, 16000))
+    opts = AudioDriveOptions(phonemes=PhonemeConfig(phone_loop=False), blink_rate=0)  # sound: the acoustic path
+    capped, report = audio_motion(track, fit, 0, 25.0, opts)
+    jaw = capped.expression_of("jaw_open")
+    # the first frame is the source's own mouth, which eases to the capped rest over mouth_ease_s (4 frames)
+    assert jaw[0] == pytest.approx(0.6) and 0.1 < jaw[2] < 0.6 and np.allclose(jaw[4:15], 0.1)
+    assert jaw.max() > 0.3 and np.allclose(jaw[-5:], 0.1) and any("rest" in n for n in report["notes"])
+    snapped, _ = audio_motion(track, fit, 0, 25.0, replace(opts, mouth_ease_s=0.0))
+    assert np.allclose(snapped.expression_of("jaw_open")[:15], 0.1)
+    kept, _ = audio_motion(track, fit, 0, 25.0, replace(opts, mouth_rest_max=None))
+    assert np.allclose(kept.expression_of("jaw_open")[-5:], 0.6)
 
 
 # ------------------------------------------------------------------------------------------------ own style
@@ -462,7 +476,10 @@ def test_video_source_is_its_own_style(speech):
     jaw = targets.expression_of("jaw_open")
     assert jaw.min() == pytest.approx(-0.02, abs=1e-4)  # the video's closed mouth, not frame 0's 0.6
     res = targets.residual - targets.residual[:1]  # (the pose corrective's change aside)
-    assert np.abs(targets.residual[0, 14, 1]) < 0.05 and targets.residual[0, 10, 1] == pytest.approx(0.3, abs=0.05)
+    closed = np.flatnonzero(jaw[4:] <= -0.02 + 1e-4) + 4  # past the ease from frame 0's own mouth
+    assert len(closed) and np.abs(targets.residual[closed, 14, 1]).max() < 0.05
+    assert targets.residual[0, 14, 1] == pytest.approx(0.4, abs=0.05)  # frame 0: the source's own lips
+    assert targets.residual[0, 10, 1] == pytest.approx(0.3, abs=0.05)
     assert np.abs(res).max() < 0.5
     photo, rep = audio_motion(track, source_fit(), 0, 25.0, AudioDriveOptions(seed=2))
     assert rep["head_style"].startswith("builtin") and not any("blink rate" in n for n in rep["notes"])
@@ -507,13 +524,14 @@ def test_video_source_lips_follow_the_mouth_units(speech):
     targets, report = audio_motion(path, video, 0, 25.0, AudioDriveOptions(seed=2, still=True))
     jaw = targets.expression_of("jaw_open").astype(np.float64)
     lip = targets.residual[:, 14, 1].astype(np.float64)
-    seen = np.clip(jaw, -0.02, 0.2)  # the video's jaw ranged over [-0.02, 0.2]: the model does not extrapolate
+    seen = np.clip(jaw, -0.02, 0.2)[4:]  # the video's jaw ranged over [-0.02, 0.2]: the model does not extrapolate
+    lip = lip[4:]  # (frames 0-3 ease from frame 0's own residual, not the model's)
     assert seen.std() > 0.03 and np.corrcoef(seen, lip)[0, 1] > 0.9
     assert np.ptp(lip) == pytest.approx(0.3 * 0.22, rel=0.25)
     assert np.ptp(targets.residual[:, 10, 1]) < 1e-6  # the forehead is not the mouth
     assert any("lip shapes" in n for n in report["notes"])
     off, _ = audio_motion(path, video, 0, 25.0, AudioDriveOptions(seed=2, still=True, mouth_residual=False))
-    assert np.ptp(off.residual[:, 14, 1]) < 1e-6
+    assert np.ptp(off.residual[4:, 14, 1]) < 1e-6
 
 
 @needs_espeak

@@ -72,6 +72,19 @@ def test_audio_drive_output_length_audio_and_manifest(inputs, spoken):
     assert _rows(runner.invoke(app, spoken["args"]))[0]["status"] == "skipped"
 
 
+def test_output_made_by_older_motion_code_is_redone(spoken, monkeypatch, tmp_path):
+    import shutil
+
+    import thead.audio.motion as motion
+
+    out = tmp_path / "copy"
+    shutil.copytree(spoken["out"], out)
+    args = [a if a != str(spoken["out"]) else str(out) for a in spoken["args"]]
+    assert _rows(runner.invoke(app, args))[0]["status"] == "skipped"
+    monkeypatch.setattr(motion, "MOTION_REVISION", motion.MOTION_REVISION + 1)
+    assert _rows(runner.invoke(app, args))[0]["status"] == "done"
+
+
 def test_same_seed_same_motion_bytes_and_round_trip(inputs, spoken, tmp_path):
     first = spoken["out"] / "motion" / "astro__speech.safetensors"
     assert first.is_file()

@@ -365,11 +365,19 @@ def simulate_style(style: HeadStyle, num_frames: int, fps: float, rng: np.random
     return out
 
 
+def ease_in(num_frames: int, frames: float) -> np.ndarray:
+    """[num_frames] weights: 0 on frame 0, rising along a raised cosine to 1 at ``frames`` (a fraction allowed),
+    1 after it; all ones when ``frames`` <= 0."""
+    if frames <= 0:
+        return np.ones(num_frames)
+    u = np.clip(np.arange(num_frames) / frames, 0.0, 1.0)
+    return 0.5 * (1.0 - np.cos(np.pi * u))
+
+
 def centre_curve(centre_deg: np.ndarray, num_frames: int, fps: float, ease_s: float) -> np.ndarray:
     """[num_frames, 3] degrees: 0 on the first frame, rising to ``centre_deg`` [3] along a raised cosine over
     ``ease_s`` seconds, then constant."""
-    u = np.clip(np.arange(num_frames) / max(ease_s * fps, 1e-9), 0.0, 1.0)
-    return 0.5 * (1.0 - np.cos(np.pi * u))[:, None] * np.asarray(centre_deg, np.float64)[None]
+    return ease_in(num_frames, max(ease_s * fps, 1e-9))[:, None] * np.asarray(centre_deg, np.float64)[None]
 
 
 def keyframe_curve(values: Sequence[float], num_frames: int) -> np.ndarray:
@@ -476,6 +484,6 @@ def head_motion(num_frames: int, fps: float, config: HeadMotionConfig = HeadMoti
 
 
 __all__ = ["HeadMotionConfig", "HeadStyle", "HeadTrack", "POSE_MODES", "RENDER_POSE_GAIN", "STYLE_FPS",
-           "builtin_head_style", "centre_curve", "copy_motion", "fit_head_style", "head_motion", "keyframe_curve",
-           "nod_curve", "onset_events", "pingpong_indices", "relative_angles", "resample_angles", "simulate_style",
-           "soft_limit", "speech_gain", "stationary_std"]
+           "builtin_head_style", "centre_curve", "copy_motion", "ease_in", "fit_head_style", "head_motion",
+           "keyframe_curve", "nod_curve", "onset_events", "pingpong_indices", "relative_angles", "resample_angles",
+           "simulate_style", "soft_limit", "speech_gain", "stationary_std"]

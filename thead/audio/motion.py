@@ -10,6 +10,9 @@ Per output frame (``thead.audio.io.num_frames_for``: the audio's duration rounde
   pivot as ``thead edit`` turns a head (``turn_about_pivot``), with the pose corrective's residual change;
   angles limited to ``MAX_ANGLES_DEG``. Translation and scale follow only from the pivot;
 * residual: the source's, plus the pose corrective's change; gaze: the source's, plus optional small saccades;
+* the first frame is the source frame's own mouth: the mouth units and the mouth region's residual ease from the
+  source frame's values to the generated ones over ``mouth_ease_s`` (a raised cosine), so a source caught with
+  its mouth open does not snap to the rest mouth between the first two frames;
 * identity is never part of a target (the engine renders the source's own shape).
 
 A source VIDEO (a fit of at least ``OWN_STYLE_MIN_S`` seconds) is its own reference by default
@@ -35,7 +38,7 @@ import numpy as np
 
 from thead.audio.blinks import BlinkConfig, blink_track, fitted_blink_rate
 from thead.audio.features import AudioFeatures, FeatureConfig, frame_features
-from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, head_motion, relative_angles
+from thead.audio.head_motion import POSE_MODES, HeadMotionConfig, ease_in, head_motion, relative_angles
 from thead.audio.io import AudioTrack, load_audio, num_frames_for
 from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
 from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth,
@@ -53,6 +56,9 @@ OWN_STYLE_MIN_S = 3.0
 #: Fitted blink rates of a source video are kept within this range (blinks a minute).
 OWN_BLINK_RANGE = (6.0, 90.0)
 
+#: Bumped whenever the same options and inputs make different motion: part of ``thead audio-drive``'s output key,
+#: so an output made by older code is not taken as current (2: the mouth eases in from the source frame's own).
+MOTION_REVISION = 2
 
 @dataclass
 class AudioDriveOptions:
@@ -74,7 +80,9 @@ class AudioDriveOptions:
     mel network). saccades: small random gaze shifts (off by default: gaze is the source's).
     mouth_rest_max: {unit: ceiling} of the source's rest mouth: a photo caught mid-word (jaw_open 0.6) would
     otherwise speak through a mouth that never closes and whose openings saturate at the units' bounds;
-    None keeps the source's mouth exactly. mouth_residual: with a source video as its own reference, the
+    None keeps the source's mouth exactly. mouth_ease_s: seconds over which the mouth eases from the source
+    frame's own (the first frame) to the generated mouth (0: the generated mouth from the first frame).
+    mouth_residual: with a source video as its own reference, the
     mouth region's residual follows the mouth units through the video's ``MouthResidualModel`` (the person's
     lip shapes and the part of each opening the fit put in the residual); False: the closed-mouth residual.
     visemes / blinks / phonemes / features / head: the modules' own configs (their mouth_scale, rate_per_min,
@@ -99,6 +107,7 @@ class AudioDriveOptions:
     mouth: str = "visemes"
     saccades: bool = False
     mouth_rest_max: dict[str, float] | None = field(default_factory=lambda: {"jaw_open": 0.1, "lips_part": 0.2})
+    mouth_ease_s: float = 0.16
     mouth_residual: bool = True
     visemes: VisemeConfig = field(default_factory=VisemeConfig)
     blinks: BlinkConfig = field(default_factory=BlinkConfig)
@@ -359,17 +368,23 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
                        centre_deg=centre)
     head_style = "the source video's own" if own_style else head.style_source
 
-    rest_mouth = video_rest_mouth(own) if own is not None else None
-    residual_model = video_mouth_residual_model(own) if own is not None and options.mouth_residual else None
-    rest_residual = video_rest_residual(own) if own is not None and residual_model is None else None
+    # Silent audio keeps the source frame's own mouth (nothing is said, so nothing moves it); speech starts
+    # from a closed rest: the source video's own closed mouth, or the source's mouth under mouth_rest_max.
+    rest_from = own if phones.path != "silence" else None
+    rest_max = options.mouth_rest_max if phones.path != "silence" else None
+    rest_mouth = video_rest_mouth(rest_from) if rest_from is not None else None
+    residual_model = video_mouth_residual_model(rest_from) if rest_from is not None and options.mouth_residual \
+        else None
+    rest_residual = video_rest_residual(rest_from) if rest_from is not None and residual_model is None else None
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
                               saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
-                              options.mouth_rest_max, rest_mouth, rest_residual, residual_model)
+                              rest_max, rest_mouth, rest_residual, residual_model,
+                              mouth_ease_frames=options.mouth_ease_s * fps)
     src_expr = np.asarray(source_fit.expression, np.float64)[source_frame]
     if rest_mouth is not None:
         notes.append("mouth rest: the source video's own closed mouth"
                      + (" and lip shapes (residual from its units)" if residual_model is not None else ""))
-    for unit, ceiling in (options.mouth_rest_max or {}).items() if rest_mouth is None else ():
+    for unit, ceiling in (rest_max or {}).items() if rest_mouth is None else ():
         value = float(src_expr[list(source_fit.expression_names).index(unit)])
         if value > ceiling:
             notes.append(f"source mouth open ({unit} {value:.2f}): its rest is taken at {ceiling:g}")
@@ -392,7 +407,8 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
                     mouth_rest_max: dict[str, float] | None = None,
                     mouth_rest: dict[str, float] | None = None,
                     mouth_residual: np.ndarray | None = None,
-                    residual_model: MouthResidualModel | None = None) -> TargetParams:
+                    residual_model: MouthResidualModel | None = None,
+                    mouth_ease_frames: float = 0.0) -> TargetParams:
     """TargetParams [T] from the source frame's parameters and the tracks (see the module docstring).
 
     mouth: MouthTrack [T]; blink_closure [T] in [0, 1]; head_offsets_deg [T, 3] (yaw, pitch, roll);
@@ -402,7 +418,9 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     mouth_residual: [478, 3] cm residual that replaces the source frame's in the mouth region
     (``mouth_region_weight`` of the fit's identity mesh; ``video_rest_residual``), None: the source frame's;
     residual_model: a ``MouthResidualModel`` whose per-frame residual, at each frame's final mouth units,
-    replaces the source frame's in the mouth region (overrides ``mouth_residual``).
+    replaces the source frame's in the mouth region (overrides ``mouth_residual``); mouth_ease_frames: frames
+    over which the mouth units and the residual ease (raised cosine) from the source frame's values on frame 0
+    to the generated ones (0: none).
     """
     if not -source_fit.num_frames <= source_frame < source_fit.num_frames:
         raise ValueError(f"source frame {source_frame} outside the source fit's {source_fit.num_frames} frames")
@@ -418,7 +436,12 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     for unit, ceiling in (mouth_rest_max or {}).items():
         k = names.index(unit)
         rest[k] = min(rest[k], float(ceiling))
-    expr = apply_mouth(rest, mouth, names)
+    expr = apply_mouth(rest, mouth, names).astype(np.float64)
+    # Frame 0 is the source frame's own mouth, eased into the generated one (closures included).
+    ease = ease_in(n, mouth_ease_frames)[:, None]  # [T, 1]: 0 on frame 0, 1 from the ease's end on
+    cols = [names.index(u) for u in mouth.units]
+    own = src.expression[:, cols].astype(np.float64)
+    expr[:, cols] = own + ease * (expr[:, cols] - own)
     closure = np.asarray(blink_closure, np.float32)[:n]
     for unit in ("blink_left", "blink_right"):
         k = names.index(unit)
@@ -439,6 +462,8 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
         if mouth_residual is not None:
             src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
         residual = np.repeat(src_residual.astype(np.float32), n, 0)
+    own_residual = src.residual.astype(np.float64)
+    residual = own_residual + ease[:, :, None] * (residual - own_residual)
     if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
         pose, depth = turn_about_pivot(src_pose, src_depth, angles)
         residual = residual + pose_residual_change(pose[:, :3], src.pose[:, :3])
@@ -455,6 +480,6 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
                         held=np.zeros(n, bool), expression_names=src.expression_names)
 
 
-__all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOUTH_SOURCES", "MouthResidualModel", "OWN_STYLE_MIN_S",
-           "audio_motion", "compose_targets", "mouth_region_weight", "own_reference", "saccade_offsets",
-           "video_mouth_residual_model", "video_rest_mouth", "video_rest_residual"]
+__all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOTION_REVISION", "MOUTH_SOURCES", "MouthResidualModel",
+           "OWN_STYLE_MIN_S", "audio_motion", "compose_targets", "mouth_region_weight", "own_reference",
+           "saccade_offsets", "video_mouth_residual_model", "video_rest_mouth", "video_rest_residual"]

@@ -140,6 +140,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
     silence, notes, blinks, ...); raises ``InputError`` for bad inputs (the audio's or the source's file named).
     """
     from thead.audio import AudioDriveOptions, audio_motion, load_audio, save_motion
+    from thead.audio.motion import MOTION_REVISION
     from thead.audio.motion_file import as_stored
 
     audio_path = pair.audio
@@ -159,7 +160,7 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
         motion_file = export_motion / f"{pair.name}.safetensors" if export_motion.suffix != ".safetensors" \
             else export_motion
     settings = asdict(replace(params, text=None, transcript=None))
-    key = output_key("audio-drive", src.key, file_digest(audio_path), text or "", settings,
+    key = output_key("audio-drive", MOTION_REVISION, src.key, file_digest(audio_path), text or "", settings,
                      ref.key if ref is not None else "", options.paste_back, options.crf, engine_key(options))
     label = str(pair.source.path)
     if not force and output_is_current(out, key) and (motion_file is None or motion_file.is_file()):
