@@ -60,6 +60,7 @@ OWN_BLINK_RANGE = (6.0, 90.0)
 #: so an output made by older code is not taken as current (2: the mouth eases in from the source frame's own).
 MOTION_REVISION = 2
 
+
 @dataclass
 class AudioDriveOptions:
     """Settings of ``audio_motion`` (the ``thead audio-drive`` options).
@@ -370,12 +371,16 @@ def audio_motion(audio: str | Path | AudioTrack, source_fit: FitResult, source_f
 
     # Silent audio keeps the source frame's own mouth (nothing is said, so nothing moves it); speech starts
     # from a closed rest: the source video's own closed mouth, or the source's mouth under mouth_rest_max.
-    rest_from = own if phones.path != "silence" else None
-    rest_max = options.mouth_rest_max if phones.path != "silence" else None
-    rest_mouth = video_rest_mouth(rest_from) if rest_from is not None else None
-    residual_model = video_mouth_residual_model(rest_from) if rest_from is not None and options.mouth_residual \
-        else None
-    rest_residual = video_rest_residual(rest_from) if rest_from is not None and residual_model is None else None
+    speaks = phones.path != "silence"
+    rest_from = own if speaks else None
+    rest_max = options.mouth_rest_max if speaks else None
+    rest_mouth = residual_model = rest_residual = None
+    if rest_from is not None:
+        rest_mouth = video_rest_mouth(rest_from)
+        if options.mouth_residual:
+            residual_model = video_mouth_residual_model(rest_from)
+        else:
+            rest_residual = video_rest_residual(rest_from)
     targets = compose_targets(source_fit, source_frame, mouth, blinks.closure, head.offsets_deg,
                               saccade_offsets(n, fps, streams["saccades"]) if options.saccades else None,
                               rest_max, rest_mouth, rest_residual, residual_model,
@@ -453,16 +458,16 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     angles = src_pose[:, :3].astype(np.float64) + np.radians(np.asarray(head_offsets_deg, np.float64)[:n])
     lim = np.radians(np.asarray(MAX_ANGLES_DEG))
     angles = np.clip(angles, -lim, lim)
-    src_residual = src.residual.astype(np.float64)
+    own_residual = src.residual.astype(np.float64)  # [1, 478, 3]
     w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
     if residual_model is not None:
         values = expr[:, [names.index(u) for u in residual_model.units]]
-        residual = (src_residual + w * (residual_model.residual(values) - src_residual)).astype(np.float32)
+        residual = (own_residual + w * (residual_model.residual(values) - own_residual)).astype(np.float32)
+    elif mouth_residual is not None:
+        rest_residual = own_residual + w * (np.asarray(mouth_residual, np.float64)[None] - own_residual)
+        residual = np.repeat(rest_residual.astype(np.float32), n, 0)
     else:
-        if mouth_residual is not None:
-            src_residual = src_residual + w * (np.asarray(mouth_residual, np.float64)[None] - src_residual)
-        residual = np.repeat(src_residual.astype(np.float32), n, 0)
-    own_residual = src.residual.astype(np.float64)
+        residual = np.repeat(own_residual.astype(np.float32), n, 0)
     residual = own_residual + ease[:, :, None] * (residual - own_residual)
     if np.any(np.abs(angles - src_pose[:, :3]) > 1e-9):
         pose, depth = turn_about_pivot(src_pose, src_depth, angles)

@@ -118,11 +118,10 @@ def settle_on_track(landmarker: Landmarker, frame: np.ndarray, found: np.ndarray
     1.6 px (in the photo's pixels) away from its still-image reading, measured against the nose. A clip's first
     frame would differ from all the others by that offset, and every motion measured from it (a reenactment's
     reference frame) would carry it on every frame: a self-reenactment's eyes narrowed by half a pixel from frame
-    1 on. The tracker
-    also wanders by a few tenths of a pixel from pass to pass on the same picture. So the same frame is tracked
-    ``settle`` times from the found face, then the mean of ``average`` further passes is the first frame's
-    landmarks: the tracker's reading, with the error that a reference frame would hand to a whole clip averaged
-    down. The found landmarks stand where the tracker loses the face.
+    1 on. The tracker also wanders by a few tenths of a pixel from pass to pass on the same picture. So the same
+    frame is tracked ``settle`` times from the found face, then the mean of ``average`` further passes is the
+    first frame's landmarks: the tracker's reading, with the error that a reference frame would hand to a whole
+    clip averaged down. The found landmarks stand where the tracker loses the face.
 
     Parameters
     ----------
