@@ -436,6 +436,7 @@ CHANGED_SETTINGS = {
     "matte_range": (0.2, 0.75), "plate_margin": 0.01,
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2, "gaze_gain": (1.0, 1.0), "lip_border": 1.0,
+    "turn_gain": (1.0, 1.0, 1.0),
 }
 
 
@@ -445,7 +446,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-19-59b88ef3c945"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-20-300548733d6d"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
@@ -836,3 +837,43 @@ def test_the_gaze_gain_scales_what_the_gaze_moves_not_what_a_head_turn_moves(pre
     a = gained.render(prepared, look).astype(np.int16)
     b = plain.render(prepared, look).astype(np.int16)
     assert np.abs(a - b).max() > 40  # the iris drawn further along
+
+
+def test_the_turn_gain_draws_the_head_s_turn_from_the_source_further(prepared, astro, landmarker):
+    """``MeshConfig.turn_gain`` (1.1 on yaw): the engine draws the yaw change from the source's pose 1.1x, as
+    a render with no gain of targets turned 1.1x; the asked mesh (``target_vertices``) stays as asked, pitch
+    and roll are drawn as asked, an asked angle is never pulled in by the limit, and the source's own pose still
+    gives the source back."""
+    from thead.engines.motion import MAX_ANGLES_DEG
+
+    crop, _, fit = astro
+    gained, plain = MeshEngine("cpu"), MeshEngine("cpu", turn_gain=(1.0, 1.0, 1.0))
+    assert gained.config.turn_gain == (1.1, 1.0, 1.0)
+    own = fit.pose[0, :3].astype(np.float64)
+    pose = np.repeat(fit.pose[:1], 4, 0).astype(np.float64)
+    pose[1, 0] += np.radians(15.0)
+    pose[2, 1:3] += np.radians([8.0, -6.0])
+    pose[3, 0] = np.radians(MAX_ANGLES_DEG[0] - 1.0)  # 1.1x of this turn would pass the limit
+    targets = transfer_motion(fit, driver_from(fit, pose.astype(np.float32)), mode="absolute")
+    targets = replace(targets, expression=np.repeat(fit.expression[:1], 4, 0),
+                      residual=np.repeat(fit.residual[:1], 4, 0), gaze=np.repeat(fit.gaze[:1], 4, 0))
+    drawn = gained.drawn_targets(prepared, targets)
+    turned = np.degrees(drawn.pose[:, :3].astype(np.float64) - own)
+    asked = np.degrees(targets.pose[:, :3].astype(np.float64) - own)
+    np.testing.assert_allclose(turned[:3, 0], 1.1 * asked[:3, 0], atol=1e-3)
+    np.testing.assert_allclose(turned[:, 1:], asked[:, 1:], atol=1e-4)
+    assert np.degrees(drawn.pose[3, 0]) == pytest.approx(MAX_ANGLES_DEG[0], abs=1e-3)
+    np.testing.assert_array_equal(drawn.pose[:, 3:], targets.pose[:, 3:])
+    assert plain.drawn_targets(prepared, targets) is targets
+    np.testing.assert_array_equal(gained.target_vertices(prepared, targets).numpy(),
+                                  plain.target_vertices(prepared, targets).numpy())
+    a = gained.render(prepared, targets[:3]).astype(np.int16)
+    b = plain.render(prepared, drawn[:3]).astype(np.int16)
+    assert np.abs(a - b).max() <= 1
+    assert np.abs(a[0] - crop).max() <= 1  # the source's own pose: the source itself
+    c = plain.render(prepared, targets[1:2]).astype(np.int16)
+    assert np.abs(a[1] - c[0]).mean() > 1.0  # the gain shows
+    yaw_gained = measure(landmarker, a[1].astype(np.uint8)).pose[0, 0]
+    yaw_plain = measure(landmarker, c[0].astype(np.uint8)).pose[0, 0]
+    assert np.degrees(yaw_gained - yaw_plain) > 0.5  # read back turned further
+

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from thead.cli import app
 from thead.engines import MeshEngine, edit_params
 from thead.engines.neural.config import NeuralConfig
-from thead.engines.neural.engine import NeuralEngine
+from thead.engines.neural.engine import BASE_TURN_GAIN, NeuralEngine, neural_key
 from thead.engines.neural.model import NeuralGenerator
 from thead.fitting import fit_image
 from thead.metrics import psnr
@@ -73,7 +73,7 @@ def targets_of(fit):
 
 def test_untrained_model_gives_the_mesh_frames(astro):
     crop, lm, fit = astro
-    mesh = MeshEngine("cpu", batch_size=4)
+    mesh = MeshEngine("cpu", batch_size=4, turn_gain=BASE_TURN_GAIN)  # the neural engine's base
     neural = NeuralEngine(tiny(), "0" * 64, "cpu", batch_size=4)
     targets = targets_of(fit)
     expected = mesh.render(mesh.prepare(crop, lm, fit), targets)
@@ -98,6 +98,23 @@ def test_source_parameters_give_the_source_back_and_a_trained_residual_changes_f
     # Batching does not change the frames.
     one = NeuralEngine(engine.generator, "1" * 64, "cpu", batch_size=1)
     assert np.abs(one.render(one.prepare(crop, lm, fit), targets).astype(int) - moved.astype(int)).max() <= 1
+
+
+def test_the_neural_engine_s_base_is_drawn_at_the_asked_turn():
+    """The network learns the real frames' pose from the target meshes: its base render is drawn with no turn
+    gain (``BASE_TURN_GAIN``), at inference and for the training bases alike, and its cache key names those
+    mesh settings; the mesh engine alone draws a turn further (``MeshConfig.turn_gain``)."""
+    from thead.engines.mesh import MeshConfig
+    from thead.jobs.render import RenderOptions, engine_key, neural_base_engine
+
+    assert BASE_TURN_GAIN == (1.0, 1.0, 1.0) and MeshConfig().turn_gain != BASE_TURN_GAIN
+    engine = NeuralEngine(tiny(), "0" * 64, "cpu", batch_size=4)
+    assert engine.config == MeshConfig(batch_size=4, turn_gain=BASE_TURN_GAIN)
+    base = neural_base_engine(RenderOptions(device="cpu", batch_size=4, symmetry=False))
+    assert base.config == MeshConfig(batch_size=4, symmetry=False, turn_gain=BASE_TURN_GAIN)
+    mesh_digest = MeshConfig(turn_gain=BASE_TURN_GAIN).digest()
+    assert engine.key == neural_key("0" * 64, engine.net_config.digest(), mesh_digest, True)
+    assert engine_key(RenderOptions()) == MeshConfig().digest() != mesh_digest
 
 
 def test_engine_key_names_engine_weights_and_precision(tmp_path):

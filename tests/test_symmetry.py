@@ -138,7 +138,10 @@ def test_engine_fills_the_side_a_turned_source_hid(symmetric_astronaut, yaw):
     the side the turned source hid comes back from its mirror image, close to the truth; without it, it is
     smeared from the silhouette."""
     face, lm, fit = symmetric_astronaut
-    on, off = MeshEngine("cpu", batch_size=4), MeshEngine("cpu", batch_size=4, symmetry=False)
+    # Drawn at the asked turns (no turn gain): the source's landmarks are the render's own mesh, and the turn back
+    # must meet the true face.
+    on = MeshEngine("cpu", batch_size=4, turn_gain=(1.0, 1.0, 1.0))
+    off = MeshEngine("cpu", batch_size=4, symmetry=False, turn_gain=(1.0, 1.0, 1.0))
     turned = on.render_full(on.prepare(face, lm, fit), edit_params(fit, yaw=np.radians(yaw)))
     source, source_lm = turned.frames[0], turned.vertices[0]
     source_fit = fit_image(source_lm, S)

@@ -28,6 +28,7 @@ from thead.face.landmarks import detect_landmarks  # noqa: E402
 # (name, landmark indices, displacement (dx, dy) px, bump sigma px); None: each mouth corner moved outwards 2 px.
 REGIONS = [
     ("brows up 2 px", np.r_[T.LEFT_BROW, T.RIGHT_BROW], (0.0, -2.0), 5.0),
+    ("brows down 2 px", np.r_[T.LEFT_BROW, T.RIGHT_BROW], (0.0, 2.0), 5.0),
     ("upper lids up 1 px", np.r_[T.LEFT_EYE[9:], T.RIGHT_EYE[9:]], (0.0, -1.0), 2.0),
     ("lower lids down 1 px", np.r_[T.LEFT_EYE[1:8], T.RIGHT_EYE[1:8]], (0.0, 1.0), 2.0),
     ("mouth corners out 2 px", None, None, 3.0),

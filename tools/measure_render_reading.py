@@ -21,8 +21,10 @@ On the shared clips (mesh-19 engine) it showed: WDA's re-fitted yaw arrives 3.2 
 read 2.0 px high, the chin 1.7 px low, the jaw 2-3 px out and the nose 1.9 px aside of the asked mesh (the real
 reading sits within 0.5 px of it); the fit then puts part of the missing turn into the gaze and brow units. Pitch
 comes back at 0.77-0.89 of the real change on all four clips. An iris moved across the corner line with still lids
-reads back at 0.0-0.3 (along: 0.5-0.9): MediaPipe reads an up or down look mostly from the lids. Maintenance
-script: not imported by the package.
+reads back at 0.0-0.3 (along: 0.5-0.9): MediaPipe reads an up or down look mostly from the lids. With the turn
+drawn 1.1x (mesh-20, ``MeshConfig.turn_gain``) the yaw slopes are d3 / d12 / WDA .99 / .94 / .95 and WDA's yaw
+2.3 degrees short; WDA's forehead still reads 2.0 px high and its chin 1.8 px low. Maintenance script: not
+imported by the package.
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ OWN_STYLE_MIN_S = 3.0
 OWN_BLINK_RANGE = (6.0, 90.0)
 
 #: Bumped whenever the same options and inputs make different motion: part of ``thead audio-drive``'s output key,
-#: so an output made by older code is not taken as current (2: the mouth eases in from the source frame's own).
-MOTION_REVISION = 2
+#: so an output made by older code is not taken as current (2: the mouth eases in from the source frame's own;
+#: 3: generated yaw divided by the mesh-20 engine's ``RENDER_POSE_GAIN``).
+MOTION_REVISION = 3
 
 
 @dataclass

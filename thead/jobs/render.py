@@ -130,16 +130,27 @@ def make_engine(options: RenderOptions):
     return MeshEngine(device=options.device, batch_size=_batch_size(options), symmetry=options.symmetry)
 
 
+def neural_base_engine(options: RenderOptions):
+    """The ``MeshEngine`` a ``NeuralEngine`` of ``options`` renders its base with (device, batch size, symmetry
+    fill, the head turned as asked: ``BASE_TURN_GAIN``): training renders its bases with it."""
+    from thead.engines.mesh import MeshEngine
+    from thead.engines.neural.engine import BASE_TURN_GAIN
+
+    return MeshEngine(device=options.device, batch_size=_batch_size(options), symmetry=options.symmetry,
+                      turn_gain=BASE_TURN_GAIN)
+
+
 def engine_key(options: RenderOptions) -> str:
     """Digest of the engine settings ``options`` select (``MeshConfig.digest()``; for the neural engine also its
     weights' sha256, network config digest and precision, as ``NeuralEngine.key``): part of every output's key,
     so outputs made by other settings, weights or an older engine are redone."""
     from thead.engines.mesh import MeshConfig
 
-    mesh = MeshConfig(symmetry=options.symmetry).digest()
     if options.engine != "neural":
-        return mesh
-    from thead.engines.neural.engine import neural_key
+        return MeshConfig(symmetry=options.symmetry).digest()
+    from thead.engines.neural.engine import BASE_TURN_GAIN, neural_key
+
+    mesh = MeshConfig(symmetry=options.symmetry, turn_gain=BASE_TURN_GAIN).digest()
 
     generator, sha = load_weights(options)
     return neural_key(sha, generator.config.digest(), mesh, options.half)

@@ -123,7 +123,7 @@ def train_neural_model(items: list[InputItem], workdir: Path, name: str, pre_par
     from thead.engines.neural import NeuralGenerator, load_neural, neural_dir, register_neural, save_neural
     from thead.engines.neural.store import NAME_PATTERN
     from thead.engines.neural.train import train_neural
-    from thead.jobs.render import RenderOptions, make_engine
+    from thead.jobs.render import RenderOptions, neural_base_engine
 
     if not NAME_PATTERN.match(name):
         raise InputError(name, "a model name is letters, digits, '.', '_' and '-' (at most 64)")
@@ -133,7 +133,7 @@ def train_neural_model(items: list[InputItem], workdir: Path, name: str, pre_par
         raise InputError(None, f"--train-fraction must be in (0, 1], got {train_fraction}")
     t0 = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else Path(workdir) / "neural" / name
-    engine = make_engine(render_options or RenderOptions())
+    engine = neural_base_engine(render_options or RenderOptions())
     clips = []
     for item in items:
         face = ensure(item, workdir, pre_params, fit_params)

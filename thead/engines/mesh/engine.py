@@ -5,7 +5,9 @@ the detected landmarks themselves (exact), and the source's residual is re-deriv
 reproduces the detected landmarks exactly: rendering the source's own parameters gives the source back.
 
 ``render`` builds, for each target, the source's face mesh with the target's pose, expression, residual and gaze
-(``FaceModel.posed`` with the SOURCE identity) and renders it with the stages of :func:`thead.render.render_head`
+(``FaceModel.posed`` with the SOURCE identity; the head's turn from the source's pose drawn times
+``MeshConfig.turn_gain``, which makes up for what a warp of one picture shows short: ``drawn_targets``) and
+renders it with the stages of :func:`thead.render.render_head`
 (z-buffered mesh warp inside the face, dense warp around it, iris layer for gaze, closing lids, inner-mouth
 layer: synthesised cavity and teeth, or the driver's mouth), with four additions that real clips showed were
 needed (``bench/bench_reenact.py``):
@@ -48,7 +50,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 from thead.engines.mesh.config import MeshConfig
 from thead.engines.mesh.regions import head_proxy_points, mirror_index, mirror_region, neck_weight
-from thead.engines.motion import TargetParams
+from thead.engines.motion import MAX_ANGLES_DEG, TargetParams
 from thead.face.segment import person_mask
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import FaceModel, load_face_model
@@ -175,7 +177,7 @@ class EngineOutput:
     """frames uint8 [B, S, S, 3]; changed float32 [B, S, S] in [0, 1]: where the render differs from the source
     crop, with a soft rim (``thead.render.paste_back.changed_region``; the ``crop_mask`` for
     :func:`thead.render.paste_back`: 0 where the original picture's own pixels stay); vertices float32
-    [B, 478, 3]: the target meshes (crop pixels, depth)."""
+    [B, 478, 3]: the target meshes as drawn (crop pixels, depth; turned by ``MeshConfig.turn_gain``)."""
 
     frames: np.ndarray
     changed: np.ndarray
@@ -489,6 +491,32 @@ class MeshEngine:
         return self.model.posed(t(targets.pose), prepared.identity, t(targets.expression), residual,
                                 t(targets.gaze), t(targets.depth_offset))
 
+    def drawn_targets(self, prepared: PreparedSource, targets: TargetParams) -> TargetParams:
+        """``targets`` with the head turned as this engine draws it (``MeshConfig.turn_gain``).
+
+        Parameters
+        ----------
+        prepared : PreparedSource
+            The source; its own pose is where the turn is measured from.
+        targets : TargetParams
+            B targets as asked.
+
+        Returns
+        -------
+        TargetParams
+            The same targets with yaw, pitch and roll = the source's + gain x (asked - source's) (radians), the
+            extra turn limited to ``MAX_ANGLES_DEG``; ``targets`` itself when every gain is 1.
+        """
+        gain = np.asarray(self.config.turn_gain, np.float64)
+        if np.all(gain == 1.0):
+            return targets
+        own = np.asarray(prepared.params.pose[0, :3], np.float64)
+        pose = np.array(targets.pose, np.float64)
+        asked = pose[:, :3]
+        limit = np.radians(np.asarray(MAX_ANGLES_DEG))
+        pose[:, :3] = np.clip(own + gain * (asked - own), np.minimum(-limit, asked), np.maximum(limit, asked))
+        return replace(targets, pose=pose.astype(np.float32))
+
     @torch.no_grad()
     def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
                       mouth_landmarks: np.ndarray | None, with_changed: bool = True, rest_fix: bool = True
@@ -496,6 +524,7 @@ class MeshEngine:
         """(images [B, 3, S, S], changed [B, 1, S, S] (None unless ``with_changed``), target vertices [B, 478, 3]
         crop pixels). rest_fix: False renders without ``restore_unchanged`` (and without changed regions)."""
         dev, pad, size = prepared.device, prepared.pad, prepared.size
+        targets = self.drawn_targets(prepared, targets)
         dst = self.target_vertices(prepared, targets)
         B = dst.shape[0]
         mouth_image = None
@@ -778,7 +807,7 @@ class MeshEngine:
 
     def render_full(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None = None,
                     mouth_landmarks: np.ndarray | None = None) -> EngineOutput:
-        """``render`` plus the changed-region masks and target meshes (for pasting back into full frames).
+        """``render`` plus the changed-region masks and target meshes as drawn (for pasting back into full frames).
 
         Parameters
         ----------

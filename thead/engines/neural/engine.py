@@ -35,6 +35,10 @@ from thead.engines.motion import TargetParams
 from thead.facemodel.model import FaceModel
 from thead.fitting.result import FitResult
 
+# The base render's head turn: as asked (the mesh engine's own ``turn_gain`` makes up for what its warp shows short
+# as MediaPipe reads it; the network learns the real frames' pose from the target meshes instead).
+BASE_TURN_GAIN = (1.0, 1.0, 1.0)
+
 
 def resize_square(images: torch.Tensor, side: int) -> torch.Tensor:
     """[B, C, H, W] -> [B, C, side, side], bilinear (pixel-centre convention of ``align_corners=False``),
@@ -78,7 +82,8 @@ class NeuralEngine(MeshEngine):
     half : bool
         Run the network under ``torch.autocast`` float16 on CUDA (ignored on the CPU, which computes float32).
     config : MeshConfig or None
-        The mesh engine's settings for the base render.
+        The mesh engine's settings for the base render (default: ``MeshConfig()`` with ``turn_gain``
+        ``BASE_TURN_GAIN``).
     **settings
         ``MeshConfig`` fields by name.
     """
@@ -88,6 +93,8 @@ class NeuralEngine(MeshEngine):
     def __init__(self, generator: torch.nn.Module, sha256: str, device: str | torch.device | None = None,
                  batch_size: int | None = None, model: FaceModel | None = None, *, half: bool = True,
                  config: MeshConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            settings.setdefault("turn_gain", BASE_TURN_GAIN)
         super().__init__(device, batch_size, model, config=config, **settings)
         self.generator = generator.to(self.device).eval()
         self.net_config = generator.config
@@ -149,4 +156,4 @@ class NeuralEngine(MeshEngine):
         return self._finish(prepared, self._network(prepared, base, dst), dst, with_changed, rest_fix)
 
 
-__all__ = ["NeuralEngine", "NeuralSource", "neural_key", "resize_square"]
+__all__ = ["BASE_TURN_GAIN", "NeuralEngine", "NeuralSource", "neural_key", "resize_square"]
