@@ -437,7 +437,43 @@ CHANGED_SETTINGS = {
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2, "gaze_gain": (1.0, 1.0), "lip_border": 1.0,
     "turn_gain": (1.0, 1.0, 1.0),
+    "jaw_mesh_flow": False,
 }
+
+
+@pytest.mark.parametrize("yaw", [-25.0, 25.0])
+def test_a_turned_jaw_shows_no_wall_from_beside_the_source_jaw(astro, yaw):
+    """A source against a flat wall right up to its face's edge: the jaw and chin of a turned head (below the
+    head/neck gate, 2 px inside the target's face outline) show only the face, where the dense flow's lag read
+    the wall beside the source's jaw into the outer triangle rings."""
+    import cv2
+
+    from thead.engines.mesh import MeshConfig
+    from thead.engines.mesh.regions import below_head, head_ellipse_coords
+    from thead.face.topology import FACE_OVAL
+
+    crop, lm, fit = astro
+    oval = np.zeros((S, S), np.uint8)
+    cv2.fillPoly(oval, [lm[FACE_OVAL, :2].round().astype(np.int32)], 1)
+    walled = crop.copy()
+    walled[oval == 0] = (0, 255, 0)
+    targets = edit_params(fit, yaw=yaw)
+    wall_pixels = {}
+    for on in (True, False):
+        engine = MeshEngine("cpu", config=MeshConfig(jaw_mesh_flow=on, symmetry=False))
+        prepared = engine.prepare(walled, lm, fit)
+        frame = engine.render(prepared, targets)[0].astype(int)
+        dst = engine.target_vertices(prepared, targets)
+        inside = np.zeros((S, S), np.uint8)
+        cv2.fillPoly(inside, [dst[0, FACE_OVAL, :2].numpy().round().astype(np.int32)], 1)
+        inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) > 0
+        v, _ = head_ellipse_coords(dst, S, S)
+        jaw = inside & (below_head(v).view(S, S).numpy() > 0.99)
+        wall = (frame[..., 1] - np.maximum(frame[..., 0], frame[..., 2])) > 60
+        assert jaw.sum() > 1000
+        wall_pixels[on] = int((wall & jaw).sum())
+    assert wall_pixels[True] == 0
+    assert wall_pixels[False] > 20  # the lag it removes is there without it
 
 
 def test_mesh_config_digest_names_what_is_rendered():
@@ -446,7 +482,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-20-300548733d6d"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-20-e4302141f6c8"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

@@ -13,7 +13,7 @@ from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motio
 from thead.render.eyes import eye_span, lid_gaps, lid_split_vertices
 from thead.render.lip_border import lip_border_vertices
 from thead.render.layers import SourceFace, composite_layers, over
-from thead.render.masks import blur3
+from thead.render.masks import blur3, erode, soften
 from thead.face.topology import LEFT_EYE, NUM_POINTS, RIGHT_EYE
 from thead.render.mesh_topology import dense_flow_points, lid_split_mesh
 from thead.render.mesh_warp import MeshWarp, flow_to_grid, mesh_warp_maps, warp_image
@@ -95,6 +95,7 @@ def render_head(
     gaze_gain: tuple[float, float] = (1.0, 1.0),
     gaze_rest: torch.Tensor | None = None,
     lip_border: float = 0.0,
+    edge_flow: torch.Tensor | None = None,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -111,6 +112,8 @@ def render_head(
     ``dst_vertices`` (``thead.render.eyes.eye_layer``).
     lip_border: gain of the outer-lip contour's move onto the vermilion border its mouth opening predicts
     (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
+    edge_flow: [B or 1, 1, h, w] in [0, 1] over the output (the window): where the face mesh's own map runs on to
+    the mesh's edge (1) instead of easing into the dense flow over its outer triangle rings (the feather, 0).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)
@@ -147,7 +150,18 @@ def render_head(
                                     window=win)
     if source_weight is not None:
         dense = weighted_flow(dense, source_weight, origin=origin)
-    flow = blend_flows(maps.flow, maps.feather, dense)
+    feather = maps.feather
+    if edge_flow is not None:
+        # There the feather is a ramp of about two pixels in from the mesh's edge: the flows still meet without a
+        # step (no aliased, stair-stepped outline), and the mesh's map holds from the third pixel in.
+        rows = torch.nonzero(edge_flow.amax(dim=(0, 1, 3)) > 0).squeeze(1)
+        if rows.numel():
+            r0 = max(0, int(rows[0]) - 2)  # (erode and soften reach 2 rows: the slab's own top edge stays out)
+            slab = maps.mask[..., r0:, :]
+            feather = feather.clone()
+            feather[..., r0:, :] = torch.lerp(feather[..., r0:, :], soften(erode(slab, 1)) * slab,
+                                              edge_flow[..., r0:, :])
+    flow = blend_flows(maps.flow, feather, dense)
     sharp = source.warp_image if layers else source.image
     grid = flow_to_grid(flow, src_size, origin)
     blur = maps.attributes * maps.feather

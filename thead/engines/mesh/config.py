@@ -123,6 +123,13 @@ class MeshConfig:
         closer to the real frames on all four shared clips, WDA's gaze error 3.21 -> 2.95 degrees. Pitch (read
         back at .74-.84) is left at 1: a gain there moved d3's gaze and unit agreement away from the real clip's.
         Only the drawing changes: ``target_vertices`` is the asked mesh.
+    jaw_mesh_flow : bool
+        Below the gate that tells the head from the neck (``head_ellipse_fade_from``: the jaw and the chin) the
+        face mesh's own map runs on to the mesh's edge, instead of easing into the dense flow over its three outer
+        triangle rings as it does beside the hair and ears. The dense flow is a smooth average of the nearby
+        vertices' moves; where a turn stretches the source's far-side jaw it lags the mesh by a few pixels and the
+        jaw's outer rings read the background beside the source's jaw: a pale band of the wall (WDA's flag
+        stripes) ran down inside the jaw of every frame turned towards that side.
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
@@ -153,6 +160,7 @@ class MeshConfig:
     gaze_gain: tuple[float, float] = (1.2, 1.0)
     lip_border: float = 2.0
     turn_gain: tuple[float, float, float] = (1.1, 1.0, 1.0)
+    jaw_mesh_flow: bool = True
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:
@@ -161,6 +169,7 @@ class MeshConfig:
             "batch_size": max(1, int(self.batch_size)), "symmetry": bool(self.symmetry),
             "workers": None if self.workers is None else max(1, int(self.workers)),
             "head_proxy": bool(self.head_proxy), "pad_fraction": max(0.0, float(self.pad_fraction)),
+            "jaw_mesh_flow": bool(self.jaw_mesh_flow),
             "neck_follow": None if self.neck_follow is None else float(self.neck_follow),
             "head_proxy_rings": tuple(_pair(r) for r in self.head_proxy_rings),
         }

@@ -49,7 +49,8 @@ from thead.runtime import ordered_map
 T = TypeVar("T")
 U = TypeVar("U")
 from thead.engines.mesh.config import MeshConfig
-from thead.engines.mesh.regions import head_proxy_points, mirror_index, mirror_region, neck_weight
+from thead.engines.mesh.regions import (below_head_map, head_proxy_points, mirror_index, mirror_region,
+                                        neck_weight)
 from thead.engines.motion import MAX_ANGLES_DEG, TargetParams
 from thead.face.segment import person_mask
 from thead.facemodel import geometry as geo
@@ -657,9 +658,11 @@ class MeshEngine:
         weight = None
         if not layered and source.head_weight is not None and cfg.neck_follow is not None:
             weight = cfg.neck_follow + (1.0 - cfg.neck_follow) * source.head_weight
+        # The mesh's own map to its edge along the jaw and chin (``MeshConfig.jaw_mesh_flow``).
+        jaw = below_head_map(dst, h, w, cfg, origin) if cfg.jaw_mesh_flow else None
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
                           extra_points=extra, source_weight=weight, window=window, gaze_gain=cfg.gaze_gain,
-                          gaze_rest=gaze_rest, lip_border=cfg.lip_border)
+                          gaze_rest=gaze_rest, lip_border=cfg.lip_border, edge_flow=jaw)
         mesh_mask = out.mesh.mask
         image = out.image
         if layered:

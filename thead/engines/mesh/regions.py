@@ -67,6 +67,38 @@ def below_head(v: torch.Tensor, config: MeshConfig = DEFAULT_CONFIG) -> torch.Te
     return smoothstep((v - g0) / (g1 - g0))
 
 
+def below_head_map(vertices: torch.Tensor, height: int, width: int, config: MeshConfig = DEFAULT_CONFIG,
+                   origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """:func:`below_head` at every pixel of a window: 0 above the gate, 1 below it (the jaw and chin).
+
+    Parameters
+    ----------
+    vertices : torch.Tensor
+        [B, 478, >=2] face meshes (pixels of the whole frame).
+    height, width : int
+        The window's size in pixels.
+    config : MeshConfig
+        Its ``head_ellipse_fade_from`` is used.
+    origin : (int, int)
+        (x, y) frame pixel of the window's top-left pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 1, height, width] in [0, 1]. v is linear in the pixel's place, so it is the sum of a row and a column
+        term (no per-pixel products).
+    """
+    xy = vertices[..., :2].float()
+    eyes = 0.5 * (xy[:, 33] + xy[:, 263])
+    down = xy[:, CHIN] - eyes
+    unit = down.norm(dim=1, keepdim=True).clamp(min=1.0)
+    down = down / unit**2  # v per pixel along x and y
+    xs = torch.arange(width, device=xy.device, dtype=xy.dtype) + (origin[0] + 0.5)
+    ys = torch.arange(height, device=xy.device, dtype=xy.dtype) + (origin[1] + 0.5)
+    v = ((xs[None] - eyes[:, :1]) * down[:, :1])[:, None, None, :] + ((ys[None] - eyes[:, 1:]) * down[:, 1:])[:, None, :, None]
+    return below_head(v, config)
+
+
 def neck_weight(vertices: torch.Tensor, height: int, width: int, config: MeshConfig = DEFAULT_CONFIG
                 ) -> torch.Tensor:
     """The head weight: 1 on the head, 0 on the neck and shoulders.
