@@ -112,8 +112,9 @@ def render_head(
     ``dst_vertices`` (``thead.render.eyes.eye_layer``).
     lip_border: gain of the outer-lip contour's move onto the vermilion border its mouth opening predicts
     (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
-    edge_flow: [B or 1, 1, h, w] in [0, 1] over the output (the window): where the face mesh's own map runs on to
-    the mesh's edge (1) instead of easing into the dense flow over its outer triangle rings (the feather, 0).
+    edge_flow: [B or 1, 1, h, w] in [0, 1] over the output (the window): where the face mesh's own map holds to
+    about two pixels from the mesh's edge (1) instead of easing into the dense flow over its outer triangle rings
+    (the feather, 0).
     """
     H = source.image.shape[-2] if height is None else int(height)
     W = source.image.shape[-1] if width is None else int(width)

@@ -125,11 +125,12 @@ class MeshConfig:
         Only the drawing changes: ``target_vertices`` is the asked mesh.
     jaw_mesh_flow : bool
         Below the gate that tells the head from the neck (``head_ellipse_fade_from``: the jaw and the chin) the
-        face mesh's own map runs on to the mesh's edge, instead of easing into the dense flow over its three outer
-        triangle rings as it does beside the hair and ears. The dense flow is a smooth average of the nearby
-        vertices' moves; where a turn stretches the source's far-side jaw it lags the mesh by a few pixels and the
-        jaw's outer rings read the background beside the source's jaw: a pale band of the wall (WDA's flag
-        stripes) ran down inside the jaw of every frame turned towards that side.
+        face mesh's own map holds to two pixels from the mesh's edge (a short ramp keeps the outline smooth),
+        instead of easing into the dense flow over its three outer triangle rings as it does beside the hair and
+        ears. The dense flow is a smooth average of the nearby vertices' moves; where a turn stretches the
+        source's far-side jaw it lags the mesh by a few pixels, and the jaw's outer rings read the background
+        beside the source's jaw: a pale band of the wall (WDA's flag stripes) ran down inside the jaw of every
+        frame turned towards that side.
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})

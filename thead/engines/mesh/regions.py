@@ -15,6 +15,16 @@ from thead.render.dense_flow import smoothstep
 from thead.render.mesh_warp import pixel_centres
 
 
+def _face_axes(vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(eyes [B, 2]: midpoint of the outer eye corners, down [B, 2]: unit vector from it to the chin, unit [B, 1]:
+    their distance, pixels) of face meshes [B, 478, >=2]."""
+    xy = vertices[..., :2].float()
+    eyes = 0.5 * (xy[:, 33] + xy[:, 263])
+    down = xy[:, CHIN] - eyes
+    unit = down.norm(dim=1, keepdim=True).clamp(min=1.0)
+    return eyes, down / unit, unit
+
+
 def head_ellipse_coords(vertices: torch.Tensor, height: int, width: int, config: MeshConfig = DEFAULT_CONFIG
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every pixel's place in the face's own frame and in the head ellipse.
@@ -35,11 +45,7 @@ def head_ellipse_coords(vertices: torch.Tensor, height: int, width: int, config:
     rho : torch.Tensor
         [B, H*W]: the radius in the head ellipse (1 on the ellipse).
     """
-    xy = vertices[..., :2].float()
-    eyes = 0.5 * (xy[:, 33] + xy[:, 263])
-    down = xy[:, CHIN] - eyes
-    unit = down.norm(dim=1, keepdim=True).clamp(min=1.0)
-    down = down / unit
+    eyes, down, unit = _face_axes(vertices)
     across = torch.stack([-down[:, 1], down[:, 0]], 1)
     rel = pixel_centres(height, width, vertices.device).view(1, 2, -1) - eyes[..., None]
     v = (rel * down[..., None]).sum(1) / unit
@@ -88,15 +94,13 @@ def below_head_map(vertices: torch.Tensor, height: int, width: int, config: Mesh
         [B, 1, height, width] in [0, 1]. v is linear in the pixel's place, so it is the sum of a row and a column
         term (no per-pixel products).
     """
-    xy = vertices[..., :2].float()
-    eyes = 0.5 * (xy[:, 33] + xy[:, 263])
-    down = xy[:, CHIN] - eyes
-    unit = down.norm(dim=1, keepdim=True).clamp(min=1.0)
-    down = down / unit**2  # v per pixel along x and y
-    xs = torch.arange(width, device=xy.device, dtype=xy.dtype) + (origin[0] + 0.5)
-    ys = torch.arange(height, device=xy.device, dtype=xy.dtype) + (origin[1] + 0.5)
-    v = ((xs[None] - eyes[:, :1]) * down[:, :1])[:, None, None, :] + ((ys[None] - eyes[:, 1:]) * down[:, 1:])[:, None, :, None]
-    return below_head(v, config)
+    eyes, down, unit = _face_axes(vertices)
+    down = down / unit  # v per pixel along x and y
+    xs = torch.arange(width, device=eyes.device, dtype=eyes.dtype) + (origin[0] + 0.5)
+    ys = torch.arange(height, device=eyes.device, dtype=eyes.dtype) + (origin[1] + 0.5)
+    across_rows = (xs[None] - eyes[:, :1]) * down[:, :1]  # [B, W]
+    down_columns = (ys[None] - eyes[:, 1:]) * down[:, 1:]  # [B, H]
+    return below_head(across_rows[:, None, None, :] + down_columns[:, None, :, None], config)
 
 
 def neck_weight(vertices: torch.Tensor, height: int, width: int, config: MeshConfig = DEFAULT_CONFIG
