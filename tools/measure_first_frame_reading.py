@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from thead.face.landmarks import make_landmarker  # noqa: E402
 from thead.face.track import settle_on_track  # noqa: E402
 from thead.fitting import fit_sequence  # noqa: E402
+from thead.geometry import Affine2D  # noqa: E402
 from thead.io import iter_frames, probe_video  # noqa: E402
 from thead.stages import FitParams, InputItem, PreprocessParams, ensure  # noqa: E402
 
@@ -60,14 +61,6 @@ def first_frame_readings(path: Path, settle_again: int = 6) -> dict[str, np.ndar
             f"+{settle_again} passes": again}
 
 
-def to_crop(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """Full-frame landmarks [N, 3] in a crop's pixels (``transform`` [2, 3]: frame -> crop, uniform scale)."""
-    out = np.array(points, np.float32)
-    out[:, :2] = points[:, :2] @ transform[:, :2].T + transform[:, 2]
-    out[:, 2] = points[:, 2] * float(np.hypot(*transform[0, :2]))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clips", nargs="+", type=Path)
@@ -77,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.clips:
         face = ensure(InputItem(path, path.stem), args.work, pre, fitp)
         readings = first_frame_readings(path)
-        transform = np.asarray(face.transforms[0], np.float64)
-        crops = np.stack([to_crop(r, transform) for r in readings.values()])
+        crops = Affine2D(face.transforms[0]).apply(np.stack(list(readings.values())))
         fit = fit_sequence(crops, np.ones(len(crops), bool), face.crop_size, smooth=False, identity=face.fit.identity)
         names = list(face.fit.expression_names)
         angles = np.degrees(fit.pose[:, :3])

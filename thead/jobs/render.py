@@ -113,6 +113,18 @@ def load_weights(options: RenderOptions) -> tuple:
     return _NEURAL_CACHE[cache_key]
 
 
+def mesh_config(options: RenderOptions, neural_base: bool = False):
+    """The ``MeshConfig`` ``options`` select (symmetry fill): the mesh engine's, or with ``neural_base`` the one a
+    ``NeuralEngine`` renders its base with (the head turned as asked: ``BASE_TURN_GAIN``)."""
+    from thead.engines.mesh import MeshConfig
+
+    if not neural_base:
+        return MeshConfig(symmetry=options.symmetry)
+    from thead.engines.neural.engine import BASE_TURN_GAIN
+
+    return MeshConfig(symmetry=options.symmetry, turn_gain=BASE_TURN_GAIN)
+
+
 def make_engine(options: RenderOptions):
     """The engine ``options`` select: ``MeshEngine`` or, for ``engine="neural"``, ``NeuralEngine`` with the
     weights ``options.weights`` (``load_weights``), with the options' device, batch size (default by device),
@@ -124,36 +136,31 @@ def make_engine(options: RenderOptions):
 
         generator, sha = load_weights(options)
         return NeuralEngine(generator, sha, device=options.device, batch_size=_batch_size(options),
-                            half=options.half, symmetry=options.symmetry)
+                            half=options.half, config=mesh_config(options, neural_base=True))
     from thead.engines.mesh import MeshEngine
 
-    return MeshEngine(device=options.device, batch_size=_batch_size(options), symmetry=options.symmetry)
+    return MeshEngine(device=options.device, batch_size=_batch_size(options), config=mesh_config(options))
 
 
 def neural_base_engine(options: RenderOptions):
-    """The ``MeshEngine`` a ``NeuralEngine`` of ``options`` renders its base with (device, batch size, symmetry
-    fill, the head turned as asked: ``BASE_TURN_GAIN``): training renders its bases with it."""
+    """The ``MeshEngine`` a ``NeuralEngine`` of ``options`` renders its base with (device, batch size,
+    ``mesh_config(options, neural_base=True)``): training renders its bases with it."""
     from thead.engines.mesh import MeshEngine
-    from thead.engines.neural.engine import BASE_TURN_GAIN
 
-    return MeshEngine(device=options.device, batch_size=_batch_size(options), symmetry=options.symmetry,
-                      turn_gain=BASE_TURN_GAIN)
+    return MeshEngine(device=options.device, batch_size=_batch_size(options),
+                      config=mesh_config(options, neural_base=True))
 
 
 def engine_key(options: RenderOptions) -> str:
     """Digest of the engine settings ``options`` select (``MeshConfig.digest()``; for the neural engine also its
     weights' sha256, network config digest and precision, as ``NeuralEngine.key``): part of every output's key,
     so outputs made by other settings, weights or an older engine are redone."""
-    from thead.engines.mesh import MeshConfig
-
     if options.engine != "neural":
-        return MeshConfig(symmetry=options.symmetry).digest()
-    from thead.engines.neural.engine import BASE_TURN_GAIN, neural_key
-
-    mesh = MeshConfig(symmetry=options.symmetry, turn_gain=BASE_TURN_GAIN).digest()
+        return mesh_config(options).digest()
+    from thead.engines.neural.engine import neural_key
 
     generator, sha = load_weights(options)
-    return neural_key(sha, generator.config.digest(), mesh, options.half)
+    return neural_key(sha, generator.config.digest(), mesh_config(options, neural_base=True).digest(), options.half)
 
 
 def output_key(*parts: object) -> str:
