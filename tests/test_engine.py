@@ -433,7 +433,7 @@ CHANGED_SETTINGS = {
     "neck_follow": None, "head_proxy_centre": (0.0, -1.5), "head_proxy_rings": ((1.2, 3.0),),
     "head_proxy_max_y": 2.5, "head_ellipse": (0.16, 0.8, 0.9), "head_ellipse_fade_from": (0.3, 0.64),
     "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_fade_motion": (0.1, 0.2), "neck_slack": 0.06,
-    "matte_range": (0.2, 0.75), "plate_margin": 0.01,
+    "matte_range": (0.2, 0.75), "plate_margin": 0.01, "plate_hole_from": 0.25,
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2, "gaze_gain": (1.0, 1.0), "lip_border": 1.0,
     "turn_gain": (1.0, 1.0, 1.0),
@@ -482,7 +482,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-20-e4302141f6c8"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-21-f5d0f031e5c4"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}
@@ -608,6 +608,54 @@ def test_ground_a_moving_head_uncovers_keeps_the_wall_s_lines_in_place(engine, a
     uncovered = slice(x0, x0 + round(0.06 * S))
     assert np.abs(out[y:y + 4, uncovered] - line).mean() < 20.0
     assert out[y + 6:y + 30, uncovered].mean(axis=2).min() > 150.0  # no line further down
+
+
+def test_the_person_mask_reads_a_mirror_image_as_the_mirror_of_the_picture(astronaut):
+    """``person_mask`` averages both selfie models on the picture and on its mirror image, so a person seen
+    mirrored is segmented as the mirror of the same mask (one model alone is not: on s11.jpg it kept one pigtail
+    and lost the other's outer half, which then stayed behind in the background when the head moved)."""
+    from thead.face.segment import person_mask
+
+    picture = np.ascontiguousarray(astronaut[:, 40:-40])
+    mask = person_mask(picture)
+    assert mask.shape == picture.shape[:2] and mask.dtype == np.float32
+    assert np.allclose(person_mask(picture[:, ::-1]), mask[:, ::-1], atol=1e-6)
+    assert mask[120:200, 130:210].mean() > 0.9  # her face
+    assert mask[:60, -60:].mean() < 0.05  # the background beside her head
+
+
+def test_a_soft_fringe_of_hair_is_not_dragged_into_the_ground_the_head_uncovers(astro):
+    """A dark fringe around the astronaut's head that the segmentation gives only a 0.1 share of person (loose
+    strands, a pigtail's outer half against a dark wall), her head moved right by 12% of the crop: the ground her
+    head uncovers is the plate dragged sideways with the head, and the fringe is not in it (the plate's hole takes
+    every pixel with some share of person, ``plate_hole_from``). With the hole cut only where the crisped matte is
+    person, the fringe was dragged in: a second dark outline inside the old head's place."""
+    import cv2
+
+    from thead.engines.mesh import MeshConfig
+    from thead.face.segment import person_mask
+
+    crop, lm, fit = astro
+    person = person_mask(crop)
+    body = (person > 0.5).astype(np.uint8)
+    ring = (cv2.dilate(body, np.ones((13, 13), np.uint8)) > 0) & (cv2.dilate(body, np.ones((5, 5), np.uint8)) == 0)
+    fringed, soft = crop.copy(), person.copy()
+    fringed[ring] = (20, 20, 20)
+    soft[ring] = 0.1
+    target = TargetParams.from_fit(fit)
+    shift = round(0.12 * S)
+    target.pose[:, 3] += shift
+    y = int(lm[33, 1])
+    dark = []
+    for config in (MeshConfig(symmetry=False), MeshConfig(symmetry=False, plate_hole_from=0.25)):
+        engine = MeshEngine("cpu", config=config)
+        out = engine.render(engine.prepare(fringed, lm, fit, person=soft), target)[0].astype(float)
+        count = 0
+        for row in range(y - 30, y + 30):
+            edge = int(np.argmax(body[row] > 0))  # the old head's left edge on this row
+            count += int((out[row, edge + 3:edge + shift - 3].mean(axis=1) < 80).sum())
+        dark.append(count)
+    assert dark[0] < 5 and dark[1] > 60  # the uncovered band: no dragged fringe / a dark outline dragged in
 
 
 def test_surroundings_bring_in_the_hair_the_crop_cut(engine, landmarker, astronaut):

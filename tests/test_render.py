@@ -433,6 +433,53 @@ def test_fill_holes_along_rows_carries_a_horizontal_line_through_the_hole():
     assert torch.isfinite(filled).all() and (filled[:, :, 50:52] - 0.8).abs().max() < 0.05
 
 
+def test_fill_rows_fills_each_gap_from_its_own_ends_not_from_a_far_border():
+    """A photo of a photo: a dark green wall inside a white paper border, a head-sized hole in the wall. Each row's
+    gap takes the wall beside it (the shelf line still runs through); the whole-row average of
+    ``fill_holes(along_rows=True)`` pulls the white border into the hole (a pale head-shaped ghost)."""
+    from thead.render.masks import fill_holes, fill_rows
+
+    image = torch.full((1, 3, 64, 128), 0.25)
+    image[..., :, :12] = 0.95  # the paper border
+    image[..., :, -12:] = 0.95
+    image[:, :, 30:33, 12:-12] = 0.05  # a shelf line on the wall
+    known = torch.ones(1, 1, 64, 128)
+    known[:, :, 8:, 34:94] = 0.0  # the hole, 60 pixels wide
+    rows = fill_rows(image, known)
+    old = fill_holes(image, known, along_rows=True)
+    wall = (slice(None), slice(None), slice(40, 64), slice(34, 94))
+    assert (rows[wall] - 0.25).abs().max() < 0.01  # the wall's own colour
+    assert (old[wall] - 0.25).abs().max() > 0.1  # the whole-row average is paler
+    assert (rows[:, :, 31, 34:94] - 0.05).abs().max() < 0.02  # the line crosses the hole
+    assert torch.equal(rows * known, image * known)  # known pixels untouched
+    # A gap between two different walls runs from one to the other; a gap open on one side takes that side.
+    two = torch.zeros(1, 1, 1, 10)
+    two[..., :3] = 0.2
+    two[..., 7:] = 0.6
+    k = torch.ones(1, 1, 1, 10)
+    k[..., 3:7] = 0.0
+    line = fill_rows(two, k, reach=0)[0, 0, 0]
+    assert torch.allclose(line[3:7], torch.tensor([0.28, 0.36, 0.44, 0.52]), atol=1e-5)
+    k[..., 3:] = 0.0
+    assert torch.allclose(fill_rows(two, k, reach=0)[0, 0, 0, 3:], torch.full((7,), 0.2))
+    # Rows with nothing known are filled in 2-D.
+    known[:, :, 50:52] = 0.0
+    filled = fill_rows(image, known)
+    assert torch.isfinite(filled).all() and (filled[:, :, 50:52] > 0.2).all() and (filled[:, :, 50:52] < 0.96).all()
+
+
+def test_fill_holes_reaches_holes_far_from_anything_known():
+    """On a 320-pixel canvas whose lower half knows nothing, the 2-D fill reaches the bottom rows: a pyramid
+    stopped at 2 x 2 cells (the old default of 8 levels) left them near black."""
+    from thead.render.masks import fill_holes
+
+    image = torch.full((1, 3, 320, 320), 0.5)
+    known = torch.zeros(1, 1, 320, 320)
+    known[:, :, :100] = 1.0
+    assert (fill_holes(image, known)[:, :, 300:] - 0.5).abs().max() < 1e-3
+    assert fill_holes(image, known, levels=8)[:, :, 300:].max() < 0.1
+
+
 def test_similarity_2d_recovers_a_known_similarity():
     from thead.render.mouth import similarity_2d
 

@@ -66,16 +66,71 @@ def inner_ramp(mask: torch.Tensor) -> torch.Tensor:
     return blur3(erode(mask, 2), 2).clamp(0.0, 1.0) * mask
 
 
-def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int = 8, along_rows: bool = False) -> torch.Tensor:
+def fill_rows(image: torch.Tensor, known: torch.Tensor, reach: int = 4) -> torch.Tensor:
+    """image [B, C, H, W] with the pixels where known [B, 1, H, W] is not set (<= 0.5) filled along each row from
+    the known pixels nearest the hole on either side.
+
+    A hole pixel takes the straight line between the two ends of its gap: the mean of the known pixels of its row
+    within ``reach`` pixels of the last known pixel left of it and of the first one right of it, weighted by
+    how near each end is; a gap open on one side takes its one end. So a background's own colour beside the hole
+    runs into it, as does horizontal structure (a shelf, a table edge, a horizon), and nothing from further along
+    the row does: an average over the whole row (``fill_holes(along_rows=True)``) brought a photo's white border
+    into the place of the head it framed, a pale head-shaped ghost wherever the head moved away. Rows with
+    nothing known are filled in 2-D (``fill_holes``).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        float [B, C, H, W].
+    known : torch.Tensor
+        float [B, 1, H, W] in [0, 1]: where the image is known (> 0.5).
+    reach : int
+        Pixels each way along the row over which a gap's end is averaged (single noisy pixels would run on as
+        streaks).
+
+    Returns
+    -------
+    torch.Tensor
+        float [B, C, H, W]: the image where known, the fill elsewhere.
+    """
+    B, C, H, W = image.shape
+    is_known = known > 0.5
+    k = is_known.to(image.dtype)
+    size = (1, 2 * reach + 1)  # along the row only: a shelf line keeps its full strength
+    total = F.avg_pool2d(F.pad(image * k, (reach, reach, 0, 0), mode="replicate"), size, stride=1)
+    weight = F.avg_pool2d(F.pad(k, (reach, reach, 0, 0), mode="replicate"), size, stride=1)
+    ends = total / weight.clamp(min=1e-6)  # [B, C, H, W]: the known pixels' mean around each known pixel
+    cols = torch.arange(W, device=image.device).view(1, 1, 1, W).expand(B, 1, H, W)
+    left = torch.where(is_known, cols, torch.full_like(cols, -1)).cummax(dim=-1).values
+    flipped = torch.where(is_known.flip(-1), cols, torch.full_like(cols, -1)).cummax(dim=-1).values.flip(-1)
+    right = torch.where(flipped >= 0, W - 1 - flipped, torch.full_like(flipped, W))
+    has_left, has_right = left >= 0, right < W
+    at_left = ends.gather(-1, left.clamp(min=0).expand(B, C, H, W))
+    at_right = ends.gather(-1, right.clamp(max=W - 1).expand(B, C, H, W))
+    t = ((cols - left).to(image.dtype) / (right - left).clamp(min=1).to(image.dtype)).clamp(0.0, 1.0)
+    t = torch.where(has_left & has_right, t, torch.where(has_right, torch.ones_like(t), torch.zeros_like(t)))
+    filled = at_left + t * (at_right - at_left)
+    row_known = (has_left | has_right).any(-1, keepdim=True)  # [B, 1, H, 1]
+    if not bool(row_known.all()):
+        filled = torch.where(row_known, filled, fill_holes(image, known))
+    return torch.where(is_known, image, filled)
+
+
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int | None = None,
+               along_rows: bool = False) -> torch.Tensor:
     """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
     the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up).
 
-    along_rows: fill each row from the known pixels of its own row (a pyramid that halves the width only, down
-    to one pixel; ``levels`` is then ignored), so horizontal structure beside the hole (a shelf, a table edge, a
-    horizon) runs on through it; rows with nothing known are filled in 2-D."""
+    levels: pyramid levels (default: down to one pixel, so every hole is filled however far it reaches from the
+    known pixels; a pyramid stopped at 2 x 2 cells left the bottom of a 320-pixel canvas black where its lower
+    half knew nothing). along_rows: fill each row from the known pixels of its own row (a pyramid that halves
+    the width only, down to one pixel; ``levels`` is then ignored), so horizontal structure beside the hole (a
+    shelf, a table edge, a horizon) runs on through it; rows with nothing known are filled in 2-D."""
     kernel = (1, 2) if along_rows else 2
     if along_rows:
         levels = max(1, math.ceil(math.log2(max(image.shape[-1], 2))))  # down to one pixel per row
+    elif levels is None:
+        levels = max(1, math.ceil(math.log2(max(*image.shape[-2:], 2))))
     pyramid = [(image * known, known)]
     for _ in range(levels):
         v, w = pyramid[-1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 20
+CODE_REVISION = 21
 BACKGROUNDS = ("still", "warp")
 
 
@@ -82,7 +82,12 @@ class MeshConfig:
     matte_range : (float, float)
         The segmentation's soft person mask is mapped through a smoothstep over this range (crisper edges).
     plate_margin : float
-        The background plate keeps the source up to this fraction of the canvas side off the matte.
+        The background plate keeps the source up to this fraction of the canvas side off its hole ...
+    plate_hole_from : float
+        ... which covers every pixel the segmentation gives more than this share of person (read before
+        ``matte_range`` makes the matte crisper): a hair's soft fringe left in the plate was dragged sideways with
+        the head into the ground it uncovers, torn copies of it beside the head (s11.jpg's pigtails against a dark
+        wall). Flyaway strands the segmentation gives no share at all stay in the plate (d3).
     min_mirror_share : float
         The mirror image is rendered only for frames whose largest symmetry share exceeds this.
     mirror_region : (float, float)
@@ -152,6 +157,7 @@ class MeshConfig:
     neck_slack: float = 0.05
     matte_range: tuple[float, float] = (0.25, 0.75)
     plate_margin: float = 0.005
+    plate_hole_from: float = 0.05
     min_mirror_share: float = 0.02
     mirror_region: tuple[float, float] = (1.5, 2.0)
     mirror_neck: tuple[float, float] = (0.95, 1.25)

@@ -62,7 +62,7 @@ from thead.render.dense_flow import smoothstep
 from thead.render.head_render import weighted_flow
 from thead.render.images import bar_mask, fill_bars, letterbox_bars
 from thead.render.layers import SourceFace, over
-from thead.render.masks import blur3, fill_holes, triangle_set_masks
+from thead.render.masks import blur3, fill_rows, triangle_set_masks
 from thead.render.mesh_topology import closed_mesh_triangles
 from thead.render.mesh_warp import flow_to_grid, warp_image
 from thead.render.mouth import match_mouth_colour, mouth_colour_stats, mouth_map
@@ -453,13 +453,15 @@ class MeshEngine:
             return None, None
         # A crisper matte: fewer half-person pixels whose background share has to come from the plate's guess.
         lo, hi = cfg.matte_range
+        some_person = (mask > cfg.plate_hole_from) | (face > 0.0)
         mask = torch.maximum(smoothstep((mask - lo) / (hi - lo)), face)
-        # Background plate: the source wherever the matte is 0 (a margin of ``plate_margin`` off the person), a
-        # smooth fill along each row elsewhere (the wall's horizontal lines run on through the person's place).
+        # Background plate: the source wherever the segmentation sees no person (a margin of ``plate_margin`` off
+        # the least share ``plate_hole_from``), elsewhere each row's gap filled from the background at its two
+        # ends (``fill_rows``: the wall's own colour and horizontal lines run on through the person's place).
         # The compositing subtracts (1 - matte) * plate from the warped source, so the plate must equal the source
         # wherever the matte says "background".
-        known = 1.0 - dilate((mask > 0.0).float(), max(1, int(round(cfg.plate_margin * H))))
-        plate = fill_holes(canvas, known, along_rows=True)
+        known = 1.0 - dilate(some_person.float(), max(1, int(round(cfg.plate_margin * H))))
+        plate = fill_rows(canvas, known)
         if whole and picture is not None:
             mask = mask * past_picture_fade(picture, cfg.edge_fade * crop.shape[0]).to(dev)
         if pad and not whole:
