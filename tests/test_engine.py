@@ -127,6 +127,60 @@ def test_identity_targets_reproduce_the_source(engine, prepared, astro):
 
 
 # ----------------------------------------------------------------------------------------------- transfer
+def _still_fit(identity: np.ndarray, expression: np.ndarray) -> FitResult:
+    """A fit of T frames of one face shape (still, frontal) with the given unit coefficients [T, E]."""
+    from thead.facemodel.expressions import EXPRESSION_NAMES
+
+    T = len(expression)
+    pose = np.tile(np.array([0, 0, 0, 128, 128, 10], np.float32), (T, 1))
+    return FitResult(pose=pose, depth_offset=np.zeros(T, np.float32), expression=expression.astype(np.float32),
+                     expression_names=list(EXPRESSION_NAMES), gaze=np.zeros((T, 4), np.float32),
+                     identity=identity.astype(np.float32), residual=np.zeros((T, 478, 3), np.float32),
+                     fit_error=np.zeros(T, np.float32), valid=np.ones(T, bool), image_size=256)
+
+
+def test_a_driver_s_blink_closes_a_wider_eye_as_far_as_its_own():
+    """A source whose eyes open 1.6x as wide as the mean face's, driven by a mean face that blinks to a tenth of
+    its opening: the source's lids close to a tenth of theirs too (``match_lid_closing``). The blink units alone
+    move the lids by the mean face's gap and left this eye open to about 0.4 of its rest (a squint where the
+    driver blinked). A self-reenactment's targets are the same with or without the matching."""
+    import thead.engines.motion as motion
+    from thead.facemodel.expressions import EXPRESSION_NAMES, eye_lids
+    from thead.facemodel.model import load_face_model
+
+    mean = load_face_model().mean_shape.astype(np.float64)
+    wide = mean.copy()
+    for side in ("right", "left"):
+        up, low, _ = eye_lids(side)
+        gap = mean[low] - mean[up]
+        wide[up] -= 0.3 * gap  # upper lids up, lower lids down: 1.6x the opening
+        wide[low] += 0.3 * gap
+    E = len(EXPRESSION_NAMES)
+    blink = np.zeros((2, E))
+    closed = motion.lid_openings(mean, np.zeros((1, E)), np.zeros((1, 478, 3)))[0]
+    blink[1, [EXPRESSION_NAMES.index("blink_right"), EXPRESSION_NAMES.index("blink_left")]] = 0.9
+    driver = _still_fit(mean, blink)
+    source = _still_fit(wide, np.zeros((1, E)))
+    d_open = motion.lid_openings(mean, blink, np.zeros((2, 478, 3)))
+    d_ratio = d_open[1] / d_open[0]
+    assert np.allclose(d_ratio, 0.1, atol=0.02) and np.allclose(d_open[0], closed)
+    rest = motion.lid_openings(wide, np.zeros((1, E)), np.zeros((1, 478, 3)))[0]
+    assert np.allclose(rest / d_open[0], 1.6, atol=0.01)
+
+    targets = transfer_motion(source, driver)
+    ratio = motion.lid_openings(wide, targets.expression, targets.residual)[1] / rest
+    assert np.allclose(ratio, d_ratio, atol=0.01)
+    plain = motion.lid_openings(wide, targets.expression, np.zeros((1, 478, 3)))[0] / rest
+    assert (plain > 0.4).all()  # the units alone
+    # Unchanged on itself; an eye at rest or wider is not touched.
+    own = transfer_motion(driver, driver)
+    assert np.allclose(own.residual, 0.0, atol=1e-6)
+    wider = blink.copy()
+    wider[1] = 0.0
+    wider[1, EXPRESSION_NAMES.index("eye_wide")] = 0.5
+    assert np.allclose(transfer_motion(source, _still_fit(mean, wider)).residual, 0.0, atol=1e-6)
+
+
 def test_relative_transfer_turns_the_head_by_the_driver_yaw_change(engine, prepared, astro, landmarker):
     _, _, fit = astro
     pose = np.repeat(fit.pose[:1], 2, 0)

@@ -42,7 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from thead.engines.pose_corrective import load_pose_corrective
-from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds
+from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds, eye_lids
 from thead.fitting.result import FitResult
 from thead.geometry.rotation import (euler_to_matrix as _euler_to_matrix, matrix_to_euler as _matrix_to_euler,
                                      rotation_power as _rotation_power)
@@ -72,6 +72,9 @@ EDIT_PIVOT_CM = (0.0, 1.0, 5.0)
 # (``tools/measure_reader_gain.py`` measures the reading gains). brow_lower at 1.5 moved AU agreement the wrong way
 # on d0, d3 and d12, and WDA's only to near its level at the mesh-fidelity issue's filing: none.
 READ_GAINS: dict[str, float] = {"eye_wide": 1.5}
+# How far (share of its rest opening) a driver's eye closes before the target's lids follow its ratio in full
+# (``match_lid_closing``): an eye at rest wanders by a few per cent from frame to frame.
+LID_MATCH_FADE = 0.2
 # Names accepted by ``edit_params(expression=...)`` besides the units: each sets both sides.
 EXPRESSION_ALIASES: dict[str, tuple[str, ...]] = {
     "smile": ("smile_left", "smile_right"),
@@ -297,6 +300,8 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
         expression = clipped
     if use_pose:
         residual = residual + pose_residual_change(pose[:, :3], s_pose[None, :3])
+    if use_expression and mode == "relative":
+        residual = match_lid_closing(residual, source.identity, src, driver, idx, ref, expression_scale)
 
     gaze = np.repeat(src.gaze, n, 0).astype(np.float64)
     if use_gaze:
@@ -336,6 +341,101 @@ def _expression_overrides(overrides: Mapping[str, float] | None) -> dict[int, fl
                 raise ValueError(f"expression '{name}' = {value} is outside [{lo[i]:g}, {hi[i]:g}]")
             out[i] = v
     return out
+
+
+def lid_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """How open each eye of a face shape is.
+
+    Parameters
+    ----------
+    identity : np.ndarray
+        [478, 3] cm, model frame: the neutral shape.
+    expression : np.ndarray
+        [B, E] unit coefficients (``EXPRESSION_NAMES``).
+    residual : np.ndarray
+        [B, 478, 3] cm, model frame.
+
+    Returns
+    -------
+    np.ndarray
+        float64 [B, 2] cm, the subject's right and left eye: the mean height (model Y, so a head turn does not
+        change it) from the upper lid down to the lower lid over the lid points ``eye_lids`` pairs; 0 where the
+        lids meet.
+    """
+    from thead.facemodel.model import load_face_model
+
+    fields = load_face_model().expression_fields.astype(np.float64)
+    out = []
+    for side in ("right", "left"):
+        up, low, _ = eye_lids(side)
+        pts = np.r_[up, low]
+        y = (np.asarray(identity, np.float64)[pts, 1][None] + np.asarray(expression, np.float64) @ fields[:, pts, 1]
+             + np.asarray(residual, np.float64)[:, pts, 1])
+        out.append((y[:, len(up):] - y[:, :len(up)]).mean(1))
+    return np.stack(out, 1)
+
+
+def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: TargetParams, driver: FitResult,
+                      frames: np.ndarray, reference: int, expression_scale: float = 1.0) -> np.ndarray:
+    """``residual`` [B, 478, 3] (cm) with each eye closed, relative to its own opening at rest, as far as the
+    driver's eye closes relative to its opening at the reference frame.
+
+    The blink units move the lids by the mean face's lid gap, so a unit change closes an eye that opens wider
+    than the mean's by less than the driver's closed: WDA's blinks (lids 0-8 % of their rest opening apart) left
+    s11.jpg's wide eyes 29-41 % open and s5.jpg's 17-31 %, a sleepy look where the driver blinked. Wherever the
+    driver's eye is more closed than at its reference frame, the target's opening becomes the source's rest
+    opening times the driver's ratio (``expression_scale`` scaling the change), by moving the lids along the
+    blink unit's own field by what the plain unit transfer left short (in the residual: the unit coefficients
+    stay the driver's, and what the read gains add stays on top). Eyes opening wider than at rest are left to
+    ``eye_wide``; the correction fades in over the first ``LID_MATCH_FADE`` of closing, so an eye at rest is
+    not touched. A self-reenactment is unchanged: the source's rest is the
+    driver's reference.
+
+    Parameters
+    ----------
+    residual : np.ndarray
+        [B, 478, 3] cm, model frame: the targets' residual.
+    identity : np.ndarray
+        The source's neutral shape [478, 3] (other identities, a PCA model's coefficients, are returned as given).
+    source : TargetParams
+        The source's own frame (B = 1): its rest opening.
+    driver : FitResult
+        The driver's fit; ``frames`` [B] are its frames behind the targets, ``reference`` its reference frame.
+    expression_scale : float
+        Scales the driver's change of ratio (as it scales unit changes).
+
+    Returns
+    -------
+    np.ndarray
+        float32 [B, 478, 3].
+    """
+    if np.shape(identity) != (478, 3) or np.shape(driver.identity) != (478, 3):
+        return residual
+    from thead.facemodel.model import load_face_model
+
+    d_expr, d_res = np.asarray(driver.expression), np.asarray(driver.residual)
+    d_open = lid_openings(driver.identity, d_expr[frames], d_res[frames])
+    d_rest = lid_openings(driver.identity, d_expr[[reference]], d_res[[reference]])
+    s_rest = lid_openings(identity, source.expression, source.residual)
+    ratio = np.divide(d_open, d_rest, out=np.ones_like(d_open), where=d_rest > 1e-3)
+    ratio = 1.0 + float(expression_scale) * (ratio - 1.0)  # [B, 2]
+    weight = np.clip((1.0 - ratio) / LID_MATCH_FADE, 0.0, 1.0)
+    if not weight.any():
+        return residual
+    # Measured against the plain unit transfer (the driver's change at gain 1, before bounds and read gains), so
+    # what those add on top (``READ_GAINS``' eye_wide) stays, and a self-reenactment is left as it was.
+    e = float(expression_scale)
+    plain = lid_openings(identity, source.expression + e * (d_expr[frames] - d_expr[[reference]]),
+                         source.residual + e * (d_res[frames] - d_res[[reference]]))
+    change = weight * (s_rest * np.minimum(ratio, 1.0) - plain)
+    fields = load_face_model().expression_fields.astype(np.float64)
+    out = np.asarray(residual, np.float64).copy()
+    for k, (side, unit) in enumerate((("right", "blink_right"), ("left", "blink_left"))):
+        field_ = fields[EXPRESSION_NAMES.index(unit)]  # [478, 3]
+        up, low, _ = eye_lids(side)
+        per_unit = (field_[low, 1] - field_[up, 1]).mean()  # opening (cm) one unit of the field adds (negative)
+        out += (change[:, k] / per_unit)[:, None, None] * field_[None]
+    return out.astype(np.float32)
 
 
 def unit_overflow(excess: np.ndarray) -> np.ndarray:

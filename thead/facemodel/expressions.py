@@ -132,7 +132,7 @@ def _far_from(shape: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarra
     return np.flatnonzero(d > radius)
 
 
-def _eye_lids(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eye_lids(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(upper lid [7], lower lid [7] paired point by point, corners [2]) of one eye contour."""
     loop = topo.LEFT_EYE if side == "left" else topo.RIGHT_EYE
     lower = loop[1:8]
@@ -244,7 +244,7 @@ def build_expression_fields(shape: np.ndarray, mirror: np.ndarray) -> np.ndarray
                                                                               - 2.0)])
 
     # blink_left: upper lid onto the lower lid (they meet 85 % of the way down), corners still.
-    up, low, corners = _eye_lids("left")
+    up, low, corners = eye_lids("left")
     gap = shape[low] - shape[up]
     blink = {int(i): 0.85 * g for i, g in zip(up, gap)}
     blink.update({int(i): -0.15 * g for i, g in zip(low, gap)})
@@ -256,7 +256,7 @@ def build_expression_fields(shape: np.ndarray, mirror: np.ndarray) -> np.ndarray
     # eye_wide: both upper lids up, lower lids slightly down.
     wide = {}
     for side in ("left", "right"):
-        up, low, corners = _eye_lids(side)
+        up, low, corners = eye_lids(side)
         loop = topo.LEFT_EYE if side == "left" else topo.RIGHT_EYE
         span = np.ptp(shape[loop, 0])
         centre_x = shape[loop, 0].mean()
