@@ -925,7 +925,13 @@ def test_a_blink_past_shut_does_not_push_the_upper_lid_through_the_lower(astro):
     expr[:, b] = [0.0, 1.0]
     targets = transfer_motion(source, driver_from(fit, np.repeat(fit.pose[:1], 2, 0), expr))
     assert targets.expression[1, b] == 1.0
-    np.testing.assert_allclose(targets.residual[1], targets.residual[0], atol=1e-6)
+    # No unit overflow past shut; the lids close to the driver's share of their rest opening, and never cross.
+    from thead.engines.motion import lid_openings
+
+    opening = lid_openings(source.identity, targets.expression, targets.residual)
+    drv = lid_openings(fit.identity, expr, np.repeat(fit.residual[:1], 2, 0))
+    assert (opening > 0).all()
+    assert abs(opening[1, 0] / opening[0, 0] - drv[1, 0] / drv[0, 0]) < 0.01
 
 
 def test_a_shut_eye_shows_lid_skin_not_the_open_eye_smeared_down(engine, prepared, astro):

@@ -422,11 +422,15 @@ def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: Target
     weight = np.clip((1.0 - ratio) / LID_MATCH_FADE, 0.0, 1.0)
     if not weight.any():
         return residual
-    # Measured against the plain unit transfer (the driver's change at gain 1, before bounds and read gains), so
-    # what those add on top (``READ_GAINS``' eye_wide) stays, and a self-reenactment is left as it was.
+    # Measured against the plain unit transfer (the driver's change at gain 1, within the units' bounds and what
+    # they cut off carried by the residual, as ``transfer_motion`` does), so what the read gains add on top
+    # (``READ_GAINS``' eye_wide) stays, and a self-reenactment is left as it was.
     e = float(expression_scale)
-    plain = lid_openings(identity, source.expression + e * (d_expr[frames] - d_expr[[reference]]),
-                         source.residual + e * (d_res[frames] - d_res[[reference]]))
+    lo, hi = expression_bounds()
+    wanted = source.expression + e * (d_expr[frames] - d_expr[[reference]])
+    units = np.clip(wanted, lo, hi)
+    plain = lid_openings(identity, units, source.residual + e * (d_res[frames] - d_res[[reference]])
+                         + unit_overflow(wanted - units))
     change = weight * (s_rest * np.minimum(ratio, 1.0) - plain)
     fields = load_face_model().expression_fields.astype(np.float64)
     out = np.asarray(residual, np.float64).copy()
