@@ -412,16 +412,16 @@ def test_letterbox_bars_are_found_grown_filled_and_masked():
     assert letterbox_bars(hair) == (0, 0, 0, 0)
 
 
-def test_fill_holes_along_rows_carries_a_horizontal_line_through_the_hole():
+def test_fill_rows_carries_a_horizontal_line_through_the_hole():
     """A wall with a dark shelf line, a person-shaped hole over its middle: filled along the rows the line runs on
     through the hole at full strength; the 2-D push-pull fill only spreads a faint smudge of it."""
-    from thead.render.masks import fill_holes
+    from thead.render.masks import fill_holes, fill_rows
 
     image = torch.full((1, 3, 64, 96), 0.8)
     image[:, :, 30:33] = 0.1  # the shelf line, rows 30-32
     known = torch.ones(1, 1, 64, 96)
     known[:, :, 10:, 30:66] = 0.0  # the hole, 36 pixels wide, from row 10 down
-    rows = fill_holes(image, known, along_rows=True)
+    rows = fill_rows(image, known)
     plain = fill_holes(image, known)
     assert (rows[:, :, 30:33, 30:66] - 0.1).abs().max() < 0.02  # the line crosses the hole
     assert (rows[:, :, 40:, 30:66] - 0.8).abs().max() < 0.02  # the wall below it stays wall
@@ -429,15 +429,15 @@ def test_fill_holes_along_rows_carries_a_horizontal_line_through_the_hole():
     assert torch.equal(rows * known, image * known)  # known pixels untouched
     # A row with nothing known (the hole's full width) falls back to the 2-D fill instead of staying empty.
     known[:, :, 50:52] = 0.0
-    filled = fill_holes(image, known, along_rows=True)
+    filled = fill_rows(image, known)
     assert torch.isfinite(filled).all() and (filled[:, :, 50:52] - 0.8).abs().max() < 0.05
 
 
 def test_fill_rows_fills_each_gap_from_its_own_ends_not_from_a_far_border():
     """A photo of a photo: a dark green wall inside a white paper border, a head-sized hole in the wall. Each row's
-    gap takes the wall beside it (the shelf line still runs through); the whole-row average of
-    ``fill_holes(along_rows=True)`` pulls the white border into the hole (a pale head-shaped ghost)."""
-    from thead.render.masks import fill_holes, fill_rows
+    gap takes the wall beside it (the shelf line still runs through); the average of each row's known pixels
+    (the plate's fill before) pulls the white border into the hole (a pale head-shaped ghost)."""
+    from thead.render.masks import fill_rows
 
     image = torch.full((1, 3, 64, 128), 0.25)
     image[..., :, :12] = 0.95  # the paper border
@@ -446,10 +446,10 @@ def test_fill_rows_fills_each_gap_from_its_own_ends_not_from_a_far_border():
     known = torch.ones(1, 1, 64, 128)
     known[:, :, 8:, 34:94] = 0.0  # the hole, 60 pixels wide
     rows = fill_rows(image, known)
-    old = fill_holes(image, known, along_rows=True)
+    row_mean = (image * known).sum(-1) / known.sum(-1)  # [B, C, H]: each row's known pixels averaged
     wall = (slice(None), slice(None), slice(40, 64), slice(34, 94))
     assert (rows[wall] - 0.25).abs().max() < 0.01  # the wall's own colour
-    assert (old[wall] - 0.25).abs().max() > 0.1  # the whole-row average is paler
+    assert (row_mean[:, :, 40:64] - 0.25).abs().max() > 0.1  # the whole-row average is paler
     assert (rows[:, :, 31, 34:94] - 0.05).abs().max() < 0.02  # the line crosses the hole
     assert torch.equal(rows * known, image * known)  # known pixels untouched
     # A gap between two different walls runs from one to the other; a gap open on one side takes that side.

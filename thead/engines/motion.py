@@ -388,8 +388,7 @@ def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: Target
     blink unit's own field by what the plain unit transfer left short (in the residual: the unit coefficients
     stay the driver's, and what the read gains add stays on top). Eyes opening wider than at rest are left to
     ``eye_wide``; the correction fades in over the first ``LID_MATCH_FADE`` of closing, so an eye at rest is
-    not touched. A self-reenactment is unchanged: the source's rest is the
-    driver's reference.
+    not touched. A self-reenactment is unchanged: the source's rest is the driver's reference.
 
     Parameters
     ----------
@@ -433,11 +432,11 @@ def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: Target
                          + unit_overflow(wanted - units))
     change = weight * (s_rest * np.minimum(ratio, 1.0) - plain)
     fields = load_face_model().expression_fields.astype(np.float64)
+    none = (np.zeros((1, len(EXPRESSION_NAMES))), np.zeros((1, 478, 3)))
     out = np.asarray(residual, np.float64).copy()
-    for k, (side, unit) in enumerate((("right", "blink_right"), ("left", "blink_left"))):
+    for k, unit in enumerate(("blink_right", "blink_left")):  # lid_openings' order: right eye, left eye
         field_ = fields[EXPRESSION_NAMES.index(unit)]  # [478, 3]
-        up, low, _ = eye_lids(side)
-        per_unit = (field_[low, 1] - field_[up, 1]).mean()  # opening (cm) one unit of the field adds (negative)
+        per_unit = lid_openings(field_, *none)[0, k]  # opening (cm) one unit of the field adds (negative)
         out += (change[:, k] / per_unit)[:, None, None] * field_[None]
     return out.astype(np.float32)
 

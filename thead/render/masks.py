@@ -74,9 +74,9 @@ def fill_rows(image: torch.Tensor, known: torch.Tensor, reach: int = 4) -> torch
     within ``reach`` pixels of the last known pixel left of it and of the first one right of it, weighted by
     how near each end is; a gap open on one side takes its one end. So a background's own colour beside the hole
     runs into it, as does horizontal structure (a shelf, a table edge, a horizon), and nothing from further along
-    the row does: an average over the whole row (``fill_holes(along_rows=True)``) brought a photo's white border
-    into the place of the head it framed, a pale head-shaped ghost wherever the head moved away. Rows with
-    nothing known are filled in 2-D (``fill_holes``).
+    the row does: an average over the whole row (the plate's fill before) brought a photo's white border into
+    the place of the head it framed, a pale head-shaped ghost wherever the head moved away. Rows with nothing
+    known are filled in 2-D (``fill_holes``).
 
     Parameters
     ----------
@@ -116,34 +116,25 @@ def fill_rows(image: torch.Tensor, known: torch.Tensor, reach: int = 4) -> torch
     return torch.where(is_known, image, filled)
 
 
-def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int | None = None,
-               along_rows: bool = False) -> torch.Tensor:
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int | None = None) -> torch.Tensor:
     """image [B, C, H, W] with the pixels where known [B, 1, H, W] (weights in [0, 1]) is 0 filled smoothly from
     the known ones (push-pull: mask-normalised averages down a pyramid, then blended back up).
 
     levels: pyramid levels (default: down to one pixel, so every hole is filled however far it reaches from the
     known pixels; a pyramid stopped at 2 x 2 cells left the bottom of a 320-pixel canvas black where its lower
-    half knew nothing). along_rows: fill each row from the known pixels of its own row (a pyramid that halves
-    the width only, down to one pixel; ``levels`` is then ignored), so horizontal structure beside the hole (a
-    shelf, a table edge, a horizon) runs on through it; rows with nothing known are filled in 2-D."""
-    kernel = (1, 2) if along_rows else 2
-    if along_rows:
-        levels = max(1, math.ceil(math.log2(max(image.shape[-1], 2))))  # down to one pixel per row
-    elif levels is None:
+    half knew nothing). ``fill_rows`` fills along the rows instead, so horizontal structure runs on through."""
+    if levels is None:
         levels = max(1, math.ceil(math.log2(max(*image.shape[-2:], 2))))
     pyramid = [(image * known, known)]
     for _ in range(levels):
         v, w = pyramid[-1]
-        if (v.shape[-1] if along_rows else min(v.shape[-2:])) < 2:
+        if min(v.shape[-2:]) < 2:
             break
-        pyramid.append((F.avg_pool2d(v, kernel, ceil_mode=True), F.avg_pool2d(w, kernel, ceil_mode=True)))
+        pyramid.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
     v, w = pyramid[-1]
     filled = v / w.clamp(min=1e-6)
     for v, w in reversed(pyramid[:-1]):
         up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
         a = w.clamp(0.0, 1.0)
         filled = a * (v / w.clamp(min=1e-6)) + (1.0 - a) * up
-    if along_rows:
-        has_known = (known.amax(dim=-1, keepdim=True) > 0).to(image.dtype)  # [B, 1, H, 1]
-        filled = has_known * filled + (1.0 - has_known) * fill_holes(image, known, levels)
     return known * image + (1.0 - known) * filled
