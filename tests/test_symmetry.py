@@ -15,8 +15,10 @@ from thead.engines import MeshEngine, edit_params
 from thead.facemodel import geometry as geo
 from thead.facemodel.model import load_face_model
 from thead.fitting import fit_image
-from thead.render.symmetry import (cell_means_at, fill_weight_map, flip_columns, flip_points, mirror_column,
-                                   mirror_weights, mirrored_source, occluded_vertices, mesh_visibility, vertex_facing)
+from thead.render.symmetry import (OUTER_FROM, OUTER_RAMP, cell_means_at, face_interior, fill_profile,
+                                   fill_weight_map, flip_columns, flip_points, midline_coordinate, mirror_column,
+                                   mirror_weights, mirrored_source, occluded_vertices, mesh_visibility,
+                                   vertex_facing)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import S, crop_of, face_mask  # noqa: E402
@@ -101,6 +103,46 @@ def test_mirror_weights_and_share_point_at_the_side_the_source_hid():
     assert share[128, far] > 0.8 and share[128, near] < 0.05
     # Further away than the source: nothing to fill.
     assert float(mirror_weights(vis, posed_mean_face(50.0), mirror).max()) < 0.3
+
+
+def test_outside_the_face_the_filled_side_takes_the_whole_share(monkeypatch):
+    """Regression (issue 16, WDA self-reenactment): beyond the face the share followed the profile's last bins, a
+    partial blend just outside the jaw, where the source's own render and its mirror image's each put an ear and an
+    earring a few pixels apart: two earrings. Off the (inset) face surface the filled side now takes the frame's
+    largest share whole; the face surface itself keeps the profile, and the other side gets none."""
+    mirror = mirror_map()
+    vis = mesh_visibility(posed_mean_face(10.0))  # a source turned a little, as WDA's first frame
+    target = posed_mean_face(0.0)
+    w = mirror_weights(vis, target, mirror)
+    side, prof = fill_profile(target, w)  # none near the midline, all from the cheek's outer part on
+    top = float(prof[0, -1])
+    assert top > 0.5
+    share = fill_weight_map(target, w, 256, 256, (side, prof))[0, 0]
+    inside = face_interior(target, 256, 256)[0, 0]
+    d = (midline_coordinate(target, 256, 256) * side.view(-1, 1, 1, 1))[0, 0]
+    rows = torch.arange(256, dtype=torch.float32).view(-1, 1).expand(256, 256) + 0.5
+    eye = float((target[0, 263, :2] - target[0, 33, :2]).norm())
+    low = rows > float(target[0, 168, 1]) + OUTER_FROM[1] * eye  # the face is upright: from below the eyes down
+    off = (inside < 1e-3) & (d > OUTER_RAMP[1]) & low
+    assert int(off.sum()) > 1000
+    assert torch.allclose(share[off], torch.full_like(share[off], top))
+    # The profile alone (as before) blended the two renders there: 0.7 of the mirror image beside the jaw.
+    import thead.render.symmetry as symmetry
+
+    monkeypatch.setattr(symmetry, "outer_share", lambda v, distance, top: torch.zeros_like(distance))
+    profile_only = fill_weight_map(target, w, 256, 256, (side, prof))[0, 0]
+    assert float(profile_only[off].min()) < 0.8 * top
+    # At the temples and above (the hairline is the face's outline there) the profile alone, as before.
+    above = (inside < 1e-3) & (rows < float(target[0, 168, 1]) + OUTER_FROM[0] * eye)
+    assert int(above.sum()) > 1000 and torch.equal(share[above], profile_only[above])
+    assert float(share[(inside < 1e-3) & (d < -0.1)].max()) == 0.0
+    # The eye and mouth openings are face (closed), not off it: the profile's share there, not the outer one.
+    for a, b in ((13, 14), (33, 133), (263, 362)):
+        x, y = (0.5 * (target[0, a, :2] + target[0, b, :2])).long().tolist()
+        assert float(inside[y, x]) == 1.0
+        assert float(share[y, x]) == pytest.approx(float(fill_weight_map(target, w, 256, 256)[0, 0, y, x]))
+    x, y = target[0, 168, :2].long().tolist()  # the nose bridge: on the midline, none
+    assert float(share[y, x]) < 0.05
 
 
 def test_mirrored_source_relabels_the_landmarks():

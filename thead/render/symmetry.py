@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from thead.face.topology import FACE_OVAL, mesh_edges, mesh_triangles
+from thead.face.topology import FACE_OVAL, NUM_SURFACE_POINTS, mesh_edges, mesh_triangles
 from thead.render.dense_flow import smoothstep
-from thead.render.masks import blur3, fill_holes
+from thead.render.masks import blur3, erode, fill_holes
 from thead.render.mesh_topology import closed_mesh_triangles, oriented_mesh_triangles
 from thead.render.mesh_warp import pixel_centres
 from thead.render.rasterize import as_triangles, interpolate, rasterize
@@ -34,6 +34,18 @@ MIRROR_GAIN = (0.05, 0.2)
 # corner distances), this many of them.
 PROFILE_BINS = (1.0, 8)
 PROFILE_RAMP = (0.15, 0.45)
+# Beyond the face surface the source's render and its mirror image's do not line up: the mirror image's ear,
+# earring, hair and background lie where the flipped other side puts them, beside the source's own. There a pixel on
+# the filled side takes the frame's largest share whole (ramped in across the midline over OUTER_RAMP eye-corner
+# distances, so the hair over the forehead does not switch sides at the midline), and the change-over from the
+# profile's share to it lies FACE_INSET of the face's width inside the face's outline, where both renders put the
+# same surface at the same place: no cross-fade of two copies of an ear or an earring a few pixels apart.
+OUTER_RAMP = (0.35, 0.65)
+FACE_INSET = 0.08
+# ... from the eyes' level down, where the ear lobes, earrings and jaw are (along the midline from the nose bridge,
+# eye-corner distances, fading in between): at the temples and above, where the face's outline is the hairline, the
+# profile alone decides (a change-over just inside the temple showed as a light strip in a child's hair).
+OUTER_FROM = (0.0, 0.25)
 MIDLINE_TOP, MIDLINE_BOTTOM = 168, 152  # nose bridge, chin
 EYE_CORNERS = (263, 33)  # outer corners, subject's left then right
 # Relighting the mirror image: the face's colour is blurred over this fraction of its width, gains are measured
@@ -273,8 +285,9 @@ def fill_weight_map(target_vertices: torch.Tensor, weights: torch.Tensor, height
     how squarely the target shows it), through a ramp (``PROFILE_RAMP``) and made non-decreasing outwards, read
     linearly between bin centres (beyond the last bin it keeps the last value: the ear and hair on that side come
     along). A whole band across the face changes together, so the seam between the source and its mirror image
-    runs down the face where the source's view of it gives out, never in patches. The caller limits it to the
-    head. target_vertices: [B, V, 3] pixels.
+    runs down the face where the source's view of it gives out, never in patches. Outside the face surface (less
+    ``FACE_INSET`` of its width) the filled side takes the profile's largest share (:func:`outer_share`). The
+    caller limits it to the head. target_vertices: [B, V, 3] pixels.
     """
     side, prof = fill_profile(target_vertices, weights) if profile is None else profile
     u_pix = midline_coordinate(target_vertices, height, width)
@@ -287,9 +300,34 @@ def fill_weight_map(target_vertices: torch.Tensor, weights: torch.Tensor, height
     flat = pos.view(prof.shape[0], -1)
     lo_v = prof.gather(1, flat - 1).view_as(d)
     hi_v = prof.gather(1, flat).view_as(d)
-    return lo_v + t * (hi_v - lo_v)
+    return torch.maximum(lo_v + t * (hi_v - lo_v), outer_share(target_vertices, d, prof[:, -1]))
 
 
-__all__ = ["fill_profile", "fill_weight_map", "flip_columns", "flip_points", "mesh_visibility", "midline_axes",
-           "midline_coordinate", "mirror_column", "mirror_weights", "mirrored_source", "occluded_vertices",
-           "relight_mirror", "vertex_facing", "vertex_normals"]
+def face_interior(vertices: torch.Tensor, height: int, width: int, inset: float = FACE_INSET) -> torch.Tensor:
+    """[B, 1, H, W] in [0, 1]: the face surface of meshes [B, V, 3] (pixels; the 468-point tessellation with the
+    eye and mouth openings closed), shrunk by ``inset`` of the face's width (x extent) and softened by two 3x3 blurs."""
+    cover = rasterize(vertices[:, :NUM_SURFACE_POINTS].float(), closed_mesh_triangles(), height, width,
+                      depth_only=True).mask
+    span = float((vertices[:, :NUM_SURFACE_POINTS, 0].amax(1) - vertices[:, :NUM_SURFACE_POINTS, 0].amin(1)).amax())
+    return blur3(erode(cover.float(), max(0, int(round(inset * span)))), 2).clamp(0.0, 1.0)
+
+
+def outer_share(target_vertices: torch.Tensor, distance: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] the mirror share outside the face (``OUTER_RAMP``, ``FACE_INSET``, ``OUTER_FROM``): ``top`` [B]
+    (a frame's largest share) where a pixel lies off the inset face surface of target meshes [B, V, 3] (pixels)
+    and below the eyes, ramped in by its ``distance`` [B, 1, H, W] across the midline towards the filled side
+    (eye-corner distances, >= 0)."""
+    H, W = distance.shape[-2:]
+    off_face = 1.0 - face_interior(target_vertices, H, W)
+    ramp = smoothstep((distance - OUTER_RAMP[0]) / (OUTER_RAMP[1] - OUTER_RAMP[0]))
+    origin, across = midline_axes(target_vertices)
+    down = torch.stack([across[:, 1], -across[:, 0]], 1)  # along the midline towards the chin, same scale
+    pix = pixel_centres(H, W, target_vertices.device).view(1, 2, -1) - origin[..., None]
+    below = (pix * down[..., None]).sum(1).view(-1, 1, H, W)
+    low = smoothstep((below - OUTER_FROM[0]) / (OUTER_FROM[1] - OUTER_FROM[0]))
+    return off_face * ramp * low * top.view(-1, 1, 1, 1).to(distance.dtype)
+
+
+__all__ = ["face_interior", "fill_profile", "fill_weight_map", "flip_columns", "flip_points", "mesh_visibility",
+           "midline_axes", "midline_coordinate", "mirror_column", "mirror_weights", "mirrored_source",
+           "occluded_vertices", "outer_share", "relight_mirror", "vertex_facing", "vertex_normals"]
