@@ -181,6 +181,57 @@ def test_a_driver_s_blink_closes_a_wider_eye_as_far_as_its_own():
     assert np.allclose(transfer_motion(source, _still_fit(mean, wider)).residual, 0.0, atol=1e-6)
 
 
+def test_a_driver_caught_mid_word_opens_a_closed_mouth_as_its_own_opens():
+    """Regression (issue 16, s5.jpg driven by WDA): a talking clip's first frame is mid-word, and a relative
+    transfer from it took every later opening less wide than that frame's as a closing of a closed source's mouth:
+    the units clipped at closed, the residual's part of the closing went on, the inner lips crossed (drawn as a
+    dark lopsided hole where the driver's mouth shut), and the mouth followed the driver's at r .30. The mouth is now
+    measured from the driver's own closed mouth (``mouth_reference``) when the source's is closed: its openings
+    arrive as openings; a self-reenactment and a driver whose reference frame is closed are as before."""
+    import thead.engines.motion as motion
+    from thead.facemodel.expressions import EXPRESSION_NAMES
+    from thead.facemodel.model import load_face_model
+
+    mean = load_face_model().mean_shape.astype(np.float64)
+    E = len(EXPRESSION_NAMES)
+    jaw, lips = EXPRESSION_NAMES.index("jaw_open"), EXPRESSION_NAMES.index("lips_part")
+    openings = np.array([0.6, 0.0, 0.0, 0.1, 0.3, 0.0, 0.5, 0.0, 0.2, 0.0])  # frame 0 mid-word; half the frames shut
+    talk = np.zeros((len(openings), E))
+    talk[:, jaw] = openings
+    talk[:, lips] = 0.5 * openings
+    driver = _still_fit(mean, talk)
+    # The fit leaves part of an open mouth in the residual: the lower lip 0.3 cm further down per unit of jaw_open.
+    from thead.face.topology import LIPS_INNER
+
+    lower = np.asarray(LIPS_INNER)[11:20]
+    driver.residual[:, lower, 1] = (0.3 * openings)[:, None]
+    source = _still_fit(mean, np.zeros((1, E)))
+    gap = lambda t: motion.mouth_openings(mean, t.expression, t.residual)  # noqa: E731
+    d_gap = motion.mouth_openings(mean, talk, driver.residual)
+    closed = d_gap[1]
+
+    targets = transfer_motion(source, driver)
+    t_gap = gap(targets)
+    assert np.all(t_gap > closed - 0.05)  # the lips never cross
+    assert np.corrcoef(t_gap, d_gap)[0, 1] > 0.99
+    np.testing.assert_allclose(t_gap - t_gap[1], d_gap - d_gap[1], atol=0.02)  # the driver's openings arrive
+    assert abs(t_gap[0] - d_gap[0]) < 0.02  # its first frame too, from the driver's closed mouth
+    # Before: the first frame was the mouth's reference; the shut frames pushed the lips 0.75 cm past each other.
+    old_units = np.clip(talk - talk[:1], *motion.expression_bounds())
+    old = motion.mouth_openings(mean, old_units, driver.residual - driver.residual[:1])
+    assert old.min() < closed - 0.5
+    # On itself (source = its reference frame): the same targets as a plain relative transfer.
+    own = transfer_motion(driver, driver)
+    np.testing.assert_allclose(own.expression, np.clip(talk, *motion.expression_bounds()), atol=1e-6)
+    np.testing.assert_allclose(own.residual, driver.residual, atol=1e-6)
+    # A driver whose reference frame is closed: nothing moves.
+    shut_first = _still_fit(mean, talk[1:])
+    shut_first.residual[:] = driver.residual[1:]
+    r_expr, r_res = motion.mouth_reference(mean, TargetParams.from_fit(source, 0), shut_first, 0)
+    np.testing.assert_array_equal(r_expr, shut_first.expression[0])
+    np.testing.assert_array_equal(r_res, shut_first.residual[0])
+
+
 def test_relative_transfer_turns_the_head_by_the_driver_yaw_change(engine, prepared, astro, landmarker):
     _, _, fit = astro
     pose = np.repeat(fit.pose[:1], 2, 0)

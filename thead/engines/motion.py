@@ -17,7 +17,10 @@ Motion transfer (``transfer_motion``), per driver frame t against the driver's r
       res_t   = res_src + e * (dres_drv[t] - dC_drv[t]) + C(R_t) - C(R_src) + O_t      (model frame, cm)
       gaze_t  = gaze_src + (gaze_drv[t] - gaze_drv[r])
 
-  with k = ``pose_scale``, e = ``expression_scale`` and g the per-unit ``READ_GAINS`` (1 for most units);
+  with k = ``pose_scale``, e = ``expression_scale`` and g the per-unit ``READ_GAINS`` (1 for most units); the
+  mouth units and the mouth region of ``res_drv[r]`` are the driver's mouth at the source's own opening
+  (``mouth_reference``: between frame r and the driver's closed mouth), so a first frame caught mid-word does not
+  turn the driver's later openings into closings;
   ``dres_drv[t] = res_drv[t] - res_drv[r]`` is the driver's
   landmark detail beyond its units (lip shapes, ...), ``C`` the pose corrective (``thead.engines.pose_corrective``:
   how landmarks of a real head move beyond a rigid turn): the driver's pose part ``dC_drv[t] = C(R_drv[t]) -
@@ -48,6 +51,10 @@ from thead.geometry.rotation import (euler_to_matrix as _euler_to_matrix, matrix
                                      rotation_power as _rotation_power)
 
 MODES = ("relative", "absolute")
+# Bump when a change here changes the targets a transfer makes from the same fits (``thead reenact`` keys its
+# outputs by it, whichever engine renders them). 2: the mouth measured from the driver's mouth at the source's
+# opening (``mouth_reference``).
+TRANSFER_REVISION = 2
 # Limits of the rendered head rotation (yaw, pitch, roll), degrees: beyond them a warped photo falls apart.
 MAX_ANGLES_DEG = (50.0, 35.0, 45.0)
 MAX_GAZE_DEG = 35.0
@@ -75,6 +82,18 @@ READ_GAINS: dict[str, float] = {"eye_wide": 1.5}
 # How far (share of its rest opening) a driver's eye closes before the target's lids follow its ratio in full
 # (``match_lid_closing``): an eye at rest wanders by a few per cent from frame to frame.
 LID_MATCH_FADE = 0.2
+# A relative transfer measures the mouth from the driver's reference frame; a talking clip's first frame is often
+# mid-word (WDA's: lips 1.2 cm apart), and a closed-mouth source then took every later opening as a closing: the
+# mouth stayed shut and pressed for most of the clip. The mouth units and the mouth region's residual are measured
+# instead from the driver's mouth at the source's own opening (``mouth_reference``), between the reference frame
+# and the driver's closed mouth: the mean of its MOUTH_REST_QUANTILE least open frames.
+MOUTH_UNITS: tuple[str, ...] = ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise")
+MOUTH_REST_QUANTILE = 0.15
+# The mouth region whose residual follows: within this many mouth widths of the lips' centre in full, none beyond the
+# second number (raised cosine between): the chin and the cheeks beside the mouth, not the eyes or the brows.
+MOUTH_REGION = (0.75, 1.25)
+# Inner-lip point pairs (upper, lower) whose mean gap is a mouth's opening: the middle and a third of the way out.
+_INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
 # Names accepted by ``edit_params(expression=...)`` besides the units: each sets both sides.
 EXPRESSION_ALIASES: dict[str, tuple[str, ...]] = {
     "smile": ("smile_left", "smile_right"),
@@ -287,14 +306,17 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
     residual = np.repeat(src.residual, n, 0)
     if use_expression:
         d_expr = np.asarray(driver.expression, np.float64)
+        d_res = np.asarray(driver.residual, np.float32)
+        r_expr, r_res = d_expr[ref], d_res[ref]
+        if mode == "relative":
+            r_expr, r_res = mouth_reference(source.identity, src, driver, ref)
         gain = expression_scale * _unit_gains(driver.expression_names, READ_GAINS if read_gains is None else read_gains)
         if mode == "relative":
-            expression = src.expression[0] + gain * (d_expr[idx] - d_expr[ref])
+            expression = src.expression[0] + gain * (d_expr[idx] - r_expr)
         else:
             expression = gain * d_expr[idx]
         clipped = np.clip(expression, lo, hi)
-        d_res = np.asarray(driver.residual, np.float32)
-        detail = (d_res[idx] - d_res[ref]) - pose_residual_change(d_pose[:, :3], r_pose[None, :3])
+        detail = (d_res[idx] - r_res) - pose_residual_change(d_pose[:, :3], r_pose[None, :3])
         residual = (src.residual[0] + np.float32(expression_scale) * detail
                     + unit_overflow(expression - clipped)).astype(np.float32)
         expression = clipped
@@ -373,6 +395,104 @@ def lid_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndar
              + np.asarray(residual, np.float64)[:, pts, 1])
         out.append((y[:, len(up):] - y[:, :len(up)]).mean(1))
     return np.stack(out, 1)
+
+
+def mouth_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """How open a face shape's mouth is.
+
+    Parameters
+    ----------
+    identity : np.ndarray
+        [478, 3] cm, model frame: the neutral shape.
+    expression : np.ndarray
+        [B, E] unit coefficients (``EXPRESSION_NAMES``).
+    residual : np.ndarray
+        [B, 478, 3] cm, model frame.
+
+    Returns
+    -------
+    np.ndarray
+        float64 [B] cm: the mean height (model Y, pose-free) from the upper to the lower inner lip over
+        ``_INNER_LIP_PAIRS``; about 0 for closed lips.
+    """
+    from thead.facemodel.model import load_face_model
+
+    fields = load_face_model().expression_fields.astype(np.float64)
+    up = np.array([a for a, _ in _INNER_LIP_PAIRS])
+    low = np.array([b for _, b in _INNER_LIP_PAIRS])
+    pts = np.r_[up, low]
+    y = (np.asarray(identity, np.float64)[pts, 1][None] + np.asarray(expression, np.float64) @ fields[:, pts, 1]
+         + np.asarray(residual, np.float64)[:, pts, 1])
+    return (y[:, len(up):] - y[:, :len(up)]).mean(1)
+
+
+def mouth_region_weight(vertices: np.ndarray, region: tuple[float, float] = MOUTH_REGION) -> np.ndarray:
+    """[N] weights in [0, 1] of the mouth region of face-mesh ``vertices`` [N, 3] (any length unit): 1 within
+    ``region[0]`` mouth widths (corner to corner) of the lips' centre, a raised-cosine fall to 0 at ``region[1]``."""
+    from thead.face.topology import LIPS_OUTER, MOUTH_CORNERS
+
+    v = np.asarray(vertices, np.float64)
+    centre = v[LIPS_OUTER].mean(0)
+    width = float(np.linalg.norm(v[MOUTH_CORNERS[0]] - v[MOUTH_CORNERS[1]]))
+    d = np.linalg.norm(v - centre[None], axis=1) / max(width, 1e-9)
+    u = np.clip((d - region[0]) / max(region[1] - region[0], 1e-9), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * u))
+
+
+def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResult, reference: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The driver's reference expression and residual with its mouth taken at the source's own opening.
+
+    A relative transfer applies the driver's change from its reference frame; with the reference mid-word and the
+    source's mouth closed, every opening less wide than the reference's arrived as a closing (lips pressed, the
+    mouth shut through most of a talking clip). Here the mouth units (``MOUTH_UNITS``) and the residual of the
+    mouth region (``mouth_region_weight`` of the driver's shape) are moved from the reference frame towards the
+    driver's closed mouth (the mean of its ``MOUTH_REST_QUANTILE`` least open valid frames, ``mouth_openings``)
+    by the share that brings the reference's opening to the source's: none where the source's mouth is as open
+    as the reference's or more (a self-reenactment from the reference frame is unchanged), all where it is as
+    closed as the driver's closed mouth. The rest of the face keeps the reference frame.
+
+    Parameters
+    ----------
+    identity : np.ndarray
+        The source's neutral shape [478, 3] cm (other identities: the reference frame is returned as it is).
+    source : TargetParams
+        The source's own frame (B = 1).
+    driver : FitResult
+        The driver's fit; ``reference`` its reference frame.
+
+    Returns
+    -------
+    expression : np.ndarray
+        float64 [E]: the reference's unit coefficients, the mouth units moved.
+    residual : np.ndarray
+        float32 [478, 3] cm, model frame: the reference's residual, the mouth region moved.
+    """
+    d_expr = np.asarray(driver.expression, np.float64)
+    d_res = np.asarray(driver.residual, np.float32)
+    ref_expr, ref_res = d_expr[reference].copy(), d_res[reference].copy()
+    if np.shape(identity) != (478, 3) or np.shape(driver.identity) != (478, 3) or driver.num_frames < 2:
+        return ref_expr, ref_res
+    frames = np.flatnonzero(np.asarray(driver.valid, bool)) if driver.valid is not None else np.arange(
+        driver.num_frames)
+    if len(frames) < 2:
+        return ref_expr, ref_res
+    opening = mouth_openings(driver.identity, d_expr[frames], d_res[frames])
+    closed = frames[opening <= np.quantile(opening, MOUTH_REST_QUANTILE)]
+    rest_expr, rest_res = d_expr[closed].mean(0), d_res[closed].astype(np.float64).mean(0)
+    r_open = mouth_openings(driver.identity, d_expr[[reference]], d_res[[reference]])[0]
+    rest_open = mouth_openings(driver.identity, rest_expr[None], rest_res[None])[0]
+    s_open = mouth_openings(identity, source.expression, source.residual)[0]
+    if r_open - rest_open < 1e-3:
+        return ref_expr, ref_res
+    share = float(np.clip((r_open - s_open) / (r_open - rest_open), 0.0, 1.0))
+    if share == 0.0:
+        return ref_expr, ref_res
+    cols = [list(driver.expression_names).index(u) for u in MOUTH_UNITS if u in driver.expression_names]
+    ref_expr[cols] += share * (rest_expr[cols] - ref_expr[cols])
+    w = share * mouth_region_weight(np.asarray(driver.identity, np.float64))[:, None]
+    ref_res = (ref_res + w * (rest_res - ref_res)).astype(np.float32)
+    return ref_expr, ref_res
 
 
 def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: TargetParams, driver: FitResult,
@@ -571,6 +691,7 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
     return replace(base, pose=pose, depth_offset=depth, residual=residual)
 
 
-__all__ = ["EXPRESSION_ALIASES", "MODES", "READ_GAINS", "TargetParams", "edit_params", "hold_indices", "orbit_params",
-           "MAX_TRANSFER_GAZE_DEG", "pose_residual_change", "residual_without_units", "unit_overflow",
-           "transfer_motion", "turn_about_pivot"]
+__all__ = ["EXPRESSION_ALIASES", "MODES", "MOUTH_UNITS", "READ_GAINS", "TRANSFER_REVISION", "TargetParams",
+           "edit_params", "hold_indices", "orbit_params", "MAX_TRANSFER_GAZE_DEG", "lid_openings", "match_lid_closing", "mouth_openings",
+           "mouth_reference", "mouth_region_weight", "pose_residual_change", "residual_without_units",
+           "unit_overflow", "transfer_motion", "turn_about_pivot"]

@@ -224,7 +224,7 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
     Writes ``out_dir/<source>__<motion>.mp4`` at the motion's fps (25 when it has none), with the audio the motion
     was made from when its meta names an existing file."""
     from thead.audio.motion_file import load_motion
-    from thead.engines.motion import READ_GAINS, transfer_motion
+    from thead.engines.motion import READ_GAINS, TRANSFER_REVISION, transfer_motion
     from thead.jobs.audio_drive import file_digest
 
     motion = load_motion(pair.driver.path)
@@ -233,7 +233,8 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
     audio = Path(audio) if audio and Path(audio).is_file() else None
     out = out_dir / f"{pair.name}.mp4"
     key = output_key("reenact-motion", src.key, file_digest(pair.driver.path), asdict(params), options.paste_back,
-                     options.crf, engine_key(options), str(audio) if audio else "", sorted(READ_GAINS.items()))
+                     options.crf, engine_key(options), str(audio) if audio else "", sorted(READ_GAINS.items()),
+                     TRANSFER_REVISION)
     label = str(pair.source.path)
     if not force and output_is_current(out, key):
         return ItemResult(label, pair.name, "skipped", str(out), "output current",
@@ -288,12 +289,12 @@ def _plan_pair(pair: Pair, src: Face, workdir: Path, out_dir: Path, pre_params: 
                fit_params: FitParams, params: ReenactParams, options: RenderOptions, force: bool,
                out_file: Path | None) -> ItemResult | _PairPlan:
     """The "skipped" result of a current output, or the plan of making it (driver a clip or a photo)."""
-    from thead.engines.motion import READ_GAINS, transfer_motion
+    from thead.engines.motion import READ_GAINS, TRANSFER_REVISION, transfer_motion
 
     drv = src if pair.driver == pair.source else ensure(pair.driver, workdir, pre_params, fit_params)
     out = output_file(out_file, out_dir, pair.name, not drv.is_video, pair.driver.path)
     key = output_key("reenact", src.key, drv.key, asdict(params), options.paste_back, options.crf,
-                     engine_key(options), sorted(READ_GAINS.items()))
+                     engine_key(options), sorted(READ_GAINS.items()), TRANSFER_REVISION)
     if not force and output_is_current(out, key):
         return ItemResult(str(pair.source.path), pair.name, "skipped", str(out), "output current",
                           info={"driver": str(pair.driver.path)})
