@@ -36,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from thead.audio import AudioDriveOptions, audio_motion, load_audio  # noqa: E402
-from thead.audio.motion import mouth_region_weight, own_reference, video_mouth_residual_model  # noqa: E402
+from thead.audio.motion import RESIDUAL_REGION, own_reference, video_mouth_residual_model  # noqa: E402
+from thead.engines.motion import mouth_region_weight  # noqa: E402
 from thead.audio.motion_file import as_stored  # noqa: E402
 from thead.audio.visemes import MOUTH_UNITS  # noqa: E402
 from thead.engines.motion import TargetParams  # noqa: E402
@@ -66,7 +67,7 @@ def variants(clip: Path, work: Path, source_frame: int) -> tuple[dict[str, Targe
     n = min(made.num_frames, fit.num_frames)
     names = list(made.expression_names)
     mouth = [names.index(u) for u in MOUTH_UNITS]
-    w = mouth_region_weight(np.asarray(fit.identity, np.float64))[None, :, None]
+    w = mouth_region_weight(np.asarray(fit.identity, np.float64), RESIDUAL_REGION)[None, :, None]
     out = {"generated": _copy(made, n), "still": _copy(still, n)}
     units = _copy(made, n)
     units.expression[:, mouth] = fit.expression[:n][:, mouth]

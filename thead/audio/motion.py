@@ -43,8 +43,8 @@ from thead.audio.io import AudioTrack, load_audio, num_frames_for
 from thead.audio.phonemes import Phone, PhonemeConfig, PhoneTrack, recognize_phonemes
 from thead.audio.visemes import (MOUTH_UNITS, MouthTrack, VisemeConfig, acoustic_mouth, apply_mouth,
                                  mouth_opening_cm, phones_to_mouth, silence_envelope)
-from thead.engines.motion import MAX_ANGLES_DEG, MAX_GAZE_RAD, TargetParams, pose_residual_change, turn_about_pivot
-from thead.face.topology import LIPS_OUTER, MOUTH_CORNERS
+from thead.engines.motion import (MAX_ANGLES_DEG, MAX_GAZE_RAD, TargetParams, mouth_region_weight, pose_residual_change,
+                                  turn_about_pivot)
 from thead.facemodel.expressions import expression_bounds
 from thead.fitting.result import FitResult
 
@@ -60,6 +60,9 @@ OWN_BLINK_RANGE = (6.0, 90.0)
 #: so an output made by older code is not taken as current (2: the mouth eases in from the source frame's own;
 #: 3: generated yaw divided by the mesh-20 engine's ``RENDER_POSE_GAIN``).
 MOTION_REVISION = 3
+#: The mouth region (mouth widths from the lips' centre: full within the first, none beyond the second) whose
+#: residual the mouth residual model gives back (``thead.engines.motion.mouth_region_weight``).
+RESIDUAL_REGION = (0.75, 1.5)
 
 
 @dataclass
@@ -220,17 +223,6 @@ def video_mouth_residual_model(fit: FitResult, quantile: float = 0.15, ridge: fl
     rest_units = np.asarray(fit.expression, np.float64)[_closed_frames(fit, quantile)][:, cols].mean(0)
     low, high = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
     return MouthResidualModel(video_rest_residual(fit, quantile), rest_units, slope, low, high, units)
-
-
-def mouth_region_weight(vertices: np.ndarray, inner: float = 0.75, outer: float = 1.5) -> np.ndarray:
-    """[N] weights in [0, 1] of the mouth region of face-mesh ``vertices`` [N, 3] (any length unit): 1 within
-    ``inner`` mouth widths (corner to corner) of the lips' centre, a raised-cosine fall to 0 at ``outer``."""
-    v = np.asarray(vertices, np.float64)
-    centre = v[LIPS_OUTER].mean(0)
-    width = float(np.linalg.norm(v[MOUTH_CORNERS[0]] - v[MOUTH_CORNERS[1]]))
-    d = np.linalg.norm(v - centre[None], axis=1) / max(width, 1e-9)
-    u = np.clip((d - inner) / max(outer - inner, 1e-9), 0.0, 1.0)
-    return 0.5 * (1.0 + np.cos(np.pi * u))
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -460,7 +452,7 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
     lim = np.radians(np.asarray(MAX_ANGLES_DEG))
     angles = np.clip(angles, -lim, lim)
     own_residual = src.residual.astype(np.float64)  # [1, 478, 3]
-    w = mouth_region_weight(np.asarray(source_fit.identity, np.float64))[None, :, None]
+    w = mouth_region_weight(np.asarray(source_fit.identity, np.float64), RESIDUAL_REGION)[None, :, None]
     if residual_model is not None:
         values = expr[:, [names.index(u) for u in residual_model.units]]
         residual = (own_residual + w * (residual_model.residual(values) - own_residual)).astype(np.float32)
@@ -487,5 +479,5 @@ def compose_targets(source_fit: FitResult, source_frame: int, mouth: MouthTrack,
 
 
 __all__ = ["AudioDriveOptions", "DEFAULT_BLINK_RATE", "MOTION_REVISION", "MOUTH_SOURCES", "MouthResidualModel",
-           "OWN_STYLE_MIN_S", "audio_motion", "compose_targets", "mouth_region_weight", "own_reference",
+           "OWN_STYLE_MIN_S", "RESIDUAL_REGION", "audio_motion", "compose_targets", "own_reference",
            "saccade_offsets", "video_mouth_residual_model", "video_rest_mouth", "video_rest_residual"]

@@ -27,8 +27,7 @@ import numpy as np
 
 from thead.audio.features import AudioFeatures
 from thead.audio.phonemes import Phone
-
-MOUTH_UNITS: tuple[str, ...] = ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise")
+from thead.facemodel.expressions import MOUTH_UNITS
 SUBSAMPLES = 4
 
 # Targets (changes from rest) per phone: jaw_open, lips_part, pucker, lip_stretch, chin_raise.

@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from thead.engines.pose_corrective import load_pose_corrective
-from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds, eye_lids
+from thead.facemodel.expressions import EXPRESSION_NAMES, MOUTH_UNITS, expression_bounds, eye_lids
 from thead.fitting.result import FitResult
 from thead.geometry.rotation import (euler_to_matrix as _euler_to_matrix, matrix_to_euler as _matrix_to_euler,
                                      rotation_power as _rotation_power)
@@ -83,11 +83,11 @@ READ_GAINS: dict[str, float] = {"eye_wide": 1.5}
 # (``match_lid_closing``): an eye at rest wanders by a few per cent from frame to frame.
 LID_MATCH_FADE = 0.2
 # A relative transfer measures the mouth from the driver's reference frame; a talking clip's first frame is often
-# mid-word (WDA's: lips 1.2 cm apart), and a closed-mouth source then took every later opening as a closing: the
-# mouth stayed shut and pressed for most of the clip. The mouth units and the mouth region's residual are measured
-# instead from the driver's mouth at the source's own opening (``mouth_reference``), between the reference frame
-# and the driver's closed mouth: the mean of its MOUTH_REST_QUANTILE least open frames.
-MOUTH_UNITS: tuple[str, ...] = ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise")
+# mid-word (WDA's: lips 1.2 cm apart), and a closed-mouth source then took every later, smaller opening as a
+# closing: the units stopped at shut, the residual's share went on and the lips crossed. The mouth units
+# (``MOUTH_UNITS``) and the mouth region's residual are measured instead from the driver's mouth at the source's
+# own opening (``mouth_reference``), between the reference frame and the driver's closed mouth: the mean of its
+# MOUTH_REST_QUANTILE least open frames.
 MOUTH_REST_QUANTILE = 0.15
 # The mouth region whose residual follows: within this many mouth widths of the lips' centre in full, none beyond the
 # second number (raised cosine between): the chin and the cheeks beside the mouth, not the eyes or the brows.
@@ -444,8 +444,9 @@ def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResul
     """The driver's reference expression and residual with its mouth taken at the source's own opening.
 
     A relative transfer applies the driver's change from its reference frame; with the reference mid-word and the
-    source's mouth closed, every opening less wide than the reference's arrived as a closing (lips pressed, the
-    mouth shut through most of a talking clip). Here the mouth units (``MOUTH_UNITS``) and the residual of the
+    source's mouth closed, every opening less wide than the reference's arrived as a closing (the units stopped
+    at shut, the residual's share went on: the inner lips crossed, drawn as a dark hole where the driver's mouth
+    shut). Here the mouth units (``MOUTH_UNITS``) and the residual of the
     mouth region (``mouth_region_weight`` of the driver's shape) are moved from the reference frame towards the
     driver's closed mouth (the mean of its ``MOUTH_REST_QUANTILE`` least open valid frames, ``mouth_openings``)
     by the share that brings the reference's opening to the source's: none where the source's mouth is as open

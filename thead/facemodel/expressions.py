@@ -41,6 +41,8 @@ EXPRESSION_NAMES: tuple[str, ...] = (
     "brow_raise_left", "brow_raise_right", "brow_lower", "blink_left", "blink_right", "eye_wide",
     "chin_raise",
 )
+# The units that shape the mouth's opening (speech moves these; the smile and frown units are left to the face).
+MOUTH_UNITS: tuple[str, ...] = ("jaw_open", "lips_part", "pucker", "lip_stretch", "chin_raise")
 EXPRESSION_LOWER = {"lips_part": -0.3, "jaw_open": -0.1}
 EXPRESSION_UPPER: dict[str, float] = {}
 
