@@ -224,6 +224,14 @@ def test_a_driver_caught_mid_word_opens_a_closed_mouth_as_its_own_opens():
     own = transfer_motion(driver, driver)
     np.testing.assert_allclose(own.expression, np.clip(talk, *motion.expression_bounds()), atol=1e-6)
     np.testing.assert_allclose(own.residual, driver.residual, atol=1e-6)
+    # Only the opening moves: a chin raised at the reference stays the reference's (the driver's closed frames
+    # need not share it).
+    chin = EXPRESSION_NAMES.index("chin_raise")
+    raised = _still_fit(mean, talk)
+    raised.residual[:] = driver.residual
+    raised.expression[0, chin] = 0.4
+    r_expr, _ = motion.mouth_reference(mean, TargetParams.from_fit(source, 0), raised, 0)
+    assert r_expr[chin] == pytest.approx(0.4) and r_expr[jaw] < 0.05
     # A driver whose reference frame is closed: nothing moves.
     shut_first = _still_fit(mean, talk[1:])
     shut_first.residual[:] = driver.residual[1:]

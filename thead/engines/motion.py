@@ -18,9 +18,9 @@ Motion transfer (``transfer_motion``), per driver frame t against the driver's r
       gaze_t  = gaze_src + (gaze_drv[t] - gaze_drv[r])
 
   with k = ``pose_scale``, e = ``expression_scale`` and g the per-unit ``READ_GAINS`` (1 for most units); the
-  mouth units and the mouth region of ``res_drv[r]`` are the driver's mouth at the source's own opening
-  (``mouth_reference``: between frame r and the driver's closed mouth), so a first frame caught mid-word does not
-  turn the driver's later openings into closings;
+  mouth's opening in ``expr_drv[r]`` and ``res_drv[r]`` is taken at the source's own opening (``mouth_reference``:
+  between frame r's and the driver's closed mouth's), so a first frame caught mid-word does not turn the driver's
+  later openings into closings;
   ``dres_drv[t] = res_drv[t] - res_drv[r]`` is the driver's
   landmark detail beyond its units (lip shapes, ...), ``C`` the pose corrective (``thead.engines.pose_corrective``:
   how landmarks of a real head move beyond a rigid turn): the driver's pose part ``dC_drv[t] = C(R_drv[t]) -
@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from thead.engines.pose_corrective import load_pose_corrective
-from thead.facemodel.expressions import EXPRESSION_NAMES, MOUTH_UNITS, expression_bounds, eye_lids
+from thead.facemodel.expressions import EXPRESSION_NAMES, expression_bounds, eye_lids
 from thead.fitting.result import FitResult
 from thead.geometry.rotation import (euler_to_matrix as _euler_to_matrix, matrix_to_euler as _matrix_to_euler,
                                      rotation_power as _rotation_power)
@@ -83,14 +83,14 @@ READ_GAINS: dict[str, float] = {"eye_wide": 1.5}
 # (``match_lid_closing``): an eye at rest wanders by a few per cent from frame to frame.
 LID_MATCH_FADE = 0.2
 # A relative transfer measures the mouth from the driver's reference frame; a talking clip's first frame is often
-# mid-word (WDA's: lips 1.2 cm apart), and a closed-mouth source then took every later, smaller opening as a
-# closing: the units stopped at shut, the residual's share went on and the lips crossed. The mouth units
-# (``MOUTH_UNITS``) and the mouth region's residual are measured instead from the driver's mouth at the source's
-# own opening (``mouth_reference``), between the reference frame and the driver's closed mouth: the mean of its
-# MOUTH_REST_QUANTILE least open frames.
+# mid-word (WDA's: lips 2.4 cm apart), and a closed-mouth source then took every later, smaller opening as a
+# closing: the units stopped at shut, the residual's share went on and the lips crossed. The reference's mouth
+# is taken instead at the source's own opening (``mouth_reference``), between the reference frame's and the
+# driver's closed mouth: the mean of its MOUTH_REST_QUANTILE least open frames, for OPENING_UNITS and the residual
+# within MOUTH_REGION (mouth widths from the lips' centre: in full, then a raised-cosine fall to none: the chin and
+# the cheeks beside the mouth, not the eyes or the brows).
 MOUTH_REST_QUANTILE = 0.15
-# The mouth region whose residual follows: within this many mouth widths of the lips' centre in full, none beyond the
-# second number (raised cosine between): the chin and the cheeks beside the mouth, not the eyes or the brows.
+OPENING_UNITS: tuple[str, ...] = ("jaw_open", "lips_part")
 MOUTH_REGION = (0.75, 1.25)
 # Inner-lip point pairs (upper, lower) whose mean gap is a mouth's opening: the middle and a third of the way out.
 _INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -446,12 +446,14 @@ def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResul
     A relative transfer applies the driver's change from its reference frame; with the reference mid-word and the
     source's mouth closed, every opening less wide than the reference's arrived as a closing (the units stopped
     at shut, the residual's share went on: the inner lips crossed, drawn as a dark hole where the driver's mouth
-    shut). Here the mouth units (``MOUTH_UNITS``) and the residual of the
-    mouth region (``mouth_region_weight`` of the driver's shape) are moved from the reference frame towards the
-    driver's closed mouth (the mean of its ``MOUTH_REST_QUANTILE`` least open valid frames, ``mouth_openings``)
-    by the share that brings the reference's opening to the source's: none where the source's mouth is as open
-    as the reference's or more (a self-reenactment from the reference frame is unchanged), all where it is as
-    closed as the driver's closed mouth. The rest of the face keeps the reference frame.
+    shut). Here ``OPENING_UNITS`` and the residual of the mouth region (``mouth_region_weight`` of the driver's
+    shape) are moved from the reference frame towards the driver's closed mouth (the mean of its
+    ``MOUTH_REST_QUANTILE`` least open valid frames, ``mouth_openings``) by the share that brings the
+    reference's opening to the source's: none where the source's mouth is as open as the reference's or more (a
+    self-reenactment from the reference frame is unchanged), all where it is as closed as the driver's closed
+    mouth. The other units (a chin raised or lips stretched at the reference) and the rest of the face keep the
+    reference frame. (Closing only the residual's opening along the ``lips_part`` field instead kept the
+    reference's lips stretched thin over its open mouth, and a closed source's lips came out as a thin slit.)
 
     Parameters
     ----------
@@ -465,35 +467,39 @@ def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResul
     Returns
     -------
     expression : np.ndarray
-        float64 [E]: the reference's unit coefficients, the mouth units moved.
+        float64 [E]: the reference's unit coefficients, the opening units moved.
     residual : np.ndarray
         float32 [478, 3] cm, model frame: the reference's residual, the mouth region moved.
     """
     d_expr = np.asarray(driver.expression, np.float64)
     d_res = np.asarray(driver.residual, np.float32)
     ref_expr, ref_res = d_expr[reference].copy(), d_res[reference].copy()
-    if np.shape(identity) != (478, 3) or np.shape(driver.identity) != (478, 3) or driver.num_frames < 2:
+    names = list(driver.expression_names)
+    if (np.shape(identity) != (478, 3) or np.shape(driver.identity) != (478, 3) or driver.num_frames < 2
+            or any(u not in names for u in OPENING_UNITS)):
         return ref_expr, ref_res
-    frames = np.flatnonzero(np.asarray(driver.valid, bool)) if driver.valid is not None else np.arange(
-        driver.num_frames)
+    frames = np.arange(driver.num_frames)
+    if driver.valid is not None:
+        frames = frames[np.asarray(driver.valid, bool)]
     if len(frames) < 2:
         return ref_expr, ref_res
     opening = mouth_openings(driver.identity, d_expr[frames], d_res[frames])
     closed = frames[opening <= np.quantile(opening, MOUTH_REST_QUANTILE)]
     rest_expr, rest_res = d_expr[closed].mean(0), d_res[closed].astype(np.float64).mean(0)
+    cols = [names.index(u) for u in OPENING_UNITS]
+    rest = ref_expr.copy()
+    rest[cols] = rest_expr[cols]
+    w = mouth_region_weight(np.asarray(driver.identity, np.float64))[:, None]
+    rest_res = ref_res + w * (rest_res - ref_res)  # the reference with a closed mouth
     r_open = mouth_openings(driver.identity, d_expr[[reference]], d_res[[reference]])[0]
-    rest_open = mouth_openings(driver.identity, rest_expr[None], rest_res[None])[0]
+    rest_open = mouth_openings(driver.identity, rest[None], rest_res[None])[0]
     s_open = mouth_openings(identity, source.expression, source.residual)[0]
     if r_open - rest_open < 1e-3:
         return ref_expr, ref_res
     share = float(np.clip((r_open - s_open) / (r_open - rest_open), 0.0, 1.0))
     if share == 0.0:
         return ref_expr, ref_res
-    cols = [list(driver.expression_names).index(u) for u in MOUTH_UNITS if u in driver.expression_names]
-    ref_expr[cols] += share * (rest_expr[cols] - ref_expr[cols])
-    w = share * mouth_region_weight(np.asarray(driver.identity, np.float64))[:, None]
-    ref_res = (ref_res + w * (rest_res - ref_res)).astype(np.float32)
-    return ref_expr, ref_res
+    return ref_expr + share * (rest - ref_expr), (ref_res + share * (rest_res - ref_res)).astype(np.float32)
 
 
 def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: TargetParams, driver: FitResult,
@@ -692,7 +698,7 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
     return replace(base, pose=pose, depth_offset=depth, residual=residual)
 
 
-__all__ = ["EXPRESSION_ALIASES", "MODES", "MOUTH_UNITS", "READ_GAINS", "TRANSFER_REVISION", "TargetParams",
-           "edit_params", "hold_indices", "orbit_params", "MAX_TRANSFER_GAZE_DEG", "lid_openings", "match_lid_closing", "mouth_openings",
-           "mouth_reference", "mouth_region_weight", "pose_residual_change", "residual_without_units",
-           "unit_overflow", "transfer_motion", "turn_about_pivot"]
+__all__ = ["EXPRESSION_ALIASES", "MODES", "OPENING_UNITS", "READ_GAINS", "TRANSFER_REVISION", "TargetParams",
+           "edit_params", "hold_indices", "orbit_params", "MAX_TRANSFER_GAZE_DEG", "lid_openings",
+           "match_lid_closing", "mouth_openings", "mouth_reference", "mouth_region_weight", "pose_residual_change",
+           "residual_without_units", "unit_overflow", "transfer_motion", "turn_about_pivot"]
