@@ -384,17 +384,21 @@ def lid_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndar
         change it) from the upper lid down to the lower lid over the lid points ``eye_lids`` pairs; 0 where the
         lids meet.
     """
+    return np.stack([_mean_gap(identity, expression, residual, *eye_lids(side)[:2]) for side in ("right", "left")],
+                    1)
+
+
+def _mean_gap(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray, upper: Sequence[int],
+              lower: Sequence[int]) -> np.ndarray:
+    """float64 [B] cm: the mean model-Y distance from the ``upper`` points down to their ``lower`` partners of
+    shapes ``identity`` [478, 3] + ``expression`` [B, E] along the unit fields + ``residual`` [B, 478, 3]."""
     from thead.facemodel.model import load_face_model
 
     fields = load_face_model().expression_fields.astype(np.float64)
-    out = []
-    for side in ("right", "left"):
-        up, low, _ = eye_lids(side)
-        pts = np.r_[up, low]
-        y = (np.asarray(identity, np.float64)[pts, 1][None] + np.asarray(expression, np.float64) @ fields[:, pts, 1]
-             + np.asarray(residual, np.float64)[:, pts, 1])
-        out.append((y[:, len(up):] - y[:, :len(up)]).mean(1))
-    return np.stack(out, 1)
+    pts = np.r_[np.asarray(upper), np.asarray(lower)]
+    y = (np.asarray(identity, np.float64)[pts, 1][None] + np.asarray(expression, np.float64) @ fields[:, pts, 1]
+         + np.asarray(residual, np.float64)[:, pts, 1])
+    return (y[:, len(upper):] - y[:, :len(upper)]).mean(1)
 
 
 def mouth_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray) -> np.ndarray:
@@ -415,15 +419,7 @@ def mouth_openings(identity: np.ndarray, expression: np.ndarray, residual: np.nd
         float64 [B] cm: the mean height (model Y, pose-free) from the upper to the lower inner lip over
         ``_INNER_LIP_PAIRS``; about 0 for closed lips.
     """
-    from thead.facemodel.model import load_face_model
-
-    fields = load_face_model().expression_fields.astype(np.float64)
-    up = np.array([a for a, _ in _INNER_LIP_PAIRS])
-    low = np.array([b for _, b in _INNER_LIP_PAIRS])
-    pts = np.r_[up, low]
-    y = (np.asarray(identity, np.float64)[pts, 1][None] + np.asarray(expression, np.float64) @ fields[:, pts, 1]
-         + np.asarray(residual, np.float64)[:, pts, 1])
-    return (y[:, len(up):] - y[:, :len(up)]).mean(1)
+    return _mean_gap(identity, expression, residual, [a for a, _ in _INNER_LIP_PAIRS], [b for _, b in _INNER_LIP_PAIRS])
 
 
 def mouth_region_weight(vertices: np.ndarray, region: tuple[float, float] = MOUTH_REGION) -> np.ndarray:
