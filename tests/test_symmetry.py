@@ -125,7 +125,7 @@ def test_outside_the_face_the_filled_side_takes_the_whole_share(monkeypatch):
     low = rows > float(target[0, 168, 1]) + OUTER_FROM[1] * eye  # the face is upright: from below the eyes down
     off = (inside < 1e-3) & (d > OUTER_RAMP[1]) & low
     assert int(off.sum()) > 1000
-    assert torch.allclose(share[off], torch.full_like(share[off], top))
+    assert torch.allclose(share[off], torch.full_like(share[off], top), atol=2e-3)
     # The profile alone (as before) blended the two renders there: 0.7 of the mirror image beside the jaw.
     import thead.render.symmetry as symmetry
 
