@@ -37,9 +37,10 @@ PROFILE_RAMP = (0.15, 0.45)
 # Beyond the face surface the source's render and its mirror image's do not line up: the mirror image's ear,
 # earring, hair and background lie where the flipped other side puts them, beside the source's own. There a pixel on
 # the filled side takes the frame's largest share whole (ramped in across the midline over OUTER_RAMP eye-corner
-# distances, so the hair over the forehead does not switch sides at the midline), and the change-over from the
-# profile's share to it lies FACE_INSET of the face's width inside the face's outline, where both renders put the
-# same surface at the same place: no cross-fade of two copies of an ear or an earring a few pixels apart.
+# distances, so the chin does not switch sides at the midline), and the change-over from the profile's share to it
+# lies FACE_INSET of the face's width inside the face's outline, where both renders put the same surface at the
+# same place: no cross-fade of two copies of an ear or an earring a few pixels apart. The inset face is rasterised
+# on a grid FACE_INTERIOR_STEP times coarser than the image.
 OUTER_RAMP = (0.35, 0.65)
 FACE_INSET = 0.08
 FACE_INTERIOR_STEP = 4
