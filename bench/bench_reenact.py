@@ -11,7 +11,10 @@
    MediaPipe landmarks detected on outputs and on the real crops, 256 px). Optionally also with the driver's
    mouth interior (--mouth-from-driver; it copies real mouth pixels, so it is not the headline number).
 2. Cross-identity: sources = images/*, drivers = videos/*: CSIM (dlib) of the output to its source photo and to
-   the driver frames; the output must stay closer to the source.
+   the driver frames; the output must stay closer to the source. And how the output's mouth follows the driver's:
+   the inner-lip gap over the eye width (MediaPipe on the output, the driver's tracked landmarks), Pearson r over
+   the sampled frames and the mean absolute difference (a driver whose first frame is mid-word once left most
+   photos' mouths shut: r .12-.50 on WDA).
 3. Editing, on the photos: yaw +20 / -20 degrees, smile 0.8, and yaw -25 with pitch 10, then landmarks + fit_image
    on the output; edits the closed loop flags as unreachable are listed per photo.
 4. Speed: frames/s of MeshEngine.render at 256x256 (CPU with --threads, and CUDA when available).
@@ -205,7 +208,15 @@ def print_table(rows: dict[str, dict], methods: list[str]) -> None:
         print(f"  {m:<14}{r['L1']:>8.4f}{r['PSNR']:>8.2f}{r['SSIM']:>8.4f}{r['AKD']:>8.2f}{miss}")
 
 
-def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path, max_frames: int) -> dict:
+def mouth_gap(landmarks: np.ndarray) -> np.ndarray:
+    """[N] the inner-lip gap over the outer eye-corner distance of landmarks [N, 478, >=2] (NaN where missing)."""
+    eye = np.linalg.norm(landmarks[:, 33, :2] - landmarks[:, 263, :2], axis=1)
+    gap = np.mean([landmarks[:, b, 1] - landmarks[:, a, 1] for a, b in ((13, 14), (82, 87), (312, 317))], 0)
+    return gap / eye
+
+
+def cross_identity(clips: list[Clip], photos: list[Photo], engine, landmarker, out_dir: Path,
+                   max_frames: int) -> dict:
     from thead.engines import transfer_motion
     from thead.fitting import fit_image, fit_sequence
     from thead.io import write_image
@@ -213,8 +224,9 @@ def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path
     from thead.metrics.identity import default_embedder
 
     embedder = default_embedder()
-    print("\n== cross-identity (relative motion): CSIM of the output to its source photo vs to the driver ==")
-    print(f"  {'source':<12}{'driver':<34}{'to source':>10}{'to driver':>10}  closer to")
+    print("\n== cross-identity (relative motion): CSIM of the output to its source photo vs to the driver; the mouth's"
+          " opening against the driver's ==")
+    print(f"  {'source':<12}{'driver':<34}{'to source':>10}{'to driver':>10}  closer to  {'mouth r':>8}{'|diff|':>8}")
     drivers = {c.name: fit_sequence(c.landmarks, c.valid, SIZE, fps=c.fps) for c in clips}
     rows_out, closer = [], 0
     for photo in photos:
@@ -232,9 +244,14 @@ def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path
             b = to_drv.value if to_drv.available else float("nan")
             ok = bool(a > b)
             closer += ok
+            g_out, g_drv = mouth_gap(detect_all(landmarker, out)), mouth_gap(clip.landmarks[idx])
+            both = np.isfinite(g_out) & np.isfinite(g_drv)
+            r = float(np.corrcoef(g_out[both], g_drv[both])[0, 1]) if both.sum() > 2 else float("nan")
+            diff = float(np.abs(g_out[both] - g_drv[both]).mean()) if both.any() else float("nan")
             rows_out.append({"source": photo.name, "driver": clip.name, "csim_source": a, "csim_driver": b,
-                             "measured_frames": int(to_src.count)})
-            print(f"  {photo.name:<12}{clip.name:<34}{a:>10.3f}{b:>10.3f}  {'source' if ok else 'DRIVER'}")
+                             "measured_frames": int(to_src.count), "mouth_r": r, "mouth_abs_diff": diff})
+            print(f"  {photo.name:<12}{clip.name:<34}{a:>10.3f}{b:>10.3f}  {'source ' if ok else 'DRIVER '}"
+                  f"   {r:>8.3f}{diff:>8.3f}")
             k = np.linspace(0, len(idx) - 1, 4).round().astype(int)
             sheet_rows.append([label(photo.crop, "source")] + [label(clip.frames[idx[j]], f"{clip.name[:10]}")
                                                                for j in k[1:]])
@@ -243,8 +260,16 @@ def cross_identity(clips: list[Clip], photos: list[Photo], engine, out_dir: Path
     a = np.nanmean([r["csim_source"] for r in rows_out])
     b = np.nanmean([r["csim_driver"] for r in rows_out])
     print(f"  mean CSIM to source {a:.3f}, to driver {b:.3f}; closer to the source in {closer}/{len(rows_out)} pairs")
+    mouth = {}
+    for clip in clips:
+        rs = [r["mouth_r"] for r in rows_out if r["driver"] == clip.name]
+        ds = [r["mouth_abs_diff"] for r in rows_out if r["driver"] == clip.name]
+        mouth[clip.name] = {"r_min": float(np.nanmin(rs)), "r_mean": float(np.nanmean(rs)),
+                            "abs_diff_mean": float(np.nanmean(ds))}
+        print(f"  mouth vs {clip.name}: r {mouth[clip.name]['r_min']:.2f}-{np.nanmax(rs):.2f} (mean "
+              f"{mouth[clip.name]['r_mean']:.2f}), mean |diff| {mouth[clip.name]['abs_diff_mean']:.3f} eye widths")
     return {"pairs": rows_out, "mean_to_source": float(a), "mean_to_driver": float(b), "closer_to_source": closer,
-            "pairs_total": len(rows_out)}
+            "pairs_total": len(rows_out), "mouth": mouth}
 
 
 def editing(photos: list[Photo], engine, landmarker, out_dir: Path) -> dict:
@@ -405,7 +430,7 @@ def main() -> None:
             results["self_reenactment"] = self_reenactment(clips, engine, landmarker, args.out, args.stride,
                                                            args.mouth_from_driver)
         if not args.skip_cross:
-            results["cross_identity"] = cross_identity(clips, photos, engine, args.out, args.cross_frames)
+            results["cross_identity"] = cross_identity(clips, photos, engine, landmarker, args.out, args.cross_frames)
         if not args.skip_edit:
             results["editing"] = editing(photos, engine, landmarker, args.out)
     if not args.skip_speed:
