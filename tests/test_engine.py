@@ -181,13 +181,14 @@ def test_a_driver_s_blink_closes_a_wider_eye_as_far_as_its_own():
     assert np.allclose(transfer_motion(source, _still_fit(mean, wider)).residual, 0.0, atol=1e-6)
 
 
-def test_a_driver_caught_mid_word_opens_a_closed_mouth_as_its_own_opens():
+def test_a_mouth_follows_the_driver_s_whichever_of_them_starts_mid_word():
     """Regression (issue 16, s5.jpg driven by WDA): a talking clip's first frame is mid-word, and a relative
     transfer from it took every later opening less wide than that frame's as a closing of a closed source's mouth:
     the units clipped at closed, the residual's part of the closing went on, the inner lips crossed (drawn as a
     dark lopsided hole where the driver's mouth shut), and the mouth followed the driver's at r .30. The mouth is now
     measured from the driver's own closed mouth (``mouth_reference``) when the source's is closed: its openings
-    arrive as openings; a self-reenactment and a driver whose reference frame is closed are as before."""
+    arrive as openings; a self-reenactment and a driver whose reference frame is closed are as before (for a
+    closed source)."""
     import thead.engines.motion as motion
     from thead.facemodel.expressions import EXPRESSION_NAMES
     from thead.facemodel.model import load_face_model
@@ -232,9 +233,19 @@ def test_a_driver_caught_mid_word_opens_a_closed_mouth_as_its_own_opens():
     raised.expression[0, chin] = 0.4
     r_expr, _ = motion.mouth_reference(mean, TargetParams.from_fit(source, 0), raised, 0)
     assert r_expr[chin] == pytest.approx(0.4) and r_expr[jaw] < 0.05
-    # A driver whose reference frame is closed: nothing moves.
+    # The other way round: a source caught mid-word (lips as open as the driver's 0.5 frame), a driver whose first
+    # frame is shut. Before, the source's mouth never shut (its opening stayed on top of every frame's); now it
+    # shuts where the driver's does and opens with it.
+    open_source = _still_fit(mean, talk[6:7])
+    open_source.residual[:] = driver.residual[6:7]
     shut_first = _still_fit(mean, talk[1:])
     shut_first.residual[:] = driver.residual[1:]
+    o_gap = gap(transfer_motion(open_source, shut_first))
+    d2 = d_gap[1:]
+    assert np.corrcoef(o_gap, d2)[0, 1] > 0.99
+    np.testing.assert_allclose(o_gap, d2, atol=0.05)
+    assert gap(TargetParams.from_fit(open_source, 0))[0] - d2[0] > 0.5  # what the old rule kept on every frame
+    # A driver whose reference frame is closed, and a source as closed: nothing moves.
     r_expr, r_res = motion.mouth_reference(mean, TargetParams.from_fit(source, 0), shut_first, 0)
     np.testing.assert_array_equal(r_expr, shut_first.expression[0])
     np.testing.assert_array_equal(r_res, shut_first.residual[0])

@@ -88,8 +88,12 @@ LID_MATCH_FADE = 0.2
 # is taken instead at the source's own opening (``mouth_reference``), between the reference frame's and the
 # driver's closed mouth: the mean of its MOUTH_REST_QUANTILE least open frames, for OPENING_UNITS and the residual
 # within MOUTH_REGION (mouth widths from the lips' centre: in full, then a raised-cosine fall to none: the chin and
-# the cheeks beside the mouth, not the eyes or the brows).
+# the cheeks beside the mouth, not the eyes or the brows). The other way round (a source caught mid-word, a driver
+# whose first frame is closed: the source's mouth never shut and gaped wider as the driver spoke), towards the
+# driver's widest mouth instead: the mean of its MOUTH_REST_QUANTILE most open frames, and on along the same change
+# up to MAX_OPENING_SHARE times it for a source opened wider than that.
 MOUTH_REST_QUANTILE = 0.15
+MAX_OPENING_SHARE = 2.0
 OPENING_UNITS: tuple[str, ...] = ("jaw_open", "lips_part")
 MOUTH_REGION = (0.75, 1.25)
 # Inner-lip point pairs (upper, lower) whose mean gap is a mouth's opening: the middle and a third of the way out.
@@ -439,17 +443,22 @@ def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResul
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The driver's reference expression and residual with its mouth taken at the source's own opening.
 
-    A relative transfer applies the driver's change from its reference frame; with the reference mid-word and the
-    source's mouth closed, every opening less wide than the reference's arrived as a closing (the units stopped
-    at shut, the residual's share went on: the inner lips crossed, drawn as a dark hole where the driver's mouth
-    shut). Here ``OPENING_UNITS`` and the residual of the mouth region (``mouth_region_weight`` of the driver's
-    shape) are moved from the reference frame towards the driver's closed mouth (the mean of its
-    ``MOUTH_REST_QUANTILE`` least open valid frames, ``mouth_openings``) by the share that brings the
-    reference's opening to the source's: none where the source's mouth is as open as the reference's or more (a
-    self-reenactment from the reference frame is unchanged), all where it is as closed as the driver's closed
-    mouth. The other units (a chin raised or lips stretched at the reference) and the rest of the face keep the
-    reference frame. (Closing only the residual's opening along the ``lips_part`` field instead kept the
-    reference's lips stretched thin over its open mouth, and a closed source's lips came out as a thin slit.)
+    A relative transfer applies the driver's change from its reference frame, so the reference's mouth is taken
+    to be the source's. With the reference mid-word and the source's mouth closed, every opening less wide than
+    the reference's arrived as a closing (the units stopped at shut, the residual's share went on: the inner lips
+    crossed, drawn as a dark hole where the driver's mouth shut); with the source mid-word and the reference
+    closed, the source's mouth never shut and gaped wider as the driver spoke. Here ``OPENING_UNITS`` and the
+    residual of the mouth region (``mouth_region_weight`` of the driver's shape) are moved from the reference
+    frame towards the driver's closed mouth (the mean of its ``MOUTH_REST_QUANTILE`` least open valid frames,
+    ``mouth_openings``) when the source is less open than the reference, towards its widest (the mean of its
+    ``MOUTH_REST_QUANTILE`` most open frames) when the source is more open, by the share that brings the
+    reference's opening to the source's: all of it where the source is as closed as that, up to
+    ``MAX_OPENING_SHARE`` of it where the source opens wider than the driver's widest mean. A
+    self-reenactment from the reference frame is unchanged (the same opening). The other units (a chin raised or
+    lips stretched at the reference) and the rest of the face keep the reference frame. (Closing only the
+    residual's opening along the ``lips_part`` field instead kept the reference's lips stretched thin over its
+    open mouth, and a closed source's lips came out as a thin slit; moving the units alone for an open source
+    left its lips pouting where the driver's closed.)
 
     Parameters
     ----------
@@ -480,22 +489,25 @@ def mouth_reference(identity: np.ndarray, source: TargetParams, driver: FitResul
     if len(frames) < 2:
         return ref_expr, ref_res
     opening = mouth_openings(driver.identity, d_expr[frames], d_res[frames])
-    closed = frames[opening <= np.quantile(opening, MOUTH_REST_QUANTILE)]
-    rest_expr, rest_res = d_expr[closed].mean(0), d_res[closed].astype(np.float64).mean(0)
-    cols = [names.index(u) for u in OPENING_UNITS]
-    rest = ref_expr.copy()
-    rest[cols] = rest_expr[cols]
-    w = mouth_region_weight(np.asarray(driver.identity, np.float64))[:, None]
-    rest_res = ref_res + w * (rest_res - ref_res)  # the reference with a closed mouth
     r_open = mouth_openings(driver.identity, d_expr[[reference]], d_res[[reference]])[0]
-    rest_open = mouth_openings(driver.identity, rest[None], rest_res[None])[0]
     s_open = mouth_openings(identity, source.expression, source.residual)[0]
-    if r_open - rest_open < 1e-3:
+    if s_open < r_open:  # the driver's closed mouth
+        toward = frames[opening <= np.quantile(opening, MOUTH_REST_QUANTILE)]
+    else:  # its widest
+        toward = frames[opening >= np.quantile(opening, 1.0 - MOUTH_REST_QUANTILE)]
+    cols = [names.index(u) for u in OPENING_UNITS]
+    state = ref_expr.copy()
+    state[cols] = d_expr[toward][:, cols].mean(0)
+    w = mouth_region_weight(np.asarray(driver.identity, np.float64))[:, None]
+    state_res = ref_res + w * (d_res[toward].astype(np.float64).mean(0) - ref_res)  # the reference, mouth moved
+    state_open = mouth_openings(driver.identity, state[None], state_res[None])[0]
+    if abs(state_open - r_open) < 1e-3:
         return ref_expr, ref_res
-    share = float(np.clip((r_open - s_open) / (r_open - rest_open), 0.0, 1.0))
+    limit = 1.0 if s_open < r_open else MAX_OPENING_SHARE
+    share = float(np.clip((s_open - r_open) / (state_open - r_open), 0.0, limit))
     if share == 0.0:
         return ref_expr, ref_res
-    return ref_expr + share * (rest - ref_expr), (ref_res + share * (rest_res - ref_res)).astype(np.float32)
+    return ref_expr + share * (state - ref_expr), (ref_res + share * (state_res - ref_res)).astype(np.float32)
 
 
 def match_lid_closing(residual: np.ndarray, identity: np.ndarray, source: TargetParams, driver: FitResult,
@@ -694,7 +706,7 @@ def orbit_params(fit: FitResult, num_frames: int, yaw_range_deg: tuple[float, fl
     return replace(base, pose=pose, depth_offset=depth, residual=residual)
 
 
-__all__ = ["EXPRESSION_ALIASES", "MODES", "OPENING_UNITS", "READ_GAINS", "TRANSFER_REVISION", "TargetParams",
-           "edit_params", "hold_indices", "orbit_params", "MAX_TRANSFER_GAZE_DEG", "lid_openings",
+__all__ = ["EXPRESSION_ALIASES", "MAX_OPENING_SHARE", "MODES", "OPENING_UNITS", "READ_GAINS", "TRANSFER_REVISION",
+           "TargetParams", "edit_params", "hold_indices", "orbit_params", "MAX_TRANSFER_GAZE_DEG", "lid_openings",
            "match_lid_closing", "mouth_openings", "mouth_reference", "mouth_region_weight", "pose_residual_change",
            "residual_without_units", "unit_overflow", "transfer_motion", "turn_about_pivot"]
