@@ -304,7 +304,9 @@ def test_scales_and_switches(astro):
     pose[:, 0] += np.radians([0, 10, 20])
     expr = np.repeat(fit.expression[:1], 3, 0)
     jaw = fit.expression_names.index("jaw_open")
-    expr[:, jaw] = [0.0, 0.3, 0.6]
+    # (The driver's first frame has the source's mouth: with a first frame less open than the source's, the mouth's
+    # reference moves to the source's opening, ``mouth_reference``.)
+    expr[:, jaw] = fit.expression[0, jaw] + np.array([0.0, 0.3, 0.6])
     driver = driver_from(fit, pose, expr)
     full = transfer_motion(fit, driver)
     assert np.allclose(full.expression[:, jaw], fit.expression[0, jaw] + np.array([0.0, 0.3, 0.6]), atol=1e-5)
