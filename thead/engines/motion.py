@@ -311,13 +311,12 @@ def transfer_motion(source: FitResult, driver: FitResult, mode: str = "relative"
     if use_expression:
         d_expr = np.asarray(driver.expression, np.float64)
         d_res = np.asarray(driver.residual, np.float32)
-        r_expr, r_res = d_expr[ref], d_res[ref]
-        if mode == "relative":
-            r_expr, r_res = mouth_reference(source.identity, src, driver, ref)
         gain = expression_scale * _unit_gains(driver.expression_names, READ_GAINS if read_gains is None else read_gains)
         if mode == "relative":
+            r_expr, r_res = mouth_reference(source.identity, src, driver, ref)
             expression = src.expression[0] + gain * (d_expr[idx] - r_expr)
         else:
+            r_res = d_res[ref]
             expression = gain * d_expr[idx]
         clipped = np.clip(expression, lo, hi)
         detail = (d_res[idx] - r_res) - pose_residual_change(d_pose[:, :3], r_pose[None, :3])
@@ -406,24 +405,11 @@ def _mean_gap(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray
 
 
 def mouth_openings(identity: np.ndarray, expression: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """How open a face shape's mouth is.
-
-    Parameters
-    ----------
-    identity : np.ndarray
-        [478, 3] cm, model frame: the neutral shape.
-    expression : np.ndarray
-        [B, E] unit coefficients (``EXPRESSION_NAMES``).
-    residual : np.ndarray
-        [B, 478, 3] cm, model frame.
-
-    Returns
-    -------
-    np.ndarray
-        float64 [B] cm: the mean height (model Y, pose-free) from the upper to the lower inner lip over
-        ``_INNER_LIP_PAIRS``; about 0 for closed lips.
-    """
-    return _mean_gap(identity, expression, residual, [a for a, _ in _INNER_LIP_PAIRS], [b for _, b in _INNER_LIP_PAIRS])
+    """How open a face shape's mouth is: float64 [B] cm, the mean height (model Y, pose-free) from the upper to the
+    lower inner lip over ``_INNER_LIP_PAIRS``, about 0 for closed lips. The shape as in :func:`lid_openings`
+    (identity [478, 3] cm, expression [B, E], residual [B, 478, 3] cm)."""
+    upper, lower = zip(*_INNER_LIP_PAIRS)
+    return _mean_gap(identity, expression, residual, upper, lower)
 
 
 def mouth_region_weight(vertices: np.ndarray, region: tuple[float, float] = MOUTH_REGION) -> np.ndarray:

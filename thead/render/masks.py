@@ -110,7 +110,7 @@ def fill_rows(image: torch.Tensor, known: torch.Tensor, reach: int = 4) -> torch
     t = ((cols - left).to(image.dtype) / (right - left).clamp(min=1).to(image.dtype)).clamp(0.0, 1.0)
     t = torch.where(has_left & has_right, t, torch.where(has_right, torch.ones_like(t), torch.zeros_like(t)))
     filled = at_left + t * (at_right - at_left)
-    row_known = (has_left | has_right).any(-1, keepdim=True)  # [B, 1, H, 1]
+    row_known = is_known.any(-1, keepdim=True)  # [B, 1, H, 1]
     if not bool(row_known.all()):
         filled = torch.where(row_known, filled, fill_holes(image, known))
     return torch.where(is_known, image, filled)
