@@ -563,7 +563,7 @@ CHANGED_SETTINGS = {
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2, "gaze_gain": (1.0, 1.0), "lip_border": 1.0,
     "turn_gain": (1.0, 1.0, 1.0),
-    "jaw_mesh_flow": False,
+    "jaw_mesh_flow": False, "inner_lip_edge": False,
 }
 
 
@@ -608,7 +608,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-22-8c486860e642"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-23-fac16e9ab995"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

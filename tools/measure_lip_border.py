@@ -1,5 +1,5 @@
 """Measure where the lips' vermilion border lies against MediaPipe's outer-lip contour, frame by frame, and how that
-offset changes with the mouth's opening: the data behind ``thead.render.lip_border.LIP_BORDER_SLOPE``.
+offset changes with the mouth's opening: the data behind ``thead.render.lip_border.LIP_BORDER_SLOPE_MEASURED``.
 
     python tools/measure_lip_border.py ../shared/data/videos/d0.mp4 d3.mp4 d12.mp4 WDA_....mp4 --work /tmp/lipb
 
@@ -9,7 +9,7 @@ the lip band's, along their difference with lightness at a quarter weight) from 
 crossing of 1/2 nearest the contour (positive: outside it). Offsets are in % of the eye width (outer eye corners).
 Per clip it prints the median offset of the closed frames (opening < ``REST_OPENING``; opening = inner-lip gap over
 eye width) and the Theil-Sen slope of the offset's change from there against the opening above ``REST_OPENING``;
-then the slopes pooled over the clips (left and right mirrored together), which ``LIP_BORDER_SLOPE`` holds (rounded,
+then the slopes pooled over the clips (left and right mirrored together), which ``LIP_BORDER_SLOPE_MEASURED`` holds (rounded,
 / 100).
 Maintenance script: not imported by the package.
 """

@@ -11,7 +11,7 @@ import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_gaps, lid_split_vertices
-from thead.render.lip_border import lip_border_vertices
+from thead.render.lip_border import REST_OPENING, inner_lip_vertices, lip_border_vertices, mouth_opening
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3, erode, soften
 from thead.face.topology import LEFT_EYE, NUM_POINTS, RIGHT_EYE
@@ -96,6 +96,7 @@ def render_head(
     gaze_rest: torch.Tensor | None = None,
     lip_border: float = 0.0,
     edge_flow: torch.Tensor | None = None,
+    inner_lip: bool = False,
 ) -> HeadRender:
     """Render the source at target face meshes.
 
@@ -112,6 +113,10 @@ def render_head(
     ``dst_vertices`` (``thead.render.eyes.eye_layer``).
     lip_border: gain of the outer-lip contour's move onto the vermilion border its mouth opening predicts
     (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
+    inner_lip: move the source's inner-lip contour out onto its lips' edge (``source.inner_lip``), and each
+    target's by the share of the source's mouth opening (above ``REST_OPENING``) it keeps: a mouth closing from
+    an open source closes on its lips, not on the band of teeth its contour ran over; an identity target still
+    maps every source pixel onto itself.
     edge_flow: [B or 1, 1, h, w] in [0, 1] over the output (the window): where the face mesh's own map holds to
     about two pixels from the mesh's edge (1) instead of easing into the dense flow over its outer triangle rings
     (the feather, 0).
@@ -127,6 +132,11 @@ def render_head(
         # Both meshes alike: an identity target still maps every source pixel onto itself.
         src_v = lip_border_vertices(src_v, lip_border)
         dst_vertices = lip_border_vertices(dst_vertices, lip_border)
+    if inner_lip and source.inner_lip is not None:
+        keep = (mouth_opening(layer_vertices) - REST_OPENING) / (mouth_opening(src_v) - REST_OPENING).clamp(min=1e-6)
+        edge = source.inner_lip.to(src_v.dtype).expand(B, -1)
+        src_v = inner_lip_vertices(src_v, edge)
+        dst_vertices = inner_lip_vertices(dst_vertices, edge * keep.clamp(0.0, 1.0)[:, None])
     triangles, split_edges = lid_split_mesh()
     src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
     # A closing lid stretches the skin band above the lashes (the triangles holding a split vertex): there the

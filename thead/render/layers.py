@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from thead.face.topology import LEFT_EYE, LIPS_INNER, RIGHT_EYE
 from thead.render.eyes import EyeSource, eye_layer, eye_span, lid_skin_fill, prepare_eyes
+from thead.render.lip_border import inner_lip_edge
 from thead.render.masks import blur3
 from thead.render.mouth import mouth_layer
 from thead.render.windows import region_window
@@ -26,12 +27,15 @@ class SourceFace:
         open eye's crease, lashes and iris smeared down over it).
     warp_image: [Bs, 3, H, W] what the base warp should move: the source with the irises painted out, so a
         gaze change never leaves a second iris behind.
+    inner_lip: [Bs, 20] where the lips' inner edge lies out from each ``LIPS_INNER`` vertex, in eye widths
+        (``thead.render.lip_border.inner_lip_edge``); None where it is on the contour everywhere (a closed mouth).
     """
 
     image: torch.Tensor
     vertices: torch.Tensor
     eyes: EyeSource
     blurred: torch.Tensor | None = None
+    inner_lip: torch.Tensor | None = None
 
     @property
     def warp_image(self) -> torch.Tensor:
@@ -44,8 +48,10 @@ def prepare_source(src_image: torch.Tensor, src_vertices: torch.Tensor) -> Sourc
     if src_vertices.shape[1] < 478:
         raise ValueError("the layers need the 478-point mesh (refine_landmarks=True): iris points are missing")
     eyes = prepare_eyes(src_image, src_vertices)
+    inner_lip = inner_lip_edge(src_image, src_vertices)
     return SourceFace(image=src_image, vertices=src_vertices, eyes=eyes,
-                      blurred=smooth_image(lid_skin_fill(eyes.iris_free, src_vertices)))
+                      blurred=smooth_image(lid_skin_fill(eyes.iris_free, src_vertices)),
+                      inner_lip=inner_lip.to(src_vertices.dtype) if bool((inner_lip > 0).any()) else None)
 
 
 def smooth_image(image: torch.Tensor, fraction: float = 1.0 / 64.0) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Correct the outer-lip contour of a face mesh towards the lips' vermilion border as the mouth opens.
+"""Correct the lip contours of a face mesh: the outer one towards the lips' vermilion border as the mouth opens, the
+inner one onto where an open source's lips start.
 
 MediaPipe's outer-lip contour (``LIPS_OUTER``) fits a closed mouth's vermilion border tightly, but on an open mouth
 it lies outside the border (skin inside the contour), most beside the corners. Measured along the contour's normals
@@ -15,6 +16,9 @@ of the mesh's own mouth opening only, and the two rings of lip vertices between 
 by their share of it (the lips' band is squeezed, never folded: near an open mouth's corners the move is nearly half
 the band's width). Applied alike to the source vertices a warp samples from and the target
 vertices it draws to, an identity target still maps every source pixel onto itself.
+
+``inner_lip_edge`` / ``inner_lip_vertices`` do the like for the inner contour, measured on the source's own pixels
+(see the section below).
 """
 
 from __future__ import annotations
@@ -25,14 +29,32 @@ import numpy as np
 import torch
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER, NUM_SURFACE_POINTS
+from thead.render.images import luma
+from thead.render.mouth import inner_mouth_mask, source_teeth_colour
 
 # Per ``LIPS_OUTER`` vertex (61, 185, 40, ..., 291, 375, ..., 146): the vermilion border's offset from the contour
 # along the contour's outward normal, in eye widths per unit of opening above ``REST_OPENING`` (negative: the border
 # lies inside the contour). Theil-Sen slopes pooled over the four shared clips (each clip's closed-mouth median
 # offset subtracted, left and right mirrored together; ``tools/measure_lip_border.py``), rounded to a quarter of a
 # per cent. Measurement noise: about 1 % (half a pixel's change of the colour sampling masks moves them that much).
-LIP_BORDER_SLOPE = np.array([-3.75, -2.25, -3.75, -2.25, -2.25, -1.5, -2.25, -2.25, -3.75, -2.25,
-                             -3.75, -7.75, -8.5, -1.25, 2.5, -1.5, 2.5, -1.25, -8.5, -7.75]) / 100.0
+LIP_BORDER_SLOPE_MEASURED = np.array([-3.75, -2.25, -3.75, -2.25, -2.25, -1.5, -2.25, -2.25, -3.75, -2.25,
+                                      -3.75, -7.75, -8.5, -1.25, 2.5, -1.5, 2.5, -1.25, -8.5, -7.75]) / 100.0
+
+
+def _smooth_loop(values: np.ndarray, passes: int) -> np.ndarray:
+    """[K] values around a closed contour, each pass ``(prev + 2 * self + next) / 4`` (their sum is kept)."""
+    out = np.asarray(values, dtype=np.float64)
+    for _ in range(passes):
+        out = 0.25 * np.roll(out, 1) + 0.5 * out + 0.25 * np.roll(out, -1)
+    return out
+
+
+# What the warp uses: the measured slopes smoothed along the contour (two binomial passes). Next to each other the
+# measured ones zigzag by up to 10 % (321 / 405 / 314 / 17 / 84 on the lower lip), more than their noise but not
+# what a lip's border does: on a wide-open source (WDA's first frame, opening 0.30, gain 2) neighbouring lower-lip
+# vertices moved 3 px apart, and every frame that closed the mouth drew the lower lip's edge scalloped. Smoothed,
+# the mean and the corners' larger move stay; the lower lip closes with a smooth edge.
+LIP_BORDER_SLOPE = _smooth_loop(LIP_BORDER_SLOPE_MEASURED, passes=2)
 REST_OPENING = 0.05  # inner-lip gap over eye width below which the contour fits the border (closed lips)
 _EYE_CORNERS = (33, 263)  # outer eye corners: the face's scale
 _INNER_MID = (13, 14)  # middle of the upper and lower inner lip
@@ -87,6 +109,15 @@ def mouth_opening(vertices: torch.Tensor) -> torch.Tensor:
     return (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye
 
 
+def _outward_normals(loop: torch.Tensor) -> torch.Tensor:
+    """[B, K, 2] unit normals of a closed contour [B, K, 2] (pixels), pointing away from its centroid."""
+    tangent = torch.roll(loop, -1, 1) - torch.roll(loop, 1, 1)
+    normal = torch.stack([tangent[..., 1], -tangent[..., 0]], -1)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    outward = torch.sign(((loop - loop.mean(1, keepdim=True)) * normal).sum(-1, keepdim=True))
+    return normal * torch.where(outward == 0, torch.ones_like(outward), outward)
+
+
 def lip_border_vertices(vertices: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """The mesh with its outer-lip contour moved onto the vermilion border its mouth opening predicts.
 
@@ -111,11 +142,7 @@ def lip_border_vertices(vertices: torch.Tensor, gain: float = 1.0) -> torch.Tens
     idx = torch.as_tensor(LIPS_OUTER, device=dev)
     xy = vertices[..., :2]
     loop = xy[:, idx]  # [B, 20, 2]
-    tangent = torch.roll(loop, -1, 1) - torch.roll(loop, 1, 1)
-    normal = torch.stack([tangent[..., 1], -tangent[..., 0]], -1)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-    outward = torch.sign(((loop - loop.mean(1, keepdim=True)) * normal).sum(-1, keepdim=True))
-    normal = normal * torch.where(outward == 0, torch.ones_like(outward), outward)
+    normal = _outward_normals(loop)
     eye = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1)  # [B]
     excess = (mouth_opening(vertices) - REST_OPENING).clamp(min=0.0)  # [B]
     slope = torch.as_tensor(LIP_BORDER_SLOPE, dtype=dt, device=dev)
@@ -124,4 +151,140 @@ def lip_border_vertices(vertices: torch.Tensor, gain: float = 1.0) -> torch.Tens
     out = vertices.clone()
     out[:, idx, :2] = loop + shift
     out[:, ids, :2] = xy[:, ids] + share.to(dt)[None, :, None] * shift[:, pair]
+    return out
+
+
+# ----------------------------------------------------------------------------------------- the lips' inner edge
+# On an open mouth MediaPipe's inner-lip contour often runs over the teeth a few pixels short of the lip (WDA's
+# first frame: the lower contour 1-2.5 px inside the lower teeth, the upper one on the lip's edge). A warp that
+# closes such a mouth keeps that band of teeth between the lips: a pale line in a shut mouth, read back as lips
+# parted by about a pixel. ``inner_lip_edge`` measures where the lip starts along each inner-contour vertex's
+# outward normal, by colour, once per source; ``inner_lip_vertices`` moves the contour there (the source's mesh by
+# all of it, a target's by the share of the source's opening it keeps), so a closing mouth closes on the lips.
+INNER_EDGE_SEARCH = 0.06  # eye widths outwards from the contour searched for the lip's edge
+INNER_EDGE_RUN = 0.012  # eye widths the lip's colour must hold from the edge on (about a pixel)
+INNER_EDGE_INSIDE = (0.02, 0.035)  # eye widths inwards: where the mouth's interior colour is read
+INNER_EDGE_MIN_GAP = 0.08  # inner-lip gap over eye width below which nothing is measured (lips nearly meet)
+INNER_EDGE_MIN_CONTRAST = 0.1  # YCbCr distance between interior and lip below which the edge is not told
+LIP_SAMPLE_SHARES = (0.5, 0.6, 0.7)  # where from the inner contour to the outer the lip's own colour is read
+INNER_EDGE_MAX_SHARE = 0.4  # at most this share of the lip's width (inner to outer contour) is taken
+_YCC = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))  # BT.601, no offsets
+
+
+def _sample(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """image [B, C, H, W] read bilinearly at points [B, ..., 2] (pixels, centres at i + 0.5) -> [B, ..., C]."""
+    H, W = image.shape[-2:]
+    B = points.shape[0]
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=points.device, dtype=image.dtype)
+    grid = (points.to(image.dtype).reshape(B, 1, -1, 2) * scale - 1.0)
+    out = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2).reshape(*points.shape[:-1], image.shape[1])
+
+
+def _cavity_colour(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """[B, 3] RGB: the mean of the darkest quarter of the mouth opening (``inner_mouth_mask``; black if empty)."""
+    B, _, H, W = image.shape
+    region = inner_mouth_mask(xy, H, W)[:, 0] > 0.5  # [B, H, W]
+    lum = luma(image)[:, 0]
+    flat = torch.where(region, lum, torch.full_like(lum, 2.0)).view(B, -1)
+    k = (region.view(B, -1).sum(1).float() * 0.25).ceil().long().clamp(min=1)
+    thresh = flat.sort(dim=1).values.gather(1, (k - 1).view(B, 1))
+    sel = ((flat <= thresh) & region.view(B, -1)).to(image.dtype)
+    return (image.view(B, 3, -1) * sel[:, None]).sum(2) / sel.sum(1, keepdim=True).clamp(min=1.0)
+
+
+@torch.no_grad()
+def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """How far out from each inner-lip contour vertex the lip itself starts, measured by colour.
+
+    Along each ``LIPS_INNER`` vertex's outward normal (into the lip) each colour is told lip or not by the nearest
+    of four: the lip's own (read ``LIP_SAMPLE_SHARES`` of the way to the vertex's ``LIPS_OUTER`` partner) against
+    the mouth's interior just inside the contour (``INNER_EDGE_INSIDE``: teeth, tongue or cavity), the teeth's
+    (``source_teeth_colour``: teeth between a dark cavity and the lip are interior too) and the cavity's (the
+    darkest quarter of the opening: the shadowed wet inner side of a lip, which a closed mouth rolls in, is
+    interior too). The edge is where the lip's first becomes the nearest and stays so for ``INNER_EDGE_RUN``
+    (linear between samples). Nothing is measured (0) on a mouth whose lips nearly meet, where interior and lip
+    look alike, at the two corners, or inwards.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B, 3, H, W] in [0, 1].
+    vertices : torch.Tensor
+        [B, 478, >=2] face meshes of ``image`` (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 20] >= 0: the edge's distance from each ``LIPS_INNER`` vertex, in eye widths.
+    """
+    dev = vertices.device
+    xy = vertices[..., :2].float()
+    img = torch.einsum("ij,bjhw->bihw", torch.tensor(_YCC, device=dev), image.float())
+    loop = xy[:, torch.as_tensor(LIPS_INNER, device=dev)]  # [B, 20, 2]
+    outer = xy[:, torch.as_tensor(LIPS_OUTER, device=dev)]
+    normal = _outward_normals(loop)
+    eye = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1).clamp(min=1e-3)[:, None, None]  # [B,1,1]
+    inside = torch.linspace(-INNER_EDGE_INSIDE[1], -INNER_EDGE_INSIDE[0], 4, device=dev)
+    c_in = _sample(img, loop[:, :, None] + inside[None, None, :, None] * eye[..., None] * normal[:, :, None])
+    c_in = c_in.mean(2)  # [B, 20, 3]
+    mid = torch.tensor(LIP_SAMPLE_SHARES, device=dev)
+    c_lip = _sample(img, loop[:, :, None] + mid[None, None, :, None] * (outer - loop)[:, :, None]).mean(2)
+    steps = torch.linspace(0.0, INNER_EDGE_SEARCH, 25, device=dev)  # eye widths
+    c = _sample(img, loop[:, :, None] + steps[None, None, :, None] * eye[..., None] * normal[:, :, None])  # [B,20,S,3]
+    to_ycc = torch.tensor(_YCC, device=dev)
+    c_teeth = torch.einsum("ij,bj->bi", to_ycc, source_teeth_colour(image.float(), xy))  # [B, 3]
+    c_dark = torch.einsum("ij,bj->bi", to_ycc, _cavity_colour(image.float(), xy))
+    contrast = (c_lip - c_in).norm(dim=-1)  # [B, 20]
+    # > 0 where the colour is nearer the lip's than each of the interior's.
+    interior = torch.stack([(c - c_in[:, :, None]).norm(dim=-1), (c - c_teeth[:, None, None]).norm(dim=-1),
+                            (c - c_dark[:, None, None]).norm(dim=-1)]).amin(0)
+    lipness = interior - (c - c_lip[:, :, None]).norm(dim=-1)
+    # Lip from there on for INNER_EDGE_RUN (a blend of dark cavity and bright teeth at their boundary can read
+    # as the lip's middling colour for a sample or two).
+    run = max(2, int(round(INNER_EDGE_RUN / float(steps[1]))))
+    padded = torch.cat([lipness > 0.0, (lipness[..., -1:] > 0.0).expand(-1, -1, run - 1)], -1)
+    reached = padded.unfold(-1, run, 1).all(-1)  # [B, 20, S]
+    first = reached.float().argmax(-1)  # [B, 20] (0 where never reached: masked below)
+    # Linear interpolation between the last sample not lip and the first that is.
+    i1 = first.clamp(min=1)
+    l0, l1 = lipness.gather(-1, (i1 - 1)[..., None])[..., 0], lipness.gather(-1, i1[..., None])[..., 0]
+    frac = (-l0 / (l1 - l0).clamp(min=1e-6)).clamp(0.0, 1.0)
+    edge = torch.where(first > 0, steps[i1 - 1] + frac * (steps[1] - steps[0]), torch.zeros_like(frac))
+    width = (outer - loop).norm(dim=-1) / eye[..., 0]  # [B, 20] the lip's width, eye widths
+    edge = torch.minimum(edge, INNER_EDGE_MAX_SHARE * width)
+    gap = (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye[:, 0, 0]  # [B]
+    ok = (contrast >= INNER_EDGE_MIN_CONTRAST) & reached.any(-1) & (gap >= INNER_EDGE_MIN_GAP)[:, None]
+    edge = torch.where(ok, edge, torch.zeros_like(edge))
+    edge[:, [0, 10]] = 0.0  # the corners: moving them along their normals would widen or narrow the mouth
+    return edge
+
+
+def inner_lip_vertices(vertices: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """The mesh with its inner-lip contour moved out onto the lips' edge.
+
+    Parameters
+    ----------
+    vertices : torch.Tensor
+        [B, 478, C] face mesh, C >= 2: pixels x, y (then depth, unchanged).
+    edge : torch.Tensor
+        [B or 1, 20] how far to move each ``LIPS_INNER`` vertex along its outward normal, in eye widths
+        (``inner_lip_edge``, scaled by the caller).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 478, C]: a new tensor, the ``LIPS_INNER`` vertices moved, the ``lip_band`` vertices by the rest of
+        their share of the move (1 at the inner contour, 0 at the outer); every other vertex as given.
+    """
+    dev, dt = vertices.device, vertices.dtype
+    idx = torch.as_tensor(LIPS_INNER, device=dev)
+    xy = vertices[..., :2]
+    loop = xy[:, idx]
+    eye = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1)  # [B]
+    shift = edge.to(dt)[..., None] * eye[:, None, None] * _outward_normals(loop)  # [B, 20, 2]
+    ids, pair, share = (torch.as_tensor(a, device=dev) for a in lip_band())
+    out = vertices.clone()
+    out[:, idx, :2] = loop + shift
+    out[:, ids, :2] = xy[:, ids] + (1.0 - share.to(dt))[None, :, None] * shift[:, pair]
     return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 22
+CODE_REVISION = 23
 BACKGROUNDS = ("still", "warp")
 
 
@@ -136,6 +136,12 @@ class MeshConfig:
         source's far-side jaw it lags the mesh by a few pixels, and the jaw's outer rings read the background
         beside the source's jaw: a pale band of the wall (WDA's flag stripes) ran down inside the jaw of every
         frame turned towards that side.
+    inner_lip_edge : bool
+        On a source whose mouth is open, the inner-lip contour is moved out onto where its lips start, measured
+        by colour once per source (``thead.render.lip_border.inner_lip_edge``), and each target's contour by the
+        share of the source's opening it keeps. MediaPipe's lower inner-lip contour on WDA's first frame runs over
+        the lower teeth 1-2 px short of the lip; every frame that shut the mouth drew that band of teeth as a pale
+        line between the lips (and MediaPipe read the lips about a pixel apart). No effect on a closed source.
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
@@ -168,6 +174,7 @@ class MeshConfig:
     lip_border: float = 2.0
     turn_gain: tuple[float, float, float] = (1.1, 1.0, 1.0)
     jaw_mesh_flow: bool = True
+    inner_lip_edge: bool = True
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:
@@ -176,7 +183,7 @@ class MeshConfig:
             "batch_size": max(1, int(self.batch_size)), "symmetry": bool(self.symmetry),
             "workers": None if self.workers is None else max(1, int(self.workers)),
             "head_proxy": bool(self.head_proxy), "pad_fraction": max(0.0, float(self.pad_fraction)),
-            "jaw_mesh_flow": bool(self.jaw_mesh_flow),
+            "jaw_mesh_flow": bool(self.jaw_mesh_flow), "inner_lip_edge": bool(self.inner_lip_edge),
             "neck_follow": None if self.neck_follow is None else float(self.neck_follow),
             "head_proxy_rings": tuple(_pair(r) for r in self.head_proxy_rings),
         }

@@ -664,7 +664,8 @@ class MeshEngine:
         jaw = below_head_map(dst, h, w, cfg, origin) if cfg.jaw_mesh_flow else None
         out = render_head(source.face, dst, mouth_image=mouth_image, falloff=cfg.falloff,
                           extra_points=extra, source_weight=weight, window=window, gaze_gain=cfg.gaze_gain,
-                          gaze_rest=gaze_rest, lip_border=cfg.lip_border, edge_flow=jaw)
+                          gaze_rest=gaze_rest, lip_border=cfg.lip_border, edge_flow=jaw,
+                          inner_lip=cfg.inner_lip_edge)
         mesh_mask = out.mesh.mask
         image = out.image
         if layered:
