@@ -139,9 +139,10 @@ class MeshConfig:
     inner_lip_edge : bool
         On a source whose mouth is open, the inner-lip contour is moved out onto where its lips start, measured
         by colour once per source (``thead.render.lip_border.inner_lip_edge``), and each target's contour by the
-        share of the source's opening it keeps. MediaPipe's lower inner-lip contour on WDA's first frame runs over
-        the lower teeth 1-2 px short of the lip; every frame that shut the mouth drew that band of teeth as a pale
-        line between the lips (and MediaPipe read the lips about a pixel apart). No effect on a closed source.
+        share of the source's opening it keeps. On WDA's first frame MediaPipe's lower inner-lip contour runs over
+        the lower teeth 1-2 px short of the lip and the upper one 1.4-2.4 px inside the upper lip's dark, wet inner
+        side; every frame that shut the mouth drew a pale line of teeth between the lips, and MediaPipe read the
+        shut lips about a pixel apart. No effect on a closed source.
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
