@@ -41,20 +41,24 @@ LIP_BORDER_SLOPE_MEASURED = np.array([-3.75, -2.25, -3.75, -2.25, -2.25, -1.5, -
                                       -3.75, -7.75, -8.5, -1.25, 2.5, -1.5, 2.5, -1.25, -8.5, -7.75]) / 100.0
 
 
-def _smooth_loop(values: np.ndarray, passes: int) -> np.ndarray:
-    """[K] values around a closed contour, each pass ``(prev + 2 * self + next) / 4`` (their sum is kept)."""
+def _smooth_along_lips(values: np.ndarray, passes: int) -> np.ndarray:
+    """[20] values on the ``LIPS_OUTER`` loop, each lip smoothed on its own: every pass takes each point but the
+    two corners (indices 0 and 10, where the upper and the lower lip meet) to ``(prev + 2 * self + next) / 4``."""
     out = np.asarray(values, dtype=np.float64)
     for _ in range(passes):
-        out = 0.25 * np.roll(out, 1) + 0.5 * out + 0.25 * np.roll(out, -1)
+        smooth = 0.25 * np.roll(out, 1) + 0.5 * out + 0.25 * np.roll(out, -1)
+        smooth[[0, 10]] = out[[0, 10]]
+        out = smooth
     return out
 
 
-# What the warp uses: the measured slopes smoothed along the contour (two binomial passes). Next to each other the
-# measured ones zigzag by up to 10 % (321 / 405 / 314 / 17 / 84 on the lower lip), more than their noise but not
-# what a lip's border does: on a wide-open source (WDA's first frame, opening 0.30, gain 2) neighbouring lower-lip
-# vertices moved 3 px apart, and every frame that closed the mouth drew the lower lip's edge scalloped. Smoothed,
-# the mean and the corners' larger move stay; the lower lip closes with a smooth edge.
-LIP_BORDER_SLOPE = _smooth_loop(LIP_BORDER_SLOPE_MEASURED, passes=2)
+# What the warp uses: the measured slopes smoothed along each lip (two binomial passes, the corners as measured).
+# Next to each other the measured ones zigzag by up to 10 % (321 / 405 / 314 / 17 / 84 on the lower lip), more
+# than their noise but not what a lip's border does: on a wide-open source (WDA's first frame, opening 0.30, gain 2)
+# neighbouring lower-lip vertices moved 3 px apart, and every frame that closed the mouth drew the lower lip's edge
+# scalloped. Smoothed, each lip's trend and the corners stay (the mouth's width reads as before).
+LIP_BORDER_SLOPE = _smooth_along_lips(LIP_BORDER_SLOPE_MEASURED, passes=2)
+
 REST_OPENING = 0.05  # inner-lip gap over eye width below which the contour fits the border (closed lips)
 _EYE_CORNERS = (33, 263)  # outer eye corners: the face's scale
 _INNER_MID = (13, 14)  # middle of the upper and lower inner lip
