@@ -559,7 +559,7 @@ CHANGED_SETTINGS = {
     "neck_follow": None, "head_proxy_centre": (0.0, -1.5), "head_proxy_rings": ((1.2, 3.0),),
     "head_proxy_max_y": 2.5, "head_ellipse": (0.16, 0.8, 0.9), "head_ellipse_fade_from": (0.3, 0.64),
     "neck_fade": 0.5, "neck_bend_fade": 0.5, "neck_fade_motion": (0.1, 0.2), "neck_slack": 0.06,
-    "matte_range": (0.2, 0.75), "plate_margin": 0.01, "plate_hole_from": 0.25,
+    "matte_range": (0.2, 0.75), "plate_margin": 0.01, "plate_hole_from": 0.25, "plate_column_blur": 0.03,
     "min_mirror_share": 0.03, "mirror_region": (1.5, 2.1), "mirror_neck": (0.9, 1.25), "background_band": 0.02,
     "edge_fade": 0.02, "surround_blend": 0.2, "gaze_gain": (1.0, 1.0), "lip_border": 1.0,
     "turn_gain": (1.0, 1.0, 1.0),
@@ -608,7 +608,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-24-dfaf15a8f454"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-24-7cd3365edd72"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

@@ -88,6 +88,12 @@ class MeshConfig:
         ``matte_range`` makes the matte crisper): a hair's soft fringe left in the plate was dragged sideways with
         the head into the ground it uncovers, torn copies of it beside the head (s11.jpg's pigtails against a dark
         wall). Flyaway strands the segmentation gives no share at all stay in the plate (d3).
+    plate_column_blur : float
+        The background plate's fill (each row's gap across the person's place, filled between its two ends) is
+        smoothed along the columns by a tent of this half-width, as a fraction of the canvas height. Where the
+        ground a moving head uncovers is a diagonal pattern or the matte's edge is ragged, the rows' ends change
+        from one row to the next and the fill read as thin horizontal streaks (WDA's flag beside the neck, every
+        frame from 60 on); smoothed, it reads as the out-of-focus ground it stands for.
     min_mirror_share : float
         The mirror image is rendered only for frames whose largest symmetry share exceeds this.
     mirror_region : (float, float)
@@ -165,6 +171,7 @@ class MeshConfig:
     matte_range: tuple[float, float] = (0.25, 0.75)
     plate_margin: float = 0.005
     plate_hole_from: float = 0.05
+    plate_column_blur: float = 0.015
     min_mirror_share: float = 0.02
     mirror_region: tuple[float, float] = (1.5, 2.0)
     mirror_neck: tuple[float, float] = (0.95, 1.25)

@@ -457,11 +457,12 @@ class MeshEngine:
         mask = torch.maximum(smoothstep((mask - lo) / (hi - lo)), face)
         # Background plate: the source wherever the segmentation sees no person (a margin of ``plate_margin`` off
         # the least share ``plate_hole_from``), elsewhere each row's gap filled from the background at its two
-        # ends (``fill_rows``: the wall's own colour and horizontal lines run on through the person's place).
+        # ends (``fill_rows``: the wall's own colour and horizontal lines run on through the person's place),
+        # smoothed along the columns (``MeshConfig.plate_column_blur``).
         # The compositing subtracts (1 - matte) * plate from the warped source, so the plate must equal the source
         # wherever the matte says "background".
         known = 1.0 - dilate(some_person.float(), max(1, int(round(cfg.plate_margin * H))))
-        plate = fill_rows(canvas, known)
+        plate = fill_rows(canvas, known, column_blur=int(round(cfg.plate_column_blur * H)))
         if whole and picture is not None:
             mask = mask * past_picture_fade(picture, cfg.edge_fade * crop.shape[0]).to(dev)
         if pad and not whole:
