@@ -224,11 +224,15 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     """
     dev = vertices.device
     xy = vertices[..., :2].float()
+    eye_width = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1).clamp(min=1e-3)  # [B]
+    gap = (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye_width  # [B]
+    if not bool((gap >= INNER_EDGE_MIN_GAP).any()):
+        return torch.zeros(xy.shape[0], len(LIPS_INNER), device=dev)  # closed mouths: nothing to measure
     img = torch.einsum("ij,bjhw->bihw", torch.tensor(_YCC, device=dev), image.float())
     loop = xy[:, torch.as_tensor(LIPS_INNER, device=dev)]  # [B, 20, 2]
     outer = xy[:, torch.as_tensor(LIPS_OUTER, device=dev)]
     normal = _outward_normals(loop)
-    eye = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1).clamp(min=1e-3)[:, None, None]  # [B,1,1]
+    eye = eye_width[:, None, None]  # [B, 1, 1]
     inside = torch.linspace(-INNER_EDGE_INSIDE[1], -INNER_EDGE_INSIDE[0], 4, device=dev)
     c_in = _sample(img, loop[:, :, None] + inside[None, None, :, None] * eye[..., None] * normal[:, :, None])
     c_in = c_in.mean(2)  # [B, 20, 3]
@@ -257,7 +261,6 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     edge = torch.where(first > 0, steps[i1 - 1] + frac * (steps[1] - steps[0]), torch.zeros_like(frac))
     width = (outer - loop).norm(dim=-1) / eye[..., 0]  # [B, 20] the lip's width, eye widths
     edge = torch.minimum(edge, INNER_EDGE_MAX_SHARE * width)
-    gap = (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye[:, 0, 0]  # [B]
     ok = (contrast >= INNER_EDGE_MIN_CONTRAST) & reached.any(-1) & (gap >= INNER_EDGE_MIN_GAP)[:, None]
     edge = torch.where(ok, edge, torch.zeros_like(edge))
     edge[:, [0, 10]] = 0.0  # the corners: moving them along their normals would widen or narrow the mouth
