@@ -766,6 +766,19 @@ def _polygon(points: torch.Tensor, size: int) -> np.ndarray:
     return np.asarray(im) > 0
 
 
+# Flat colours of a painted mouth (RGB, [3, 1, 1]).
+_PAINT = {name: torch.tensor(rgb).view(3, 1, 1) for name, rgb in {
+    "skin": (0.80, 0.60, 0.52), "lips": (0.68, 0.22, 0.25), "cavity": (0.15, 0.04, 0.05),
+    "teeth": (0.92, 0.90, 0.84), "wet lip": (0.22, 0.05, 0.07)}.items()}
+
+
+def _face_disc(vertices: torch.Tensor, size: int) -> torch.Tensor:
+    """[size, size] bool: an ellipse of skin (180 x 152 px) around the mouth of the mesh [1, 478, >=2]."""
+    centre = vertices[0, [13, 14], :2].mean(0)
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    return ((xx - centre[0]) / 90.0) ** 2 + ((yy - centre[1]) / 76.0) ** 2 < 1.0
+
+
 def test_lip_border_moves_only_an_open_mouths_outer_lip_contour_inwards(astro_face):
     from thead.face.topology import LIPS_OUTER
     from thead.render.lip_border import REST_OPENING, lip_band, lip_border_vertices, mouth_opening
@@ -817,12 +830,8 @@ def test_lip_border_keeps_the_lips_on_the_target_contour_when_the_source_mouth_i
     target[..., :2] *= 2.0
     source_v = _open_mouth(target, 28.0)
     border = lip_border_vertices(source_v)  # where the source's lips really end
-    skin = torch.tensor([0.80, 0.60, 0.52]).view(3, 1, 1)
-    lips = torch.tensor([0.68, 0.22, 0.25]).view(3, 1, 1)
-    inside = torch.tensor([0.15, 0.04, 0.05]).view(3, 1, 1)
-    centre = source_v[0, [13, 14], :2].mean(0)
-    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
-    face = ((xx - centre[0]) / 90.0) ** 2 + ((yy - centre[1]) / 76.0) ** 2 < 1.0
+    skin, lips, inside = (_PAINT[k] for k in ("skin", "lips", "cavity"))
+    face = _face_disc(source_v, size)
     image = img.clone()
     image[0] = torch.where(face, skin, image[0])
     image[0] = torch.where(torch.as_tensor(_polygon(border[0, LIPS_OUTER, :2], size)), lips, image[0])
@@ -871,14 +880,8 @@ def _mouth_with_teeth_band(astro_face, band: float, wet: float = 0.0):
     lowered[11:, 1] += band  # the lower inner lip (324 ... 95) moved down by the band
     raised = inner.clone()
     raised[1:10, 1] -= wet  # the upper inner lip (191 ... 415) moved up
-    wet_lip = torch.tensor([0.22, 0.05, 0.07]).view(3, 1, 1)
-    skin = torch.tensor([0.80, 0.60, 0.52]).view(3, 1, 1)
-    lips = torch.tensor([0.68, 0.22, 0.25]).view(3, 1, 1)
-    teeth = torch.tensor([0.92, 0.90, 0.84]).view(3, 1, 1)
-    cavity = torch.tensor([0.15, 0.04, 0.05]).view(3, 1, 1)
-    centre = source_v[0, [13, 14], :2].mean(0)
-    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
-    face = ((xx - centre[0]) / 90.0) ** 2 + ((yy - centre[1]) / 76.0) ** 2 < 1.0
+    skin, lips, teeth, cavity, wet_lip = (_PAINT[k] for k in ("skin", "lips", "teeth", "cavity", "wet lip"))
+    face = _face_disc(source_v, size)
     teeth_mask = torch.as_tensor(_polygon(lowered, size) & ~_polygon(inner, size))
     image = img.clone()
     image[0] = torch.where(face, skin, image[0])
