@@ -30,7 +30,7 @@ import torch
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER, NUM_SURFACE_POINTS
 from thead.render.images import luma
-from thead.render.mouth import inner_mouth_mask, source_teeth_colour
+from thead.render.mouth import TO_YCC, inner_mouth_mask, source_teeth_colour
 
 # Per ``LIPS_OUTER`` vertex (61, 185, 40, ..., 291, 375, ..., 146): the vermilion border's offset from the contour
 # along the contour's outward normal, in eye widths per unit of opening above ``REST_OPENING`` (negative: the border
@@ -159,9 +159,9 @@ def lip_border_vertices(vertices: torch.Tensor, gain: float = 1.0) -> torch.Tens
 
 
 # ----------------------------------------------------------------------------------------- the lips' inner edge
-# On an open mouth MediaPipe's inner-lip contour often runs over the teeth a few pixels short of the lip (WDA's
-# first frame: the lower contour 1-2.5 px inside the lower teeth, the upper one on the lip's edge). A warp that
-# closes such a mouth keeps that band of teeth between the lips: a pale line in a shut mouth, read back as lips
+# On an open mouth MediaPipe's inner-lip contour often runs short of the lip (WDA's first frame: the lower contour
+# 1-2 px inside the lower teeth, the upper one 1.4-2.4 px inside the upper lip's dark, wet inner side). A warp that
+# closes such a mouth keeps that band between the lips: a pale line of teeth in a shut mouth, read back as lips
 # parted by about a pixel. ``inner_lip_edge`` measures where the lip starts along each inner-contour vertex's
 # outward normal, by colour, once per source; ``inner_lip_vertices`` moves the contour there (the source's mesh by
 # all of it, a target's by the share of the source's opening it keeps), so a closing mouth closes on the lips.
@@ -172,7 +172,6 @@ INNER_EDGE_MIN_GAP = 0.08  # inner-lip gap over eye width below which nothing is
 INNER_EDGE_MIN_CONTRAST = 0.1  # YCbCr distance between interior and lip below which the edge is not told
 LIP_SAMPLE_SHARES = (0.5, 0.6, 0.7)  # where from the inner contour to the outer the lip's own colour is read
 INNER_EDGE_MAX_SHARE = 0.4  # at most this share of the lip's width (inner to outer contour) is taken
-_YCC = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))  # BT.601, no offsets
 
 
 def _sample(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -228,7 +227,8 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     gap = (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye_width  # [B]
     if not bool((gap >= INNER_EDGE_MIN_GAP).any()):
         return torch.zeros(xy.shape[0], len(LIPS_INNER), device=dev)  # closed mouths: nothing to measure
-    img = torch.einsum("ij,bjhw->bihw", torch.tensor(_YCC, device=dev), image.float())
+    to_ycc = TO_YCC.to(dev)
+    img = torch.einsum("ij,bjhw->bihw", to_ycc, image.float())
     loop = xy[:, torch.as_tensor(LIPS_INNER, device=dev)]  # [B, 20, 2]
     outer = xy[:, torch.as_tensor(LIPS_OUTER, device=dev)]
     normal = _outward_normals(loop)
@@ -240,7 +240,6 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     c_lip = _sample(img, loop[:, :, None] + mid[None, None, :, None] * (outer - loop)[:, :, None]).mean(2)
     steps = torch.linspace(0.0, INNER_EDGE_SEARCH, 25, device=dev)  # eye widths
     c = _sample(img, loop[:, :, None] + steps[None, None, :, None] * eye[..., None] * normal[:, :, None])  # [B,20,S,3]
-    to_ycc = torch.tensor(_YCC, device=dev)
     c_teeth = torch.einsum("ij,bj->bi", to_ycc, source_teeth_colour(image.float(), xy))  # [B, 3]
     c_dark = torch.einsum("ij,bj->bi", to_ycc, _cavity_colour(image.float(), xy))
     contrast = (c_lip - c_in).norm(dim=-1)  # [B, 20]

@@ -318,8 +318,8 @@ def mouth_layer(
 
 # ------------------------------------------------------------------------------------ colour of a borrowed mouth
 # RGB (rows) to luma and the two colour differences (BT.601 YCbCr without offsets), and back.
-_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-_FROM_YCC = torch.linalg.inv(_TO_YCC)
+TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+FROM_YCC = torch.linalg.inv(TO_YCC)
 #: Limits of the luma and saturation gains of ``match_mouth_colour``.
 LUMA_GAIN = (0.6, 1.6)
 CHROMA_GAIN = (0.0, 1.25)
@@ -356,7 +356,7 @@ def mouth_colour_stats(image: torch.Tensor, vertices: torch.Tensor) -> torch.Ten
     if src.shape[0] == 1 and B > 1:
         src = src.expand(B, -1, -1, -1)
     rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]  # [B, 3, 40]
-    return torch.einsum("ij,bjn->bi", _TO_YCC.to(dev, dt), rgb) / rgb.shape[-1]
+    return torch.einsum("ij,bjn->bi", TO_YCC.to(dev, dt), rgb) / rgb.shape[-1]
 
 
 def match_mouth_colour(mouth_image: torch.Tensor, borrowed: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
@@ -385,7 +385,7 @@ def match_mouth_colour(mouth_image: torch.Tensor, borrowed: torch.Tensor, own: t
     own = own.to(dt).expand(borrowed.shape[0], -1)
     luma = (own[:, 0] / borrowed[:, 0].clamp(min=1e-3)).clamp(*LUMA_GAIN)  # [B]
     saturation = (own[:, 1:].norm(dim=1) / borrowed[:, 1:].norm(dim=1).clamp(min=1e-3)).clamp(*CHROMA_GAIN)
-    to_ycc, from_ycc = _TO_YCC.to(dev, dt), _FROM_YCC.to(dev, dt)
+    to_ycc, from_ycc = TO_YCC.to(dev, dt), FROM_YCC.to(dev, dt)
     ycc = torch.einsum("ij,bjhw->bihw", to_ycc, mouth_image)
     y = ycc[:, :1] * luma.view(-1, 1, 1, 1)
     c = (ycc[:, 1:] - borrowed[:, 1:].view(-1, 2, 1, 1)) * saturation.view(-1, 1, 1, 1) + own[:, 1:].view(-1, 2, 1, 1)
