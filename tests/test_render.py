@@ -941,3 +941,36 @@ def test_a_mouth_closing_from_an_open_source_closes_on_its_lips_not_on_its_teeth
     identity = render_head(source, source_v, inner_lip=True).image
     assert (identity - render_head(source, source_v).image).abs().max() < 1e-4  # float rounding
     assert teeth_pixels(source_v, True) == teeth_pixels(source_v, False) > 100  # measured: 141
+
+
+def test_soften_lip_seam_blurs_only_a_shut_mouths_seam(astro_face):
+    """A staircase of dark and pale pixels along the inner-lip contour (what the warp draws where a mouth's
+    triangles collapsed): with the mouth shut all the way the seam's pixel-to-pixel jumps shrink; pixels a few
+    pixels off the contour and every pixel of an unshut target stay as they were."""
+    from thead.face.topology import LIPS_INNER
+    from thead.render.lip_border import soften_lip_seam
+
+    _, v = astro_face
+    inner = v[0, LIPS_INNER, :2]
+    yy, xx = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
+    distance = torch.full((S, S), float("inf"))  # from each pixel centre to the contour
+    for a, b in zip(inner, torch.roll(inner, -1, 0)):
+        ab = b - a
+        t = (((xx - a[0]) * ab[0] + (yy - a[1]) * ab[1]) / (ab * ab).sum().clamp(min=1e-6)).clamp(0.0, 1.0)
+        distance = torch.minimum(distance, ((xx - a[0] - t * ab[0]) ** 2 + (yy - a[1] - t * ab[1]) ** 2).sqrt())
+    on_seam = distance < 1.0
+    checker = (torch.arange(S)[:, None] + torch.arange(S)[None, :]) % 2 == 0
+    image = torch.full((1, 3, S, S), 0.6)
+    image[0] = torch.where(on_seam & checker, torch.tensor(0.1).view(1, 1, 1), image[0])
+    image[0] = torch.where(on_seam & ~checker, torch.tensor(0.95).view(1, 1, 1), image[0])
+    assert soften_lip_seam(image, v, torch.zeros(1)) is image
+
+    out = soften_lip_seam(image, v, torch.ones(1))
+    core = (distance < 0.5)[:, 1:] & (distance < 0.5)[:, :-1]
+
+    def jumps(x: torch.Tensor) -> float:  # mean change between horizontal neighbours right on the seam
+        return float((x[0, 0, :, 1:] - x[0, 0, :, :-1]).abs()[core].mean())
+
+    assert jumps(out) < 0.2 * jumps(image)  # measured: 0.85 -> 0.007
+    far = distance > 3.0
+    assert torch.equal(out[0][:, far], image[0][:, far])

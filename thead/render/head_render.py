@@ -11,7 +11,8 @@ import torch
 
 from thead.render.dense_flow import blend_flows, dense_backward_flow, flow_motion, smoothstep
 from thead.render.eyes import eye_span, lid_gaps, lid_split_vertices
-from thead.render.lip_border import REST_OPENING, inner_lip_vertices, lip_border_vertices, mouth_opening
+from thead.render.lip_border import (REST_OPENING, inner_lip_vertices, lip_border_vertices, mouth_opening,
+                                     soften_lip_seam)
 from thead.render.layers import SourceFace, composite_layers, over
 from thead.render.masks import blur3, erode, soften
 from thead.face.topology import LEFT_EYE, NUM_POINTS, RIGHT_EYE
@@ -115,8 +116,8 @@ def render_head(
     (``lip_border_vertices``), applied alike to the source and target meshes the warp maps between (0: none).
     inner_lip: move the source's inner-lip contour out onto its lips' edge (``source.inner_lip``), and each
     target's by the share of the source's mouth opening (above ``REST_OPENING``) it keeps: a mouth closing from
-    an open source closes on its lips, not on the band of teeth its contour ran over; an identity target still
-    maps every source pixel onto itself.
+    an open source closes on its lips, not on the band of teeth its contour ran over (and the seam of the shut
+    mouth is anti-aliased, ``soften_lip_seam``); an identity target still maps every source pixel onto itself.
     edge_flow: [B or 1, 1, h, w] in [0, 1] over the output (the window): where the face mesh's own map holds to
     about two pixels from the mesh's edge (1) instead of easing into the dense flow over its outer triangle rings
     (the feather, 0).
@@ -132,11 +133,14 @@ def render_head(
         # Both meshes alike: an identity target still maps every source pixel onto itself.
         src_v = lip_border_vertices(src_v, lip_border)
         dst_vertices = lip_border_vertices(dst_vertices, lip_border)
+    collapse = None  # [B]: how far each target shuts an open source's mouth (its seam is anti-aliased below)
     if inner_lip and source.inner_lip is not None:
-        keep = (mouth_opening(layer_vertices) - REST_OPENING) / (mouth_opening(src_v) - REST_OPENING).clamp(min=1e-6)
+        keep = ((mouth_opening(layer_vertices) - REST_OPENING)
+                / (mouth_opening(src_v) - REST_OPENING).clamp(min=1e-6)).clamp(0.0, 1.0)
         edge = source.inner_lip.to(src_v.dtype).expand(B, -1)
         src_v = inner_lip_vertices(src_v, edge)
-        dst_vertices = inner_lip_vertices(dst_vertices, edge * keep.clamp(0.0, 1.0)[:, None])
+        dst_vertices = inner_lip_vertices(dst_vertices, edge * keep[:, None])
+        collapse = 1.0 - keep
     triangles, split_edges = lid_split_mesh()
     src_x, dst_x = lid_split_vertices(src_v, dst_vertices, split_edges)
     # A closing lid stretches the skin band above the lashes (the triangles holding a split vertex): there the
@@ -189,4 +193,6 @@ def render_head(
             rest_win = None if gaze_rest is None else gaze_rest - corner.to(gaze_rest.dtype)
         image = composite_layers(image, source, dst_win, mouth_image=mouth_image, gaze_gain=gaze_gain,
                                  gaze_rest=rest_win)
+    if collapse is not None:
+        image = soften_lip_seam(image, layer_vertices, collapse, origin)
     return HeadRender(image=image.clamp(0.0, 1.0), flow=flow, mesh=maps, grid=grid)

@@ -30,6 +30,7 @@ import torch
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER, NUM_SURFACE_POINTS
 from thead.render.images import luma
+from thead.render.masks import blur3
 from thead.render.mouth import TO_YCC, inner_mouth_mask, source_teeth_colour
 
 # Per ``LIPS_OUTER`` vertex (61, 185, 40, ..., 291, 375, ..., 146): the vermilion border's offset from the contour
@@ -293,4 +294,57 @@ def inner_lip_vertices(vertices: torch.Tensor, edge: torch.Tensor) -> torch.Tens
     out = vertices.clone()
     out[:, idx, :2] = loop + shift
     out[:, ids, :2] = xy[:, ids] + (1.0 - share.to(dt))[None, :, None] * shift[:, pair]
+    return out
+
+
+SEAM_HALF_WIDTH = 1.5  # pixels either side of a collapsed mouth's seam that ``soften_lip_seam`` blurs
+
+
+def soften_lip_seam(image: torch.Tensor, vertices: torch.Tensor, collapse: torch.Tensor,
+                    origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Anti-alias the seam of a mouth the warp has shut.
+
+    Where a target shuts a mouth the source shows open, the mouth's triangles collapse onto one line and each
+    pixel along it takes the upper or the lower lip's map whole: the seam comes out as a staircase of the two lips'
+    inner edges (dark and pale dashes along the shut lips of WDA's first frame driven by speech). Within
+    ``SEAM_HALF_WIDTH`` pixels of the inner-lip contour the image is blended with its one-pass ``blur3`` by
+    ``collapse``.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        [B, 3, h, w] rendered frames (a window of the frame whose top-left pixel is ``origin``).
+    vertices : torch.Tensor
+        [B, 478, >=2] target meshes in the frame's pixels (centres at i + 0.5).
+    collapse : torch.Tensor
+        [B] in [0, 1]: how far each target shut the source's opening (0: no blur at all).
+    origin : (int, int)
+        (left, top) of the window in the frame.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, h, w]: ``image`` itself where nothing collapsed, else a new tensor.
+    """
+    if not bool((collapse > 0).any()):
+        return image
+    B, _, h, w = image.shape
+    dev = image.device
+    pts = vertices[:, torch.as_tensor(LIPS_INNER, device=dev), :2].float() - torch.tensor(origin, device=dev)
+    reach = SEAM_HALF_WIDTH + 2.0
+    x0, x1 = max(0, int(pts[..., 0].min() - reach)), min(w, int(pts[..., 0].max() + reach) + 1)
+    y0, y1 = max(0, int(pts[..., 1].min() - reach)), min(h, int(pts[..., 1].max() + reach) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return image
+    gy, gx = torch.meshgrid(torch.arange(y0, y1, device=dev) + 0.5, torch.arange(x0, x1, device=dev) + 0.5,
+                            indexing="ij")
+    p = torch.stack([gx, gy], -1).view(1, -1, 1, 2)  # [1, P, 1, 2] pixel centres of the box
+    a, ab = pts[:, None], (torch.roll(pts, -1, 1) - pts)[:, None]  # [B, 1, 20, 2] the contour's segments
+    t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-6)).clamp(0.0, 1.0)
+    distance = (p - (a + t[..., None] * ab)).norm(dim=-1).amin(-1)  # [B, P]
+    weight = (SEAM_HALF_WIDTH - distance).clamp(0.0, 1.0).view(B, 1, y1 - y0, x1 - x0)
+    weight = (weight * collapse.view(B, 1, 1, 1)).to(image.dtype)
+    out = image.clone()
+    box = image[..., y0:y1, x0:x1]
+    out[..., y0:y1, x0:x1] = torch.lerp(box, blur3(box, 1), weight)
     return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 24
+CODE_REVISION = 25
 BACKGROUNDS = ("still", "warp")
 
 
@@ -148,7 +148,9 @@ class MeshConfig:
         share of the source's opening it keeps. On WDA's first frame MediaPipe's lower inner-lip contour runs over
         the lower teeth 1-2 px short of the lip and the upper one 1.4-2.4 px inside the upper lip's dark, wet inner
         side; every frame that shut the mouth drew a pale line of teeth between the lips, and MediaPipe read the
-        shut lips about a pixel apart. No effect on a closed source.
+        shut lips about a pixel apart. The seam of a mouth so shut is anti-aliased (``soften_lip_seam``: the
+        collapsed mouth's pixels each took one lip's map, a staircase of dark and pale dashes). No effect on a
+        closed source.
     """
 
     batch_size: int = field(default=16, metadata={"digest": False})
