@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from thead.face.topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_LIDS, LEFT_IRIS, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_LIDS,
                                  RIGHT_IRIS)
 from thead.render.dense_flow import interp1d, smoothstep
-from thead.render.images import luma
+from thead.render.images import luma, luma_share_mask
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
 from thead.render.mesh_warp import pixel_centres, warp_image
@@ -152,15 +152,9 @@ def _masked_mean(img: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor
 
 def _bright_mean(img: torch.Tensor, region: torch.Tensor, fraction: float, fallback: torch.Tensor) -> torch.Tensor:
     """Mean colour [B, 3] of the brightest ``fraction`` of ``region`` [B, 1, H, W] pixels (eye white: no lashes)."""
-    lum = luma(img)[:, 0]
     B = img.shape[0]
-    lum = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
     counts = (region[:, 0] > 0.5).view(B, -1).sum(1)
-    k = (counts.float() * fraction).ceil().long().clamp(min=1)
-    sorted_lum, _ = lum.sort(dim=1, descending=True)
-    thresh = sorted_lum.gather(1, (k - 1).view(B, 1)).view(B, 1, 1, 1)
-    sel = ((lum.view_as(region[:, 0]).unsqueeze(1) >= thresh) & (region > 0.5)).to(img.dtype)
-    mean = _masked_mean(img, sel, fallback)
+    mean = _masked_mean(img, luma_share_mask(img, region, fraction).to(img.dtype), fallback)
     return torch.where((counts >= 4).view(B, 1), mean, fallback.to(img).expand_as(mean))
 
 

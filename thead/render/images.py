@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -12,6 +14,36 @@ def luma(images: torch.Tensor) -> torch.Tensor:
     """[B, 1, H, W]: the BT.601 luma (``LUMA_WEIGHTS``) of RGB images [B, 3, H, W], in their units."""
     weights = torch.tensor(LUMA_WEIGHTS, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     return (images * weights).sum(1, keepdim=True)
+
+
+def luma_share_mask(images: torch.Tensor, region: torch.Tensor, fraction: float, brightest: bool = True
+                    ) -> torch.Tensor:
+    """The brightest (or darkest) ``fraction`` of a region's pixels by luma (eye white without its lashes, teeth,
+    a mouth's cavity).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        [B, 3, H, W] RGB.
+    region : torch.Tensor
+        [B, 1, H, W]: the pixels to choose from (> 0.5).
+    fraction : float
+        Share of the region's pixels chosen (rounded up, at least one; ties with the last one are chosen too).
+    brightest : bool
+        The brightest (True) or the darkest.
+
+    Returns
+    -------
+    torch.Tensor
+        bool [B, 1, H, W] (none where the region is empty).
+    """
+    B = images.shape[0]
+    inside = region > 0.5
+    lum = luma(images)
+    flat = torch.where(inside, lum, torch.full_like(lum, -math.inf if brightest else math.inf)).view(B, -1)
+    k = (inside.view(B, -1).sum(1).float() * fraction).ceil().long().clamp(min=1)
+    thresh = flat.sort(dim=1, descending=brightest).values.gather(1, (k - 1).view(B, 1)).view(B, 1, 1, 1)
+    return inside & (lum >= thresh if brightest else lum <= thresh)
 
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None,

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER, NUM_SURFACE_POINTS
-from thead.render.images import luma
+from thead.render.eyes import eye_span
+from thead.render.images import luma_share_mask
 from thead.render.masks import blur3
+from thead.render.mesh_warp import sample_points
 from thead.render.mouth import TO_YCC, inner_mouth_mask, source_teeth_colour
 
 # Per ``LIPS_OUTER`` vertex (61, 185, 40, ..., 291, 375, ..., 146): the vermilion border's offset from the contour
@@ -175,26 +177,11 @@ LIP_SAMPLE_SHARES = (0.5, 0.6, 0.7)  # where from the inner contour to the outer
 INNER_EDGE_MAX_SHARE = 0.4  # at most this share of the lip's width (inner to outer contour) is taken
 
 
-def _sample(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """image [B, C, H, W] read bilinearly at points [B, ..., 2] (pixels, centres at i + 0.5) -> [B, ..., C]."""
-    H, W = image.shape[-2:]
-    B = points.shape[0]
-    scale = torch.tensor([2.0 / W, 2.0 / H], device=points.device, dtype=image.dtype)
-    grid = (points.to(image.dtype).reshape(B, 1, -1, 2) * scale - 1.0)
-    out = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out[:, :, 0].transpose(1, 2).reshape(*points.shape[:-1], image.shape[1])
-
-
 def _cavity_colour(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """[B, 3] RGB: the mean of the darkest quarter of the mouth opening (``inner_mouth_mask``; black if empty)."""
     B, _, H, W = image.shape
-    region = inner_mouth_mask(xy, H, W)[:, 0] > 0.5  # [B, H, W]
-    lum = luma(image)[:, 0]
-    flat = torch.where(region, lum, torch.full_like(lum, 2.0)).view(B, -1)
-    k = (region.view(B, -1).sum(1).float() * 0.25).ceil().long().clamp(min=1)
-    thresh = flat.sort(dim=1).values.gather(1, (k - 1).view(B, 1))
-    sel = ((flat <= thresh) & region.view(B, -1)).to(image.dtype)
-    return (image.view(B, 3, -1) * sel[:, None]).sum(2) / sel.sum(1, keepdim=True).clamp(min=1.0)
+    sel = luma_share_mask(image, inner_mouth_mask(xy, H, W), 0.25, brightest=False).view(B, 1, -1).to(image.dtype)
+    return (image.view(B, 3, -1) * sel).sum(2) / sel.sum(2).clamp(min=1.0)
 
 
 @torch.no_grad()
@@ -224,8 +211,8 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     """
     dev = vertices.device
     xy = vertices[..., :2].float()
-    eye_width = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1).clamp(min=1e-3)  # [B]
-    gap = (xy[:, _INNER_MID[0]] - xy[:, _INNER_MID[1]]).norm(dim=-1) / eye_width  # [B]
+    eye_width = eye_span(xy).clamp(min=1e-3)  # [B]
+    gap = mouth_opening(xy)  # [B]
     if not bool((gap >= INNER_EDGE_MIN_GAP).any()):
         return torch.zeros(xy.shape[0], len(LIPS_INNER), device=dev)  # closed mouths: nothing to measure
     to_ycc = TO_YCC.to(dev)
@@ -235,12 +222,13 @@ def inner_lip_edge(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     normal = _outward_normals(loop)
     eye = eye_width[:, None, None]  # [B, 1, 1]
     inside = torch.linspace(-INNER_EDGE_INSIDE[1], -INNER_EDGE_INSIDE[0], 4, device=dev)
-    c_in = _sample(img, loop[:, :, None] + inside[None, None, :, None] * eye[..., None] * normal[:, :, None])
+    c_in = sample_points(img, loop[:, :, None] + inside[None, None, :, None] * eye[..., None] * normal[:, :, None])
     c_in = c_in.mean(2)  # [B, 20, 3]
     mid = torch.tensor(LIP_SAMPLE_SHARES, device=dev)
-    c_lip = _sample(img, loop[:, :, None] + mid[None, None, :, None] * (outer - loop)[:, :, None]).mean(2)
+    c_lip = sample_points(img, loop[:, :, None] + mid[None, None, :, None] * (outer - loop)[:, :, None]).mean(2)
     steps = torch.linspace(0.0, INNER_EDGE_SEARCH, 25, device=dev)  # eye widths
-    c = _sample(img, loop[:, :, None] + steps[None, None, :, None] * eye[..., None] * normal[:, :, None])  # [B,20,S,3]
+    c = sample_points(img, loop[:, :, None] + steps[None, None, :, None] * eye[..., None] * normal[:, :, None])
+    # c: [B, 20, S, 3]
     c_teeth = torch.einsum("ij,bj->bi", to_ycc, source_teeth_colour(image.float(), xy))  # [B, 3]
     c_dark = torch.einsum("ij,bj->bi", to_ycc, _cavity_colour(image.float(), xy))
     contrast = (c_lip - c_in).norm(dim=-1)  # [B, 20]
@@ -288,8 +276,7 @@ def inner_lip_vertices(vertices: torch.Tensor, edge: torch.Tensor) -> torch.Tens
     idx = torch.as_tensor(LIPS_INNER, device=dev)
     xy = vertices[..., :2]
     loop = xy[:, idx]
-    eye = (xy[:, _EYE_CORNERS[0]] - xy[:, _EYE_CORNERS[1]]).norm(dim=-1)  # [B]
-    shift = edge.to(dt)[..., None] * eye[:, None, None] * _outward_normals(loop)  # [B, 20, 2]
+    shift = edge.to(dt)[..., None] * eye_span(xy).to(dt)[:, None, None] * _outward_normals(loop)  # [B, 20, 2]
     ids, pair, share = (torch.as_tensor(a, device=dev) for a in lip_band())
     out = vertices.clone()
     out[:, idx, :2] = loop + shift

@@ -118,8 +118,8 @@ def fill_rows(image: torch.Tensor, known: torch.Tensor, reach: int = 4, column_b
     row_known = is_known.any(-1, keepdim=True)  # [B, 1, H, 1]
     if not bool(row_known.all()):
         filled = torch.where(row_known, filled, fill_holes(image, known))
-    filled = torch.where(is_known, image, filled)
     if column_blur > 0:
+        filled = torch.where(is_known, image, filled)  # the blur reads the known pixels beside the fill
         size = (2 * column_blur + 1, 1)
         for _ in range(2):
             filled = F.avg_pool2d(F.pad(filled, (0, 0, column_blur, column_blur), mode="replicate"), size, stride=1)

@@ -73,6 +73,17 @@ def warp_image(src: torch.Tensor, grid: torch.Tensor, padding_mode: str = "borde
     return F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
+def sample_points(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """``image`` [B, C, H, W] read bilinearly (border-clamped) at ``points`` [B, ..., 2] (pixels, centres at
+    i + 0.5) -> [B, ..., C]."""
+    H, W = image.shape[-2:]
+    B = points.shape[0]
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=points.device, dtype=image.dtype)
+    grid = points.to(image.dtype).reshape(B, 1, -1, 2) * scale - 1.0
+    out = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2).reshape(*points.shape[:-1], image.shape[1])
+
+
 @dataclass
 class MeshWarp:
     """Backward maps from the target frame into the source image, through the mesh.

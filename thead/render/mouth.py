@@ -22,15 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from thead.face.topology import LIPS_INNER, LIPS_OUTER
 from thead.render.dense_flow import interp1d, smoothstep
 from thead.render.eyes import eye_span
-from thead.render.images import luma
+from thead.render.images import luma, luma_share_mask
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import inner_mouth_triangles
-from thead.render.mesh_warp import pixel_centres, warp_image
+from thead.render.mesh_warp import pixel_centres, sample_points, warp_image
 
 UPPER_INNER = LIPS_INNER[0:11]  # corner 78, upper inner lip, corner 308
 LOWER_INNER = LIPS_INNER[[0, *range(19, 9, -1)]]  # corner 78, lower inner lip, corner 308
@@ -228,12 +227,7 @@ def source_teeth_colour(src_image: torch.Tensor, src_vertices: torch.Tensor) -> 
     """
     B, _, H, W = src_image.shape
     region = inner_mouth_mask(src_vertices, H, W)
-    lum = luma(src_image)[:, 0]
-    flat = torch.where(region[:, 0] > 0.5, lum, torch.full_like(lum, -1.0)).view(B, -1)
-    count = (region > 0.5).view(B, -1).sum(1)
-    k = (count.float() * 0.25).ceil().long().clamp(min=1)
-    thresh = flat.sort(dim=1, descending=True).values.gather(1, (k - 1).view(B, 1))
-    sel = (flat >= thresh) & (flat > 0.45)
+    sel = (luma_share_mask(src_image, region, 0.25) & (luma(src_image) > 0.45)).view(B, -1)
     n = sel.sum(1, keepdim=True)
     mean = (src_image.view(B, 3, -1) * sel.unsqueeze(1)).sum(2) / n.clamp(min=1)
     default = torch.tensor(TEETH, device=src_image.device).expand(B, 3)
@@ -350,13 +344,11 @@ def mouth_colour_stats(image: torch.Tensor, vertices: torch.Tensor) -> torch.Ten
     outer = vertices[:, LIPS_OUTER, :2].to(dt)
     inner = vertices[:, LIPS_INNER, :2].to(dt)
     points = torch.cat([2.0 * outer - inner, 3.0 * outer - 2.0 * inner], 1)  # [B, 40, 2]
-    H, W = image.shape[-2:]
-    grid = (points * torch.tensor([2.0 / W, 2.0 / H], device=dev, dtype=dt) - 1.0).unsqueeze(1)  # [B, 1, 40, 2]
     src = blur3(image)
     if src.shape[0] == 1 and B > 1:
         src = src.expand(B, -1, -1, -1)
-    rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]  # [B, 3, 40]
-    return torch.einsum("ij,bjn->bi", TO_YCC.to(dev, dt), rgb) / rgb.shape[-1]
+    rgb = sample_points(src, points)  # [B, 40, 3]
+    return torch.einsum("ij,bnj->bi", TO_YCC.to(dev, dt), rgb) / rgb.shape[1]
 
 
 def match_mouth_colour(mouth_image: torch.Tensor, borrowed: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
