@@ -608,7 +608,7 @@ def test_mesh_config_digest_names_what_is_rendered():
     from thead.engines.mesh import ENGINE_VERSION, MeshConfig
 
     base = MeshConfig()
-    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-25-dd4d05c3b291"
+    assert base.digest() == MeshConfig().digest() == ENGINE_VERSION == "mesh-26-4daff88b1346"
     assert MeshConfig(batch_size=2).digest() == base.digest()  # renders do not depend on it (test below)
     assert MeshConfig(workers=1).digest() == base.digest()
     assert set(CHANGED_SETTINGS) == {f.name for f in fields(MeshConfig)} - {"batch_size", "workers"}

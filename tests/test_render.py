@@ -722,26 +722,79 @@ def test_the_white_painted_under_an_iris_keeps_the_upper_lid_margin(astro_face):
         assert luma(free[:, margin]).mean() < 0.5 * luma(free[:, body]).mean(), e
 
 
+def _lid_skin_disc(v: torch.Tensor, e: int, pix: torch.Tensor) -> torch.Tensor:
+    """bool [S, S]: the disc eye ``e``'s lid-skin colour is read from (``LID_SKIN_SPOT``)."""
+    from thead.render.eyes import BROW_CENTRES, LID_CENTRES, LID_SKIN_SPOT
+
+    lid, brow = v[0, LID_CENTRES[e][0], :2], v[0, BROW_CENTRES[e], :2]
+    spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
+    return (pix - spot.view(2, 1, 1)).norm(dim=0) < LID_SKIN_SPOT[1] * (brow - lid).norm()
+
+
 def test_lid_skin_fill_paints_each_eye_with_its_own_lid_skin_and_leaves_the_rest(astro_face):
     from thead.face.topology import LEFT_EYE, RIGHT_EYE
-    from thead.render.eyes import BROW_CENTRES, LID_CENTRES, LID_SKIN_SPOT, eye_opening_masks, lid_skin_fill
+    from thead.render.eyes import LID_SKIN_SHARE, eye_opening_masks, lid_skin_fill
 
     img, v = astro_face
     out = lid_skin_fill(img, v)
     openings = eye_opening_masks(v, S, S)[0]
     pix = pixel_centres(S, S)
     far = torch.ones(S, S, dtype=torch.bool)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1)
     for e in range(2):
-        lid, brow = v[0, LID_CENTRES[e][0], :2], v[0, BROW_CENTRES[e], :2]
-        reach = (brow - lid).norm()
-        spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
-        skin = img[0][:, (pix - spot.view(2, 1, 1)).norm(dim=0) < LID_SKIN_SPOT[1] * reach].median(dim=1).values
+        disc = img[0][:, _lid_skin_disc(v, e, pix)]  # [3, N]
+        luma = (disc * weights).sum(0)
+        skin = disc[:, luma >= luma.quantile(1.0 - LID_SKIN_SHARE)].mean(dim=1)  # its brightest quarter
         inside = openings[e] > 0
         torch.testing.assert_close(out[0][:, inside].median(dim=1).values, skin, atol=0.02, rtol=0)
         loop = (RIGHT_EYE, LEFT_EYE)[e]
         width = (v[0, loop[0], :2] - v[0, loop[8], :2]).norm()
         far &= (pix - v[0, loop, :2].mean(0).view(2, 1, 1)).norm(dim=0) > width
     assert torch.equal(out[0][:, far], img[0][:, far])
+
+
+def test_a_shut_lid_takes_the_lit_skin_not_the_crease_shadow_or_the_brow(astro_face):
+    """On a deep-set eye the disc between lid and brow is mostly crease shadow (and brow hairs): its median painted
+    the lid skin a shut eye shows nearly as dark as the shadow (d3's left eye: a brown slab that MediaPipe read
+    as an open eye, its lid gap 3.1 px wider than asked). A shut lid faces forward and catches the light like
+    the disc's lit skin."""
+    from thead.render.eyes import eye_opening_masks, lid_skin_fill
+
+    img, v = astro_face
+    pix = pixel_centres(S, S)
+    lit, shadow = torch.tensor([0.72, 0.55, 0.45]), torch.tensor([0.20, 0.12, 0.08])
+    painted = img.clone()
+    openings = eye_opening_masks(v, S, S)[0]
+    for e in range(2):
+        disc = _lid_skin_disc(v, e, pix)
+        painted[0][:, disc] = lit.view(3, 1)
+        # 60 % of the disc in the crease's shadow (its lowest pixels): the disc's median is shadow.
+        ys, xs = torch.nonzero(disc, as_tuple=True)
+        low = (ys * S + xs).argsort(descending=True)[:int(0.6 * len(ys))]
+        painted[0][:, ys[low], xs[low]] = shadow.view(3, 1)
+        out = lid_skin_fill(painted, v)
+        fill = out[0][:, openings[e] > 0].median(dim=1).values
+        torch.testing.assert_close(fill, lit, atol=0.03, rtol=0)  # the median read the shadow
+
+
+def test_the_lash_colour_is_the_lash_line_not_the_lid_skin_the_margin_points_sit_on(astro_face):
+    """The tracked upper-lid margin runs on the lid skin beside the lashes as often as on them: the margin points'
+    mean read a lash colour close to the lid's, and a shut eye's lash line hardly showed. The darkest share of
+    the colours along the margin and a couple of pixels above it is the lash line's."""
+    from thead.render.eyes import eye_opening_masks
+
+    img, v = astro_face
+    pix = pixel_centres(S, S)
+    skin, lash = torch.tensor([0.70, 0.52, 0.42]), torch.tensor([0.06, 0.04, 0.03])
+    painted = img.clone()
+    openings = eye_opening_masks(v, S, S)[0]
+    for e in range(2):
+        depth = _below_upper_lid(v, e, pix)  # pixels below the upper lid (negative above it; nan beside the eye)
+        painted[0][:, (depth > -5.0) & (depth < 1.5)] = skin.view(3, 1)  # lid skin on and around the margin
+        painted[0][:, (depth > -2.6) & (depth < -0.6)] = lash.view(3, 1)  # the lashes just above the tracked margin
+    lashes = prepare_source(painted, v).eyes.lash_colour[0]  # [2, 3]
+    for e in range(2):
+        torch.testing.assert_close(lashes[e], lash, atol=0.05, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------- lip border

@@ -14,6 +14,7 @@ is shaded with the lash colour. :func:`lid_split_vertices` keeps the lash line t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,15 +230,38 @@ def prepare_eyes(src_image: torch.Tensor, src_vertices: torch.Tensor) -> EyeSour
         white = torch.lerp(lid_white, white, smoothstep((depth - top * r) / ((bottom - top) * r)))
         disc = torch.clamp(rad + 0.5 - dist, 0.0, 1.0) * soft
         iris_free = torch.lerp(iris_free, white, disc)
-    lashes = []
-    for upper in UPPER_LIDS:
-        pts = src_vertices[:, upper, :2].to(src_image.dtype)  # [B, 7, 2]
-        g = (pts * scale.view(1, 1, 2) - 1.0).unsqueeze(1)  # [B, 1, 7, 2]
-        lashes.append(warp_image(src_image, g).mean(dim=(2, 3)))
+    lashes = [_lash_colour(src_image, src_vertices, e) for e in range(2)]
     return EyeSource(iris_texture=texture, iris_free=iris_free, centres=centres, radii=radii,
                      sclera=torch.stack(scleras, 1), iris_colour=torch.stack(iris_cols, 1),
                      lash_colour=torch.stack(lashes, 1), lid_gap=lid_gaps(src_vertices),
                      eye_span=eye_span(src_vertices))
+
+
+#: The lash line's colour: the darkest ``LASH_SHARE`` of the source's colours along the upper-lid margin and up to
+#: ``LASH_REACH`` eye widths above it. The tracked margin runs on the lid skin just under or over the lashes as
+#: often as on them: the margin points' mean (used before) read a lash colour close to the lid's, and a shut eye's
+#: lash line hardly showed (d3's left eye: a brown slab that a landmark detector reads as an open eye).
+LASH_REACH = 0.022
+LASH_SHARE = 0.3
+
+
+def _lash_colour(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int) -> torch.Tensor:
+    """[B, 3]: eye ``eye``'s lash-line colour (``LASH_SHARE``, ``LASH_REACH``) in ``src_image`` [B, 3, H, W],
+    from its face meshes ``src_vertices`` [B, 478, >=2] (pixels)."""
+    B, _, H, W = src_image.shape
+    dt = src_image.dtype
+    loop = EYE_LOOPS[eye]
+    corners = (src_vertices[:, loop[8], :2] - src_vertices[:, loop[0], :2]).to(dt)  # [B, 2]
+    up = torch.stack([-corners[:, 1], corners[:, 0]], 1) / corners.norm(dim=1, keepdim=True).clamp(min=1e-3)
+    up = up * torch.where(up[:, 1:2] > 0, -1.0, 1.0)  # across the corner line, up the image
+    steps = torch.linspace(0.0, LASH_REACH, 5, device=src_image.device, dtype=dt)
+    reach = steps.view(1, -1, 1, 1) * eye_span(src_vertices).to(dt).view(B, 1, 1, 1)  # [B, 5, 1, 1] pixels
+    pts = src_vertices[:, UPPER_LIDS[eye], :2].to(dt).unsqueeze(1) + reach * up.view(B, 1, 1, 2)  # [B, 5, 7, 2]
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=src_image.device, dtype=dt)
+    colours = warp_image(src_image, (pts.reshape(B, 1, -1, 2) * scale - 1.0))[:, :, 0]  # [B, 3, 35]
+    k = max(1, math.ceil(LASH_SHARE * colours.shape[-1]))
+    darkest = luma(colours.unsqueeze(-1))[:, 0, :, 0].topk(k, dim=1, largest=False).indices  # [B, k]
+    return colours.gather(2, darkest.unsqueeze(1).expand(-1, 3, -1)).mean(2)
 
 
 #: Iris radii below the upper lid down to which the painted white is the lid margin's own colours, and where
@@ -319,10 +343,14 @@ def _white_gain(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int, p
 
 
 BROW_CENTRES = (RIGHT_BROW[7], LEFT_BROW[7])  # the middle of each brow's lower edge (52, 282)
-#: The lid skin a closing lid unfolds: its colour is the median of a disc ``LID_SKIN_SPOT[0]`` of the way from the
-#: upper-lid centre to the brow's lower edge, ``LID_SKIN_SPOT[1]`` of that distance across; the region it paints
-#: reaches ``LID_SKIN_REACH`` of that distance above the upper lid.
-LID_SKIN_SPOT = (0.6, 0.2)
+#: The lid skin a closing lid unfolds: its colour is the mean of the brightest ``LID_SKIN_SHARE`` (by luma) of a
+#: disc ``LID_SKIN_SPOT[0]`` of the way from the upper-lid centre to the brow's lower edge, ``LID_SKIN_SPOT[1]`` of
+#: that distance across; the region it paints reaches ``LID_SKIN_REACH`` of that distance above the upper lid. A
+#: shut lid faces forward and catches the light like the lit skin in that disc, not like the crease's shadow or the
+#: brow's hairs the disc also holds: on a deep-set eye a small disc's median read the crease (d3's left eye: a shut
+#: eye painted as a dark slab).
+LID_SKIN_SPOT = (0.6, 0.4)
+LID_SKIN_SHARE = 0.25
 LID_SKIN_REACH = 0.35
 
 
@@ -352,7 +380,8 @@ def lid_skin_fill(image: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
         brow = vertices[:, BROW_CENTRES[e], :2].to(image.dtype)
         reach = (brow - lid).norm(dim=1)  # [B]
         spot = lid + LID_SKIN_SPOT[0] * (brow - lid)
-        colour = _disc_median(image, pix, spot, LID_SKIN_SPOT[1] * reach, image.mean(dim=(2, 3)))  # [B, 3]
+        disc = pixel_distance(pix, spot.view(B, 2, 1, 1)) < (LID_SKIN_SPOT[1] * reach).view(B, 1, 1, 1)
+        colour = _bright_mean(image, disc.to(image.dtype), LID_SKIN_SHARE, image.mean(dim=(2, 3)))  # [B, 3]
         region = torch.cat([eye_opening_masks(inflate_eye_loops(vertices[b:b + 1], float(LID_SKIN_REACH * reach[b]),
                                                                   down[b:b + 1]), H, W)[:, e:e + 1] for b in range(B)])
         region = soften(region.to(image.dtype))
