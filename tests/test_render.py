@@ -781,13 +781,10 @@ def test_the_lash_colour_is_the_lash_line_not_the_lid_skin_the_margin_points_sit
     """The tracked upper-lid margin runs on the lid skin beside the lashes as often as on them: the margin points'
     mean read a lash colour close to the lid's, and a shut eye's lash line hardly showed. The darkest share of
     the colours along the margin and a couple of pixels above it is the lash line's."""
-    from thead.render.eyes import eye_opening_masks
-
     img, v = astro_face
     pix = pixel_centres(S, S)
     skin, lash = torch.tensor([0.70, 0.52, 0.42]), torch.tensor([0.06, 0.04, 0.03])
     painted = img.clone()
-    openings = eye_opening_masks(v, S, S)[0]
     for e in range(2):
         depth = _below_upper_lid(v, e, pix)  # pixels below the upper lid (negative above it; nan beside the eye)
         painted[0][:, (depth > -5.0) & (depth < 1.5)] = skin.view(3, 1)  # lid skin on and around the margin
