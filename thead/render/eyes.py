@@ -250,10 +250,7 @@ def _lash_colour(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int) 
     from its face meshes ``src_vertices`` [B, 478, >=2] (pixels)."""
     B, _, H, W = src_image.shape
     dt = src_image.dtype
-    loop = EYE_LOOPS[eye]
-    corners = (src_vertices[:, loop[8], :2] - src_vertices[:, loop[0], :2]).to(dt)  # [B, 2]
-    up = torch.stack([-corners[:, 1], corners[:, 0]], 1) / corners.norm(dim=1, keepdim=True).clamp(min=1e-3)
-    up = up * torch.where(up[:, 1:2] > 0, -1.0, 1.0)  # across the corner line, up the image
+    up = -eye_down_normal(src_vertices, eye).to(dt)  # across the eye's corner line, up the image
     steps = torch.linspace(0.0, LASH_REACH, 5, device=src_image.device, dtype=dt)
     reach = steps.view(1, -1, 1, 1) * eye_span(src_vertices).to(dt).view(B, 1, 1, 1)  # [B, 5, 1, 1] pixels
     pts = src_vertices[:, UPPER_LIDS[eye], :2].to(dt).unsqueeze(1) + reach * up.view(B, 1, 1, 2)  # [B, 5, 7, 2]
@@ -394,16 +391,23 @@ def eye_span(vertices: torch.Tensor) -> torch.Tensor:
     return (vertices[:, RIGHT_EYE[0], :2] - vertices[:, LEFT_EYE[0], :2]).float().norm(dim=1)
 
 
+def eye_down_normal(vertices: torch.Tensor, eye: int) -> torch.Tensor:
+    """[B, 2] float32: the unit normal of eye ``eye``'s corner line in face meshes [B, V, >=2] (pixels), pointing
+    down the image."""
+    loop = EYE_LOOPS[eye]
+    span = (vertices[:, loop[8], :2] - vertices[:, loop[0], :2]).float()
+    normal = torch.stack([-span[:, 1], span[:, 0]], dim=1) / span.norm(dim=1, keepdim=True).clamp(min=1e-3)
+    return normal * torch.where(normal[:, 1:2] < 0, -1.0, 1.0)
+
+
 def inflate_eye_loops(vertices: torch.Tensor, up_px: float, down_px: float | torch.Tensor) -> torch.Tensor:
     """Copy of vertices [B, V, >=2] whose upper-lid contours move ``up_px`` up and lower-lid contours
     ``down_px`` (scalar or [B]) down, across each eye's corner line."""
     down = torch.as_tensor(down_px, device=vertices.device, dtype=vertices.dtype).reshape(-1, 1, 1)
     out = vertices.clone()
-    for loop in EYE_LOOPS:
-        span = (vertices[:, loop[8], :2] - vertices[:, loop[0], :2]).float()
-        normal = torch.stack([-span[:, 1], span[:, 0]], dim=1) / span.norm(dim=1, keepdim=True).clamp(min=1e-3)
-        normal = normal * torch.where(normal[:, 1:2] < 0, -1.0, 1.0)  # point down the image
-        normal = normal.to(out.dtype).unsqueeze(1)
+    for e in range(2):
+        loop = EYE_LOOPS[e]
+        normal = eye_down_normal(vertices, e).to(out.dtype).unsqueeze(1)
         out[:, loop[1:8], :2] += down * normal
         out[:, loop[9:16], :2] -= up_px * normal
     return out
