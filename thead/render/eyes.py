@@ -27,7 +27,7 @@ from thead.render.dense_flow import interp1d, smoothstep
 from thead.render.images import luma, luma_share_mask
 from thead.render.masks import blur3, soften, triangle_set_masks
 from thead.render.mesh_topology import left_eye_triangles, right_eye_triangles
-from thead.render.mesh_warp import pixel_centres, warp_image
+from thead.render.mesh_warp import pixel_centres, sample_points, warp_image
 
 IRIS_SETS = (RIGHT_IRIS, LEFT_IRIS)  # centre first, then 4 ring points
 IRIS_POINTS = np.concatenate(IRIS_SETS)
@@ -248,14 +248,13 @@ LASH_SHARE = 0.3
 def _lash_colour(src_image: torch.Tensor, src_vertices: torch.Tensor, eye: int) -> torch.Tensor:
     """[B, 3]: eye ``eye``'s lash-line colour (``LASH_SHARE``, ``LASH_REACH``) in ``src_image`` [B, 3, H, W],
     from its face meshes ``src_vertices`` [B, 478, >=2] (pixels)."""
-    B, _, H, W = src_image.shape
+    B = src_image.shape[0]
     dt = src_image.dtype
     up = -eye_down_normal(src_vertices, eye).to(dt)  # across the eye's corner line, up the image
     steps = torch.linspace(0.0, LASH_REACH, 5, device=src_image.device, dtype=dt)
     reach = steps.view(1, -1, 1, 1) * eye_span(src_vertices).to(dt).view(B, 1, 1, 1)  # [B, 5, 1, 1] pixels
     pts = src_vertices[:, UPPER_LIDS[eye], :2].to(dt).unsqueeze(1) + reach * up.view(B, 1, 1, 2)  # [B, 5, 7, 2]
-    scale = torch.tensor([2.0 / W, 2.0 / H], device=src_image.device, dtype=dt)
-    colours = warp_image(src_image, (pts.reshape(B, 1, -1, 2) * scale - 1.0))[:, :, 0]  # [B, 3, 35]
+    colours = sample_points(src_image, pts.reshape(B, -1, 2)).transpose(1, 2)  # [B, 3, 35]
     k = max(1, math.ceil(LASH_SHARE * colours.shape[-1]))
     darkest = luma(colours.unsqueeze(-1))[:, 0, :, 0].topk(k, dim=1, largest=False).indices  # [B, k]
     return colours.gather(2, darkest.unsqueeze(1).expand(-1, 3, -1)).mean(2)
