@@ -1024,3 +1024,17 @@ def test_soften_lip_seam_blurs_only_a_shut_mouths_seam(astro_face):
     assert jumps(out) < 0.2 * jumps(image)  # measured: 0.85 -> 0.007
     far = distance > 3.0
     assert torch.equal(out[0][:, far], image[0][:, far])
+
+
+def test_a_paste_fades_out_towards_the_picture_s_edge_not_the_canvas_s():
+    """``inside_picture_fade``: 0 past the picture's edge and on it, 1 from ``pixels`` inside; where the picture
+    runs past the canvas (its own border) there is no edge to fade towards."""
+    from thead.render.compose import inside_picture_fade
+
+    picture = np.zeros((40, 60), np.float32)
+    picture[:, 20:] = 1.0  # the picture's left edge at column 20; it runs on past the canvas's other sides
+    w = inside_picture_fade(picture, 8.0)[0, 0].numpy()
+    assert w.shape == (40, 60) and w[:, :20].max() == 0.0
+    assert w[20, 20] < 0.05 and 0.2 < w[20, 24] < 0.8 and w[20, 29] == 1.0
+    assert w[:, 29:].min() == 1.0  # the canvas's top, bottom and right borders are no picture edge
+    assert inside_picture_fade(np.ones((10, 10)), 4.0).min() == 1.0

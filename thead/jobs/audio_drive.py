@@ -188,11 +188,13 @@ def audio_drive_pair(pair: AudioPair, workdir: Path, out_dir: Path, pre_params: 
     engine = make_engine(options)
     prepared = prepare_source(engine, src, frame)
     total = len(targets)
-    batches = engine.render_frames(prepared, targets, None)  # the engine's synthesised mouth (no driver mouth)
-    if options.paste_back:
+    if options.paste_back:  # only what the render changed goes into the original picture
         paster = Paster(engine.device)
         original, to_crop = src.original(frame), src.transforms[frame]
-        batches = (paster(b, original, to_crop) for b in batches)
+        batches = (paster(b.frames, original, to_crop, b.changed, b.margin)
+                   for b in engine.render_stream(engine.for_paste_back(prepared), targets, None))
+    else:
+        batches = engine.render_frames(prepared, targets, None)  # the engine's synthesised mouth (no driver mouth)
     write_frames(out, batches, fps, options.crf, audio_path, progress, total)
     if motion_file is not None:
         save_motion(motion_file, made, fps, {"source": str(pair.source.path), "source_key": src.key,

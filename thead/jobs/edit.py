@@ -102,8 +102,12 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
         from thead.engines.calibrate import calibrated_edit
 
         prepared = prepare_source(engine, face, 0)
+        if options.paste_back:  # the render covers the canvas around the crop too; the crop is what is measured
+            prepared = engine.for_paste_back(prepared)
+        m, s = prepared.margin, face.crop_size
         with phase("render"):
-            result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t), lambda r: r.frames[0],
+            result, measurement = calibrated_edit(lambda t: engine.render_full(prepared, t),
+                                                  lambda r: r.frames[0][m:m + s, m:m + s],
                                                   face.fit, params.engine_edit(), rounds=params.calibrate,
                                                   landmarks=face.crop_landmarks[0])
         info = {"asked": measurement.asked, "measured": measurement.measured, "rounds": measurement.rounds,
@@ -112,7 +116,8 @@ def edit_item(item: InputItem, workdir: Path, out_dir: Path, pre_params: Preproc
             warnings.append(measurement.describe_unreachable())
         frame_out = result.frames[0]
         if options.paste_back:
-            frame_out = Paster(engine.device)(result.frames, face.original(0), face.transforms[0], result.changed)[0]
+            frame_out = Paster(engine.device)(result.frames, face.original(0), face.transforms[0], result.changed,
+                                              result.margin)[0]
         write_image(out, frame_out)
     else:
         targets = edit_params(face.fit, **params.engine_edit())
@@ -159,7 +164,10 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
     """
     prepared = prepare_source(engine, face, frame)
     paster = Paster(engine.device) if paste_back else None
+    if paster is not None:
+        prepared = engine.for_paste_back(prepared)
     size, n = face.crop_size, min(len(targets), face.num_frames)
+    side = size + 2 * prepared.margin  # the renders: the crop and the canvas around it pasted back with it
     step = engine.batch_size
 
     def clip_batches() -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
@@ -173,8 +181,8 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
     def render_batch(batch_frames: tuple[slice, np.ndarray, np.ndarray]) -> np.ndarray:
         sl, frames, crops = batch_frames
         batch, landmarks = targets[sl], face.crop_landmarks[sl]
-        out = np.empty_like(crops)
-        changed = np.empty(crops.shape[:3], np.float32)
+        out = np.empty((len(crops), side, side, 3), np.uint8)
+        changed = np.empty((len(crops), side, side), np.float32)
         clip_mouth = clip_mouth_frames(engine, prepared, batch, landmarks)
         for use, idx in ((True, np.flatnonzero(clip_mouth)), (False, np.flatnonzero(~clip_mouth))):
             if idx.size:
@@ -183,7 +191,7 @@ def edit_video_batches(engine, face: Face, targets, frame: int, paste_back: bool
                 out[idx], changed[idx] = result.frames, result.changed
         still = ~face.valid[sl]  # no face in these frames: left as they are
         if paster is not None:
-            out = paster(out, frames, face.transforms[sl], changed)
+            out = paster(out, frames, face.transforms[sl], changed, prepared.margin)
             out[still] = frames[still]
         else:
             out[still] = crops[still]

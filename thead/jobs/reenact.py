@@ -257,7 +257,8 @@ def reenact_motion_file(pair: Pair, src: Face, out_dir: Path, params: ReenactPar
     if options.paste_back:
         paster = Paster(engine.device)
         original, to_crop = src.original(frame), src.transforms[frame]
-        batches = (paster(b.frames, original, to_crop, b.changed) for b in engine.render_stream(prepared, targets))
+        batches = (paster(b.frames, original, to_crop, b.changed, b.margin)
+                   for b in engine.render_stream(engine.for_paste_back(prepared), targets))
     else:
         batches = engine.render_frames(prepared, targets, None)
     total = len(targets)
@@ -335,6 +336,8 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
     src, frame = plans[0].src, plans[0].frame
     paster = Paster(engine.device) if options.paste_back else None
     original, to_crop = (src.original(frame), src.transforms[frame]) if paster is not None else (None, None)
+    if paster is not None:
+        prepared = engine.for_paste_back(prepared)
     targets = plans[0].targets if len(plans) == 1 else TargetParams.concatenate([p.targets for p in plans])
     mouth = None
     if params.mouth == "driver":
@@ -347,7 +350,7 @@ def _render_clips(plans: list[_PairPlan], engine, prepared, params: ReenactParam
     if paster is None:
         batches = timed(engine.render_frames(prepared, targets, mouth), "render")
     else:  # only what the render changed goes into the original picture
-        batches = (paster(b.frames, original, to_crop, b.changed)
+        batches = (paster(b.frames, original, to_crop, b.changed, b.margin)
                    for b in timed(engine.render_stream(prepared, targets, mouth), "render"))
     owner = np.repeat(np.arange(len(plans)), [len(p.targets) for p in plans])  # pair of each frame of the stream
     queued = encoder_queue_frames(original.shape if paster is not None else (src.crop_size, src.crop_size, 3))
@@ -494,8 +497,8 @@ def reenact_pair(pair: Pair, workdir: Path, out_dir: Path, pre_params: Preproces
         return _render_clips([plan], engine, prepared, params, options, progress)[0]
     paster = Paster(engine.device) if options.paste_back else None
     with phase("render"):
-        result = engine.render_full(prepared, plan.targets)
+        result = engine.render_full(prepared if paster is None else engine.for_paste_back(prepared), plan.targets)
     frame_out = result.frames[0] if paster is None else \
-        paster(result.frames, src.original(plan.frame), src.transforms[plan.frame], result.changed)[0]
+        paster(result.frames, src.original(plan.frame), src.transforms[plan.frame], result.changed, result.margin)[0]
     write_image(plan.out, frame_out)
     return _finish_pair(plan, engine, params, options)

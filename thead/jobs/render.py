@@ -201,16 +201,19 @@ class Paster:
         self.device = device
 
     def __call__(self, crops: np.ndarray, originals: np.ndarray, to_crop: np.ndarray,
-                 changed: np.ndarray | None = None) -> np.ndarray:
-        """crops uint8 [B, S, S, 3] pasted into originals uint8 [B or 1, H, W, 3] by affines to_crop [B or 1, 2, 3]
-        (original -> crop pixels); changed: optional [B, S, S] weights in [0, 1] (the engine's changed region).
+                 changed: np.ndarray | None = None, margin: int = 0) -> np.ndarray:
+        """crops uint8 [B, S + 2 margin, S + 2 margin, 3] (the crop and ``margin`` pixels around it,
+        ``EngineOutput.margin``) pasted into originals uint8 [B or 1, H, W, 3] by affines to_crop [B or 1, 2, 3]
+        (original -> crop pixels); changed: optional [B, S', S'] weights in [0, 1] (the engine's changed region).
         Returns uint8 [B, H, W, 3]."""
         from thead.render import frames_to_tensor, paste_back, tensor_to_frames
 
         c = frames_to_tensor(crops, self.device)
         b = c.shape[0]
         frames = frames_to_tensor(originals, self.device)
-        maps = torch.as_tensor(np.asarray(to_crop, np.float32).reshape(-1, 2, 3), device=self.device)
+        maps = np.array(to_crop, np.float32).reshape(-1, 2, 3)
+        maps[:, :, 2] += margin  # original -> rendered pixels (the crop starts ``margin`` pixels in)
+        maps = torch.as_tensor(maps, device=self.device)
         mask = None if changed is None else torch.as_tensor(changed, device=self.device)[:, None].float()
         with phase("paste"):
             out = paste_back(c, frames.expand(b, -1, -1, -1), maps.expand(b, -1, -1), crop_mask=mask)

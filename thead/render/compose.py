@@ -100,6 +100,34 @@ def outside_fade(size: int, pad: int, fraction: float, device: torch.device | st
     return (ramp_y.view(-1, 1) * ramp.view(1, -1)).view(1, 1, size + 2 * pad, size + 2 * pad)
 
 
+def inside_picture_fade(picture: np.ndarray, pixels: float) -> torch.Tensor:
+    """How much of a render over a canvas is pasted back into its picture near the picture's own edge.
+
+    A render pasted back fades into the original picture over a seam; where the seam would lie past the picture's
+    edge (a crop at the frame's border), the render fades out towards that edge instead, as it did over the crop's
+    own edge when only the crop was rendered.
+
+    Parameters
+    ----------
+    picture : np.ndarray
+        [H, W] in [0, 1]: 1 where a canvas shows the picture (``thead.face.crop.picture_mask``).
+    pixels : float
+        How far inside the picture's edge the weight reaches 1 (pixels).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 [1, 1, H, W] in [0, 1]: 0 outside the picture and on its edge, rising smoothly to 1 ``pixels``
+        inside it.
+    """
+    import cv2
+
+    inside = np.asarray(picture) >= 0.5
+    padded = np.pad(inside, 1, constant_values=True)  # past the canvas: the canvas's own seam, not this one
+    dist = cv2.distanceTransform(padded.astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return smoothstep(torch.as_tensor((dist - 0.5) / max(pixels, 1e-6), dtype=torch.float32))[None, None]
+
+
 def past_picture_fade(picture: np.ndarray, pixels: float) -> torch.Tensor:
     """A matte's fade past the picture's edge: nobody knows where the person ends out there.
 

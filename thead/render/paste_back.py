@@ -16,6 +16,9 @@ from thead.render.dense_flow import smoothstep
 from thead.render.masks import blur3
 from thead.render.mesh_warp import pixel_centres
 
+# The seam over which a render pasted back fades into its picture: this share of the pasted image's side.
+PASTE_FEATHER = 0.08
+
 
 def _maps(maps: torch.Tensor | Affine2D, like: torch.Tensor) -> torch.Tensor:
     """[B, 2, 3] tensor of ``maps`` (tensor, array or Affine2D) on ``like``'s device and dtype."""
@@ -47,7 +50,7 @@ def paste_back(
     crops: torch.Tensor,
     frames: torch.Tensor,
     to_crop: torch.Tensor | Affine2D,
-    feather: float = 0.08,
+    feather: float = PASTE_FEATHER,
     crop_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Warp crop-space images back into the original frames and blend them in.

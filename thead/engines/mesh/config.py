@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 # Bump when a change to the engine's code changes what it renders with the same settings, so that outputs made by
 # an older engine are redone rather than skipped as current (settings changes are in the digest already).
-CODE_REVISION = 26
+CODE_REVISION = 27  # 27: pasted-back renders cover the canvas around the crop
 BACKGROUNDS = ("still", "warp")
 
 

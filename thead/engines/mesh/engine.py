@@ -57,7 +57,8 @@ from thead.facemodel import geometry as geo
 from thead.facemodel.model import FaceModel, load_face_model
 from thead.fitting.result import FitResult
 from thead.render import frames_to_tensor, prepare_source, render_head, tensor_to_frames
-from thead.render.compose import body_layer, dilate, outside_fade, past_picture_fade, premultiplied
+from thead.render.compose import (body_layer, dilate, inside_picture_fade, outside_fade, past_picture_fade,
+                                  premultiplied)
 from thead.render.dense_flow import smoothstep
 from thead.render.head_render import weighted_flow
 from thead.render.images import bar_mask, fill_bars, letterbox_bars
@@ -66,7 +67,7 @@ from thead.render.masks import blur3, fill_rows, triangle_set_masks
 from thead.render.mesh_topology import closed_mesh_triangles
 from thead.render.mesh_warp import flow_to_grid, warp_image
 from thead.render.mouth import match_mouth_colour, mouth_colour_stats, mouth_map
-from thead.render.paste_back import changed_region, restore_unchanged, warp_affine
+from thead.render.paste_back import PASTE_FEATHER, changed_region, restore_unchanged, warp_affine
 from thead.render.symmetry import (fill_profile, fill_weight_map, flip_columns, flip_points, mesh_visibility,
                                    mirror_weights, mirrored_source, relight_mirror)
 
@@ -103,8 +104,8 @@ class PreparedSource:
     the same way (its own face, head points, masks on the flipped canvas), for the symmetry fill (None: off).
     bars [1, 1, S, S]: 1 on black bars framing the crop (``letterbox_bars``), framed [1, 3, S, S]: the source crop
     with them, put back over the output (None: no bars; ``face`` and the masks see the bars filled).
-    rest [1, 3, S, S]: the render of the source's own parameters, what every changed region is measured against
-    (``MeshEngine`` makes it at the first render that needs one).
+    rest [1, 3, S + 2 margin, S + 2 margin]: the render of the source's own parameters, what every changed region
+    is measured against (``MeshEngine`` makes it at the first render that needs one).
     mouth_colour [1, 3]: the colour of the skin around the source's mouth (``thead.render.mouth.mouth_colour_stats``),
     to which a driver's borrowed mouth interior is matched.
     """
@@ -130,6 +131,11 @@ class PreparedSource:
     framed: torch.Tensor | None = None
     rest: torch.Tensor | None = None  # [1, 3, S, S]: the render of the source's own parameters (made when needed)
     mouth_colour: torch.Tensor | None = None  # [1, 3]: ``mouth_colour_stats`` of the source (skin around the mouth)
+    # [1, 1, H, W] over the canvas when it was cut from the picture (``prepare(surroundings=...)``): how much of a
+    # render is pasted back there (``inside_picture_fade``: 0 past the picture's edge); None: a mirrored border.
+    paste_weight: torch.Tensor | None = None
+    # Pixels of canvas around the crop that each render covers (``MeshEngine.for_paste_back``); 0: the crop only.
+    margin: int = 0
 
     @property
     def background_share(self) -> torch.Tensor | None:
@@ -175,14 +181,16 @@ class PreparedSource:
 
 @dataclass
 class EngineOutput:
-    """frames uint8 [B, S, S, 3]; changed float32 [B, S, S] in [0, 1]: where the render differs from the source
-    crop, with a soft rim (``thead.render.paste_back.changed_region``; the ``crop_mask`` for
+    """frames uint8 [B, S', S', 3] with S' = S + 2 margin (the crop, and ``margin`` pixels of the canvas around it
+    for a source prepared ``for_paste_back``); changed float32 [B, S', S'] in [0, 1]: where the render differs from
+    the source, with a soft rim (``thead.render.paste_back.changed_region``; the ``crop_mask`` for
     :func:`thead.render.paste_back`: 0 where the original picture's own pixels stay); vertices float32
     [B, 478, 3]: the target meshes as drawn (crop pixels, depth; turned by ``MeshConfig.turn_gain``)."""
 
     frames: np.ndarray
     changed: np.ndarray
     vertices: np.ndarray
+    margin: int = 0
 
 
 class MeshEngine:
@@ -246,6 +254,31 @@ class MeshEngine:
             ``round(config.pad_fraction * S)``.
         """
         return int(round(self.config.pad_fraction * size))
+
+    def paste_margin(self, prepared: PreparedSource) -> int:
+        """Pixels of canvas around the crop that renders for pasting back cover: the whole canvas border where it
+        holds the picture's own surroundings (``prepare(surroundings=...)``), else 0 (a mirrored border is nothing
+        to paste; a letterboxed crop is pasted as it is).
+
+        A render covering only the crop is pasted with its changes faded out towards the crop's edge, where
+        hair or a shoulder the head carries across that edge would be cross-faded with the original's unmoved
+        copy (a smeared wedge of hair over the head, a doubled outline); over the canvas the dense flow has
+        tapered to 0 at the canvas's own edge (``dense_backward_flow(border=...)``), so the render there already
+        matches the original and the fade-out meets it without a seam."""
+        weight, p, s = prepared.paste_weight, prepared.pad, prepared.size
+        if weight is None or prepared.bars is not None or p == 0:
+            return 0
+        ring = weight.clone()
+        ring[..., p:p + s, p:p + s] = 0.0
+        return p if float(ring.max()) > 0.0 else 0  # (a crop filling its frame: nothing around it to paste)
+
+    def for_paste_back(self, prepared: PreparedSource) -> PreparedSource:
+        """``prepared`` rendering ``paste_margin`` pixels of canvas around the crop (``EngineOutput.margin``); the
+        same object when that is its margin already. Renders of the crop itself are unchanged by it."""
+        margin = self.paste_margin(prepared)
+        if margin == prepared.margin:
+            return prepared
+        return replace(prepared, margin=margin, rest=None)
 
     @torch.no_grad()
     def prepare(self, source_image: np.ndarray, source_landmarks: np.ndarray, source_fit: FitResult,
@@ -342,6 +375,9 @@ class MeshEngine:
                                   head_source=head_src, person=mask, background=background,
                                   head_weight=weight, bend_weight=bend, bars=bar_alpha, framed=framed,
                                   mouth_colour=mouth_colour_stats(image, lm_t + shift))
+        if surroundings is not None and pad > 0:
+            shown = np.ones(image.shape[-2:], np.float32) if picture is None else picture
+            prepared.paste_weight = inside_picture_fade(shown, PASTE_FEATHER * size).to(dev)
         if cfg.symmetry:
             self._prepare_mirror(prepared, image, lm_t + shift)
         return prepared
@@ -558,7 +594,8 @@ class MeshEngine:
         # reach of the render's neighbourhood filters (feather, dilate, blurs), the same pixels as a whole-canvas
         # render there.
         canvas = prepared.face.image.shape[-1]
-        lo, hi = max(0, pad - _WINDOW_MARGIN), min(canvas, pad + size + _WINDOW_MARGIN)
+        m = prepared.margin
+        lo, hi = max(0, pad - m - _WINDOW_MARGIN), min(canvas, pad + size + m + _WINDOW_MARGIN)
         window = (lo, lo, hi - lo, hi - lo)
         if mouth_image is not None:
             mouth_image = mouth_image[..., lo:hi, lo:hi]
@@ -591,16 +628,17 @@ class MeshEngine:
                     image_n[box] = over(image_n[box], image_m, share[box])
                     image = image.index_copy(0, need, image_n)
         pad = pad - lo  # the crop in the window
-        image = image[..., pad:pad + size, pad:pad + size]
+        image = image[..., pad - m:pad + size + m, pad - m:pad + size + m]
         return self._finish(prepared, image, dst, with_changed, rest_fix)
 
     @staticmethod
     def _source_crop(prepared: PreparedSource) -> torch.Tensor:
-        """[1, 3, S, S]: the source crop as renders are restored to it (framed when letterboxed)."""
+        """[1, 3, S + 2 margin, S + 2 margin]: the source crop (and ``margin`` pixels of canvas around it) as renders
+        are restored to it (framed when letterboxed)."""
         if prepared.framed is not None:
             return prepared.framed
-        p, s = prepared.pad, prepared.size
-        return prepared.face.image[..., p:p + s, p:p + s]
+        p, s, m = prepared.pad, prepared.size, prepared.margin
+        return prepared.face.image[..., p - m:p + s + m, p - m:p + s + m]
 
     def _finish(self, prepared: PreparedSource, image: torch.Tensor, dst: torch.Tensor, with_changed: bool,
                 rest_fix: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -619,7 +657,13 @@ class MeshEngine:
         image = restore_unchanged(image, self.rest_render(prepared), source)
         # What the paste-back takes from the render: only the pixels that differ from the source (and a soft rim
         # around them); the rest stays the original frame's own, at the original's resolution.
-        return image, (changed_region(image, source) if with_changed else None), dst
+        changed = None
+        if with_changed:
+            changed = changed_region(image, source)
+            if prepared.margin:  # past the picture's edge there is nothing to paste into
+                p, s, m = prepared.pad, prepared.size, prepared.margin
+                changed = changed * prepared.paste_weight[..., p - m:p + s + m, p - m:p + s + m]
+        return image, changed, dst
 
     def _neck_edge(self, prepared: PreparedSource, targets: TargetParams) -> torch.Tensor | None:
         """[B] in [0, 1]: how far each target's head layer lengthens its lower edge, from ``neck_fade`` (0) to
@@ -835,11 +879,11 @@ class MeshEngine:
             frames.append(tensor_to_frames(img))
             changed.append(ch[:, 0].float().cpu().numpy())
             verts.append(dst.float().cpu().numpy())
-        s = prepared.size
+        s, m = prepared.size + 2 * prepared.margin, prepared.margin
         if not frames:
             return EngineOutput(np.zeros((0, s, s, 3), np.uint8), np.zeros((0, s, s), np.float32),
-                                np.zeros((0, 478, 3), np.float32))
-        return EngineOutput(np.concatenate(frames), np.concatenate(changed), np.concatenate(verts))
+                                np.zeros((0, 478, 3), np.float32), m)
+        return EngineOutput(np.concatenate(frames), np.concatenate(changed), np.concatenate(verts), m)
 
     def render_frames(self, prepared: PreparedSource, targets: TargetParams,
                       mouth: Iterable[tuple[np.ndarray, np.ndarray]] | None = None) -> Iterator[np.ndarray]:
@@ -896,7 +940,7 @@ class MeshEngine:
 
         for img, ch, dst in self._map_batches(prepared, jobs(), len(slices), with_changed):
             changed = np.zeros((img.shape[0], 0, 0), np.float32) if ch is None else ch[:, 0].float().cpu().numpy()
-            yield EngineOutput(tensor_to_frames(img), changed, dst.float().cpu().numpy())
+            yield EngineOutput(tensor_to_frames(img), changed, dst.float().cpu().numpy(), prepared.margin)
 
 
 __all__ = ["EngineOutput", "MeshEngine", "PreparedSource"]

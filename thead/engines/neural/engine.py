@@ -146,6 +146,10 @@ class NeuralEngine(MeshEngine):
             return (base + resize_square(out - small, S)).clamp(0.0, 1.0)
         return resize_square(out, S).clamp(0.0, 1.0)
 
+    def paste_margin(self, prepared: PreparedSource) -> int:
+        """0: the network draws the crop alone, so only the crop is pasted back (``MeshEngine.paste_margin``)."""
+        return 0
+
     @torch.no_grad()
     def _render_batch(self, prepared: PreparedSource, targets: TargetParams, mouth_frames: np.ndarray | None,
                       mouth_landmarks: np.ndarray | None, with_changed: bool = True, rest_fix: bool = True
