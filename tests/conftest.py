@@ -11,6 +11,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``), each worker takes its share of the processors for torch and OpenMP: N
+    workers with torch's default of a thread per core oversubscribe the machine N times over (on a 16-core GPU
+    machine 8 such workers did not get through the render tests in 280 s; not established as the only cause)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and workers.isdigit() and int(workers) > 1:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # child processes (commands run as programs)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def shared_data_dir() -> Path | None:
     """The real-media folder, or None when it is absent (a user's fresh clone)."""
     path = Path(os.environ.get("THEAD_TEST_DATA", REPO.parent / "shared" / "data"))
