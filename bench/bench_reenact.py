@@ -107,6 +107,31 @@ def load_inputs(data: Path, work: Path) -> tuple[list[Clip], list[Photo]]:
     return clips, photos
 
 
+def clips_named(data: Path, work: Path, prefixes: list[str] | None) -> list[Clip]:
+    """The clips of ``load_inputs`` whose names start with one of ``prefixes`` (None or empty: every clip)."""
+    clips, _ = load_inputs(data, work)
+    return [c for c in clips if not prefixes or any(c.name.startswith(p) for p in prefixes)]
+
+
+def own_motion_render(engine, clip: Clip):
+    """A clip's self-reenactment at its own motion, as the measurement tools make it: the clip fitted, its first
+    frame prepared as ``thead reenact`` prepares a source (``prepare``), every frame rendered at
+    ``transfer_motion(fit, fit)`` (the target mesh is the real frame's fit) with the clip's own mouths.
+
+    Returns (fit, prepared, targets, rendered uint8 [T, S, S, 3], asked: the target meshes float32 [T, 478, 3]).
+    """
+    from thead.engines import transfer_motion
+    from thead.fitting import fit_sequence
+
+    fit = fit_sequence(clip.landmarks, clip.valid, SIZE, fps=clip.fps)
+    prepared = prepare(engine, clip.frames[0], clip.landmarks[0], fit, clip.original, clip.transform)
+    n = len(clip.frames)
+    targets = transfer_motion(fit, fit)[np.arange(n)]
+    rendered = engine.render(prepared, targets, clip.frames[:n], clip.landmarks[:n])  # batched by the engine
+    asked = engine.target_vertices(prepared, targets).cpu().numpy()
+    return fit, prepared, targets, rendered, asked
+
+
 def detect_all(landmarker, frames: np.ndarray) -> np.ndarray:
     """MediaPipe landmarks [N, 478, 3] of each frame (NaN where no face is found)."""
     out = np.full((len(frames), 478, 3), np.nan, np.float32)

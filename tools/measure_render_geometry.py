@@ -32,8 +32,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from thead.engines import transfer_motion  # noqa: E402
-from thead.fitting import fit_sequence  # noqa: E402
 from thead.render.lip_border import mouth_opening  # noqa: E402
 
 POINTS = {
@@ -59,15 +57,11 @@ def patch_shift(real: np.ndarray, out: np.ndarray, x: float, y: float, half: int
     return -np.asarray(shift, np.float64)  # the shift that registers out onto real, turned round
 
 
-def measure_clip(clip, engine, size: int, half: int, step: int) -> None:
+def measure_clip(clip, engine, half: int, step: int) -> None:
     import bench_reenact
 
-    fit = fit_sequence(clip.landmarks, clip.valid, size, fps=clip.fps)
-    prepared = bench_reenact.prepare(engine, clip.frames[0], clip.landmarks[0], fit, clip.original, clip.transform)
+    _, _, _, rendered, asked = bench_reenact.own_motion_render(engine, clip)
     n = len(clip.frames)
-    targets = transfer_motion(fit, fit)[np.arange(n)]
-    rendered = engine.render(prepared, targets, clip.frames[:n], clip.landmarks[:n])
-    asked = engine.target_vertices(prepared, targets).cpu().numpy()
     grey_real = clip.frames[:n].astype(np.float64).mean(-1)
     grey_out = rendered.astype(np.float64).mean(-1)
     frames = np.arange(1, n, step)
@@ -109,15 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import bench_reenact
 
-    clips, _ = bench_reenact.load_inputs(args.data, args.work)
-    if args.clips:
-        clips = [c for c in clips if any(c.name.startswith(p) for p in args.clips)]
+    clips = bench_reenact.clips_named(args.data, args.work, args.clips)
     if not clips:
         print(f"no clips under {args.data}")
         return 1
     engine = bench_reenact.speed_engine("cpu")
     for clip in clips:
-        measure_clip(clip, engine, bench_reenact.SIZE, args.half, args.step)
+        measure_clip(clip, engine, args.half, args.step)
     return 0
 
 

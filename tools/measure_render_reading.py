@@ -40,7 +40,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from thead.engines import transfer_motion  # noqa: E402
 from thead.face import topology as T  # noqa: E402
 from thead.face.landmarks import detect_landmarks  # noqa: E402
 from thead.fitting import fit_sequence  # noqa: E402
@@ -59,12 +58,8 @@ EYES = ("right", "left")  # iris_offsets' order (subject's right first)
 def measure_clip(clip, engine, size: int, gaze_step_deg: float) -> None:
     import bench_reenact
 
-    fit = fit_sequence(clip.landmarks, clip.valid, size, fps=clip.fps)
-    prepared = bench_reenact.prepare(engine, clip.frames[0], clip.landmarks[0], fit, clip.original, clip.transform)
+    fit, prepared, targets, rendered, asked = bench_reenact.own_motion_render(engine, clip)
     n = len(clip.frames)
-    targets = transfer_motion(fit, fit)[np.arange(n)]
-    rendered = engine.render(prepared, targets, clip.frames[:n], clip.landmarks[:n])  # batched by the engine
-    asked = engine.target_vertices(prepared, targets).cpu().numpy()
     out, _ = detect_landmarks(list(rendered), static=False)
     real, _ = detect_landmarks(list(clip.frames[:n]), static=False)
     print(f"{clip.name}: {n} frames")
@@ -120,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import bench_reenact
 
-    clips, _ = bench_reenact.load_inputs(args.data, args.work)
-    if args.clips:
-        clips = [c for c in clips if any(c.name.startswith(p) for p in args.clips)]
+    clips = bench_reenact.clips_named(args.data, args.work, args.clips)
     if not clips:
         print(f"no clips under {args.data}")
         return 1
