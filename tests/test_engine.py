@@ -325,31 +325,40 @@ def test_scales_and_switches(astro):
         transfer_motion(fit, driver, mode="sideways")
 
 
-def test_a_driver_widening_its_eyes_arrives_at_the_reading_gain(astro):
-    """MediaPipe reads a small lid lift short (``READ_GAINS``): the driver's eye_wide change arrives times its gain,
-    relative and absolute, within the unit's bounds; the other units as read; ``read_gains={}`` turns it off and an
-    unknown unit is refused."""
+def test_a_driver_widening_its_eyes_or_lowering_its_brows_arrives_at_the_reading_gain(astro):
+    """MediaPipe reads a small lid lift and a lowered brow short (``READ_GAINS``): the driver's eye_wide and
+    brow_lower changes arrive times their gains, relative and absolute, within the units' bounds; the other units
+    (the jaw, the brow raises) as read; ``read_gains={}`` turns it off and an unknown unit is refused."""
     from thead.engines.motion import READ_GAINS
     from thead.facemodel.expressions import expression_bounds
 
     _, _, fit = astro
     names = fit.expression_names
-    wide, jaw = names.index("eye_wide"), names.index("jaw_open")
+    lo, hi = expression_bounds()
+    steps = np.array([0.0, 0.2, 0.4])
+    gained = ("eye_wide", "brow_lower")
+    plain_units = ("jaw_open", "brow_raise_left")
     expr = np.repeat(fit.expression[:1], 3, 0)
-    expr[:, wide] = fit.expression[0, wide] + np.array([0.0, 0.2, 0.4])
-    expr[:, jaw] = fit.expression[0, jaw] + np.array([0.0, 0.2, 0.4])
+    for unit in gained + plain_units:  # away from the bound the source is nearer (its brows read low already)
+        k = names.index(unit)
+        toward = 1.0 if hi[k] - fit.expression[0, k] > fit.expression[0, k] - lo[k] else -1.0
+        expr[:, k] = fit.expression[0, k] + toward * steps
     driver = driver_from(fit, np.repeat(fit.pose[:1], 3, 0), expr)
-    gain = READ_GAINS["eye_wide"]
-    assert gain > 1.0
-    hi = expression_bounds()[1][wide]
     out = transfer_motion(fit, driver)
-    want = np.minimum(fit.expression[0, wide] + gain * np.array([0.0, 0.2, 0.4]), hi)
-    np.testing.assert_allclose(out.expression[:, wide], want, atol=1e-5)
-    np.testing.assert_allclose(out.expression[:, jaw], expr[:, jaw], atol=1e-5)
-    plain = transfer_motion(fit, driver, read_gains={})
-    np.testing.assert_allclose(plain.expression[:, wide], expr[:, wide], atol=1e-5)
     absolute = transfer_motion(fit, driver, mode="absolute")
-    np.testing.assert_allclose(absolute.expression[:, wide], np.clip(gain * expr[:, wide], 0, hi), atol=1e-5)
+    plain = transfer_motion(fit, driver, read_gains={})
+    for unit in gained:
+        k = names.index(unit)
+        gain = READ_GAINS[unit]
+        assert gain > 1.0
+        want = np.clip(fit.expression[0, k] + gain * (expr[:, k] - expr[0, k]), lo[k], hi[k])
+        np.testing.assert_allclose(out.expression[:, k], want, atol=1e-5)
+        np.testing.assert_allclose(plain.expression[:, k], expr[:, k], atol=1e-5)
+        np.testing.assert_allclose(absolute.expression[:, k], np.clip(gain * expr[:, k], lo[k], hi[k]), atol=1e-5)
+    for unit in plain_units:
+        k = names.index(unit)
+        assert unit not in READ_GAINS
+        np.testing.assert_allclose(out.expression[:, k], expr[:, k], atol=1e-5)
     with pytest.raises(ValueError, match="unknown expression unit"):
         transfer_motion(fit, driver, read_gains={"eyebrow": 2.0})
 

@@ -76,9 +76,14 @@ EDIT_PIVOT_CM = (0.0, 1.0, 5.0)
 # arrives), so a driver's widened eyes arrived at a fraction of their size: d0's glances read back eye_wide at a
 # slope of 0.2 of the real clip's. 1.5 on d0's self-reenactment (crf 8 / 10): mean unit r .897 / .914 -> .928 /
 # .932, gaze error 4.39 / 4.34 -> 4.30 / 4.28 degrees, the pixels against the real crops as close as before
-# (``tools/measure_reader_gain.py`` measures the reading gains). brow_lower at 1.5 moved AU agreement the wrong way
-# on d0, d3 and d12, and WDA's only to near its level at the mesh-fidelity issue's filing: none.
-READ_GAINS: dict[str, float] = {"eye_wide": 1.5}
+# (``tools/measure_reader_gain.py`` measures the reading gains). brow_lower (read at 0.64) at 1.5 too: a lowered
+# brow had arrived short (WDA's frown, frames 4-38, read 0.1-0.3 under the real clip's; its brow_lower wrong in
+# 13 of 200 frames -> 6), self-reenactment AU Hamming (crf 8 / 10) WDA .0318 / .0314 -> .0286 / .0279, d0 .0201
+# / .0201 -> .0192 / .0174, d3 .0541 / .0567 -> .0527 / .0539, d12 .0722 / .0746 -> .0742 / .0722 (at the engine
+# of mesh-20 it had moved d0, d3 and d12 the wrong way). The raise units (read at 0.68) are left as read: at 1.5
+# WDA's output read its brows raised in 14 unit-frames the real clip never raises them (AU .0286 -> .0329, d0 and
+# d3 worse too).
+READ_GAINS: dict[str, float] = {"eye_wide": 1.5, "brow_lower": 1.5}
 # How far (share of its rest opening) a driver's eye closes before the target's lids follow its ratio in full
 # (``match_lid_closing``): an eye at rest wanders by a few per cent from frame to frame.
 LID_MATCH_FADE = 0.2
