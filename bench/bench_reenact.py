@@ -113,6 +113,27 @@ def clips_named(data: Path, work: Path, prefixes: list[str] | None) -> list[Clip
     return [c for c in clips if not prefixes or any(c.name.startswith(p) for p in prefixes)]
 
 
+def add_clip_options(parser: argparse.ArgumentParser, work: Path) -> None:
+    """The options of a measurement tool that runs over the shared clips (``measure_clips``): ``--data`` (the
+    shared media), ``--work`` (preprocess cache, default ``work``) and ``--clips`` (name prefixes)."""
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=work)
+    parser.add_argument("--clips", nargs="*", default=None, help="Clip name prefixes (default: every clip).")
+
+
+def measure_clips(args: argparse.Namespace, measure) -> int:
+    """Run ``measure(clip, engine)`` on each clip ``args`` (``add_clip_options``) names, with the engine ``thead
+    reenact`` builds on the CPU. Returns a process exit code: 1 when there is no clip to measure."""
+    clips = clips_named(args.data, args.work, args.clips)
+    if not clips:
+        print(f"no clips under {args.data}")
+        return 1
+    engine = speed_engine("cpu")
+    for clip in clips:
+        measure(clip, engine)
+    return 0
+
+
 def own_motion_render(engine, clip: Clip):
     """A clip's self-reenactment at its own motion, as the measurement tools make it: the clip fitted, its first
     frame prepared as ``thead reenact`` prepares a source (``prepare``), every frame rendered at

@@ -94,23 +94,14 @@ def measure_clip(clip, engine, half: int, step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import bench_reenact
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/render_geometry"))
-    ap.add_argument("--clips", nargs="*", default=None, help="Clip name prefixes (default: every clip).")
+    bench_reenact.add_clip_options(ap, Path("/tmp/render_geometry"))
     ap.add_argument("--half", type=int, default=10, help="Half the side of a registered patch, pixels at 256.")
     ap.add_argument("--step", type=int, default=2, help="Every this many frames.")
     args = ap.parse_args(argv)
-    import bench_reenact
-
-    clips = bench_reenact.clips_named(args.data, args.work, args.clips)
-    if not clips:
-        print(f"no clips under {args.data}")
-        return 1
-    engine = bench_reenact.speed_engine("cpu")
-    for clip in clips:
-        measure_clip(clip, engine, args.half, args.step)
-    return 0
+    return bench_reenact.measure_clips(args, lambda clip, engine: measure_clip(clip, engine, args.half, args.step))
 
 
 if __name__ == "__main__":

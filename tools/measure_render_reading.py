@@ -107,22 +107,13 @@ def measure_clip(clip, engine, size: int, gaze_step_deg: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/render_reading"))
-    ap.add_argument("--clips", nargs="*", default=None, help="Clip name prefixes (default: every clip).")
-    ap.add_argument("--gaze-step", type=float, default=6.0, help="Gaze sweep of the iris probe, degrees.")
-    args = ap.parse_args(argv)
     import bench_reenact
 
-    clips = bench_reenact.clips_named(args.data, args.work, args.clips)
-    if not clips:
-        print(f"no clips under {args.data}")
-        return 1
-    engine = bench_reenact.speed_engine("cpu")
-    for clip in clips:
-        measure_clip(clip, engine, bench_reenact.SIZE, args.gaze_step)
-    return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    bench_reenact.add_clip_options(ap, Path("/tmp/render_reading"))
+    ap.add_argument("--gaze-step", type=float, default=6.0, help="Gaze sweep of the iris probe, degrees.")
+    args = ap.parse_args(argv)
+    return bench_reenact.measure_clips(args, lambda clip, engine: measure_clip(clip, engine, bench_reenact.SIZE, args.gaze_step))
 
 
 if __name__ == "__main__":
